@@ -1,11 +1,27 @@
+// Command leash runs a program with leased Vault secrets delivered only
+// through memory (memfd or a private tmpfs directory), renews and rotates
+// them while it runs, and revokes them when it exits. It is a correct PID 1:
+// it forwards signals, reaps zombies and mirrors the child's exit status.
+//
+// Package main wires the packages together, one way, as plain values:
+// lease (Vault) -> render (bytes into memfd/tmpfs) -> supervisor (the child),
+// with signals for names, forwarding and reaping. Only this package maps
+// errors to exit codes.
 package main
 
 import (
-	_ "github.com/alecthomas/kong"
-	_ "github.com/hashicorp/go-hclog"
-	_ "github.com/hashicorp/hcl/v2"
-	_ "github.com/hashicorp/vault/api"
-	_ "golang.org/x/sys/unix"
+	"context"
+	"os"
 )
 
-func main() {}
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	cli, kctx, err := parseCLI(os.Args[1:])
+	if err != nil {
+		os.Exit(reportParseError(err))
+	}
+	log := newLogger(cli.LogLevel, cli.LogFormat, os.Stderr)
+	os.Exit(exitCode(dispatch(context.Background(), cli, kctx, log), log))
+}

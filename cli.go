@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/hashicorp/go-hclog"
+)
+
+// CLI is leash's command line. Every flag of run is also a config-file key
+// (the long name with _ for -).
+type CLI struct {
+	LogLevel  string `name:"log-level" enum:"trace,debug,info,warn,error" default:"info" env:"LEASH_LOG_LEVEL" help:"Log level: trace, debug, info, warn, error. Logs go to stderr only; stdout belongs to the child."`
+	LogFormat string `name:"log-format" enum:"text,json" default:"text" env:"LEASH_LOG_FORMAT" help:"Log format: text or json."`
+
+	Run      RunCmd      `cmd:"" default:"withargs" help:"Run a command with leased secrets (the default command)."`
+	Validate ValidateCmd `cmd:"" help:"Check flags, config file and templates without starting anything."`
+	Status   StatusCmd   `cmd:"" help:"Print the lease table of a running leash (see --status-addr)."`
+	Version  VersionCmd  `cmd:"" help:"Print the version."`
+}
+
+// Options are the settings shared by run and validate.
+type Options struct {
+	Config kong.ConfigFlag `short:"c" name:"config" type:"existingfile" env:"LEASH_CONFIG" placeholder:"FILE" help:"HCL config file with the same keys as the flags (flags win)."`
+
+	Auth         string `name:"auth" enum:"token,approle,kubernetes,jwt" default:"token" env:"LEASH_AUTH" help:"Auth method: token, approle, kubernetes, jwt."`
+	AuthMount    string `name:"auth-mount" env:"LEASH_AUTH_MOUNT" help:"Mount path of the auth method (default: the method's name)."`
+	AuthRole     string `name:"auth-role" env:"LEASH_AUTH_ROLE" help:"Role for approle (optional), kubernetes and jwt logins."`
+	TokenFile    string `name:"token-file" env:"LEASH_TOKEN_FILE" placeholder:"FILE" help:"File holding a Vault token (token auth; else VAULT_TOKEN, else ~/.vault-token)."`
+	RoleIDFile   string `name:"role-id-file" env:"LEASH_ROLE_ID_FILE" placeholder:"FILE" help:"File holding the AppRole role_id."`
+	SecretIDFile string `name:"secret-id-file" env:"LEASH_SECRET_ID_FILE" placeholder:"FILE" help:"File holding the AppRole secret_id (a response-wrapping token is unwrapped)."`
+	JWTFile      string `name:"jwt-file" env:"LEASH_JWT_FILE" placeholder:"FILE" help:"JWT file for kubernetes (default: the service-account token) and jwt auth; re-read at every login."`
+
+	Secrets   []string `name:"secret" short:"s" sep:"none" env:"LEASH_SECRET" placeholder:"NAME=PATH" help:"Output NAME from Vault PATH as JSON; NAME=PATH#FIELD for one raw field; NAME=PATH?k=v&k2=v2 to write with parameters; a NAME ending in .env renders a dotenv file. Repeatable."`
+	Templates []string `name:"template" short:"t" sep:"none" placeholder:"NAME=FILE" help:"Render the Go template FILE (Vault Agent/consul-template syntax) to output NAME. Repeatable."`
+	Env       []string `name:"env" sep:"none" placeholder:"VAR=NAME" help:"Also point VAR at output NAME's path (e.g. PGPASSFILE=pgpass). Repeatable."`
+
+	Delivery  string `name:"delivery" enum:"memfd,dir" default:"memfd" env:"LEASH_DELIVERY" help:"memfd: inherited read-only file descriptors 3, 4, ...; dir: a private tmpfs directory."`
+	Dir       string `name:"dir" env:"LEASH_DIR" placeholder:"DIR" help:"Parent of the private directory in dir mode (default: $XDG_RUNTIME_DIR, else /dev/shm)."`
+	AllowDisk bool   `name:"allow-disk" help:"Allow --dir on a disk file system (secrets then reach the disk)."`
+
+	OnRotate        string        `name:"on-rotate" enum:"restart,signal,none" default:"restart" env:"LEASH_ON_ROTATE" help:"What to do when a credential changes: restart the child, signal it to reload, or none."`
+	ReloadSignal    string        `name:"reload-signal" default:"HUP" env:"LEASH_RELOAD_SIGNAL" help:"Signal that tells the child to re-read its secrets (--on-rotate signal)."`
+	ReloadGrace     time.Duration `name:"reload-grace" default:"5s" help:"After a reload signal, how long the old credential stays valid before it is revoked."`
+	StopSignal      string        `name:"stop-signal" default:"TERM" env:"LEASH_STOP_SIGNAL" help:"Signal that asks the child to stop."`
+	KillTimeout     time.Duration `name:"kill-timeout" default:"10s" env:"LEASH_KILL_TIMEOUT" help:"How long a stopping child may take before SIGKILL."`
+	Splay           time.Duration `name:"splay" default:"0s" help:"Random delay up to DUR before a rotation restart (spreads a fleet's restarts)."`
+	StopDelay       time.Duration `name:"stop-delay" default:"0s" help:"Wait DUR before forwarding the stop signal (load-balancer deregistration)."`
+	RotateBefore    string        `name:"rotate-before" placeholder:"DUR|PCT" env:"LEASH_ROTATE_BEFORE" help:"Hand over a new credential this long before expiry (e.g. 30s or 25%; default a third of the lease)."`
+	StaticRefresh   time.Duration `name:"static-refresh" default:"5m" help:"How often secrets without a lease (KV) are re-read."`
+	StartupTimeout  time.Duration `name:"startup-timeout" default:"30s" env:"LEASH_STARTUP_TIMEOUT" help:"Give up (exit 69) if the secrets cannot be fetched within DUR."`
+	NoRevoke        bool          `name:"no-revoke" env:"LEASH_NO_REVOKE" help:"Do not revoke leases and leash's token on exit."`
+	SignalChildOnly bool          `name:"signal-child-only" help:"Send signals only to the child, not to its process group."`
+	User            string        `name:"user" env:"LEASH_USER" placeholder:"USER[:GROUP]" help:"Run the child as USER (name or id), with its groups or GROUP."`
+	AuditFile       string        `name:"audit-file" env:"LEASH_AUDIT_FILE" placeholder:"FILE" help:"Append audit events (JSON lines, mode 0600, no secrets) to FILE."`
+	StatusAddr      string        `name:"status-addr" env:"LEASH_STATUS_ADDR" placeholder:"ADDR" help:"Serve /healthz, /v1/leases and /metrics on a Unix socket path or loopback host:port."`
+}
+
+// RunCmd is `leash run`, also the default command.
+type RunCmd struct {
+	Options
+	Command []string `arg:"" name:"command" passthrough:"all" help:"The command to run and its arguments, after --."`
+}
+
+// ValidateCmd is `leash validate`.
+type ValidateCmd struct {
+	Options
+	Online bool `name:"online" help:"Also log in and check that every path is readable."`
+}
+
+// StatusCmd is `leash status`.
+type StatusCmd struct {
+	StatusAddr string `name:"status-addr" env:"LEASH_STATUS_ADDR" required:"" placeholder:"ADDR" help:"Address of a running leash's status server."`
+}
+
+// VersionCmd is `leash version`.
+type VersionCmd struct{}
+
+const helpText = `leash runs a command with leased Vault secrets delivered through memory only.
+
+Examples:
+
+  Container ENTRYPOINT prefix (Kubernetes auth, memfd delivery):
+    ENTRYPOINT ["leash", "-c", "/etc/leash.hcl", "--", "/app/server"]
+
+  Legacy binary on a VM (systemd unit, AppRole, reload on SIGHUP):
+    ExecStart=/usr/local/bin/leash --auth approle \
+      --role-id-file /etc/app/role-id --secret-id-file /etc/app/secret-id \
+      -s db=database/creds/app --on-rotate signal -- /usr/local/bin/app
+
+  Local development in one command (uses VAULT_ADDR and ~/.vault-token):
+    leash -s db=database/creds/dev -- go run ./cmd/app
+
+The child finds each output NAME at $NAME_FILE (/dev/fd/N or a file).
+Exit codes: the child's own; 128+N if it died of signal N; 64 usage; 69 Vault
+unreachable; 70 internal error; 75 credential lost; 77 permission denied;
+78 config error; 126 not executable; 127 not found.`
+
+// usageError is a command-line problem: exit 64 (EX_USAGE).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// parseCLI parses args. It returns the kong context for dispatch.
+func parseCLI(args []string) (*CLI, *kong.Context, error) {
+	var cli CLI
+	exit := -1
+	parser, err := kong.New(&cli,
+		kong.Name("leash"),
+		kong.Description(helpText),
+		kong.Configuration(loadHCLConfig),
+		kong.Writers(os.Stdout, os.Stderr),
+		kong.Exit(func(code int) { exit = code }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		return nil, nil, err
+	}
+	kctx, err := parser.Parse(args)
+	if exit >= 0 {
+		// --help: kong printed it and asked to exit.
+		return nil, nil, exitRequest(exit)
+	}
+	if err != nil {
+		var ce *configError
+		if errors.As(err, &ce) {
+			return nil, nil, err
+		}
+		return nil, nil, &usageError{err}
+	}
+	return &cli, kctx, nil
+}
+
+// exitRequest ends the process with a code, without a message (--help).
+type exitRequest int
+
+func (e exitRequest) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func reportParseError(err error) int {
+	var er exitRequest
+	if errors.As(err, &er) {
+		return int(er)
+	}
+	fmt.Fprintf(os.Stderr, "leash: %v\n", err)
+	var ce *configError
+	if errors.As(err, &ce) {
+		return exitConfig
+	}
+	fmt.Fprintln(os.Stderr, "leash: run 'leash --help' for usage")
+	return exitUsage
+}
+
+// Exit codes, from sysexits.h where one fits. The child's own status is
+// passed through unchanged; 128+N means it died of signal N.
+const (
+	exitUsage         = 64  // EX_USAGE: a bad flag or argument
+	exitUnavailable   = 69  // EX_UNAVAILABLE: Vault unreachable or secrets not obtained in time
+	exitSoftware      = 70  // EX_SOFTWARE: an internal error
+	exitTempFail      = 75  // EX_TEMPFAIL: a credential expired at runtime with no replacement
+	exitNoPerm        = 77  // EX_NOPERM: Vault denied permission
+	exitConfig        = 78  // EX_CONFIG: a config, template or output problem
+	exitNotExecutable = 126 // the command was found but cannot be executed
+	exitNotFound      = 127 // the command was not found
+)
+
+// newLogger builds the root logger on w (stderr).
+func newLogger(level, format string, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:            "leash",
+		Level:           hclog.LevelFromString(level),
+		Output:          w,
+		JSONFormat:      format == "json",
+		IncludeLocation: false,
+		TimeFormat:      time.RFC3339Nano,
+	})
+}
+
+// dispatch runs the selected command.
+func dispatch(ctx context.Context, cli *CLI, kctx *kong.Context, log hclog.Logger) error {
+	switch cmd := kctx.Command(); {
+	case strings.HasPrefix(cmd, "run"):
+		return cli.Run.run(ctx, log)
+	case strings.HasPrefix(cmd, "validate"):
+		return cli.Validate.run(ctx, log)
+	case strings.HasPrefix(cmd, "status"):
+		return cli.Status.run(ctx, os.Stdout)
+	case strings.HasPrefix(cmd, "version"):
+		fmt.Println("leash", version)
+		return nil
+	}
+	return &usageError{fmt.Errorf("unknown command %q", kctx.Command())}
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/supervisor"
+)
+
+// exitCode maps run's result to the process exit status and reports any
+// error that is leash's own (a child's failure is the child's to report).
+func exitCode(err error, log hclog.Logger) int {
+	if err == nil {
+		return 0
+	}
+	var exitErr *supervisor.ExitError
+	if errors.As(err, &exitErr) {
+		return childStatus(exitErr)
+	}
+	code, hint := classify(err)
+	log.Error(err.Error())
+	if hint != "" {
+		fmt.Fprintln(os.Stderr, "leash: "+hint)
+	}
+	return code
+}
+
+// childStatus mirrors the child: its exit code, or 128+N for signal N.
+func childStatus(e *supervisor.ExitError) int {
+	if e.Signal != 0 {
+		return 128 + int(e.Signal)
+	}
+	return e.Code
+}
+
+// classify maps leash's own errors to sysexits-style codes and a hint.
+func classify(err error) (int, string) {
+	var (
+		ue    *usageError
+		ce    *configError
+		se    *supervisor.StartError
+		sig   *signalledError
+		errno syscall.Errno
+	)
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage, "run 'leash --help' for usage"
+	case errors.As(err, &ce):
+		return exitConfig, ""
+	case errors.As(err, &se):
+		return se.ExitCode(), ""
+	case errors.As(err, &sig):
+		if s, ok := sig.sig.(syscall.Signal); ok {
+			return 128 + int(s), ""
+		}
+		return exitSoftware, ""
+	case errors.Is(err, lease.ErrLeaseLost):
+		return exitTempFail, "the child was stopped because a credential expired and no replacement could be obtained"
+	case errors.Is(err, lease.ErrPermissionDenied):
+		return exitNoPerm, "check the Vault policy attached to leash's token"
+	case errors.Is(err, lease.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
+		return exitUnavailable, "check VAULT_ADDR and that Vault is reachable (see --startup-timeout)"
+	case errors.As(err, &errno) && errno == syscall.EPERM:
+		return exitNoPerm, ""
+	}
+	return exitSoftware, ""
+}

@@ -1,0 +1,428 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/render"
+	"github.com/leash-dev/leash/signals"
+	"github.com/leash-dev/leash/supervisor"
+)
+
+// Interfaces live with their consumer; these checks keep the concrete
+// types honest.
+var (
+	_ rotator   = (*supervisor.Supervisor)(nil)
+	_ deliverer = (*render.Renderer)(nil)
+)
+
+// rotator is what the rotation loop needs of the supervisor.
+type rotator interface {
+	Reload(sig os.Signal) error
+	Restart(ctx context.Context, files []*os.File, env []string) error
+}
+
+// deliverer is what the rotation loop needs of the renderer.
+type deliverer interface {
+	Update(secrets map[string]render.Secret, inPlace bool) (bool, error)
+	Files() []*os.File
+	Release()
+}
+
+// revokeTimeout bounds the revocation of leases and token on exit, so a
+// dead Vault cannot hold up a container's shutdown.
+const revokeTimeout = 10 * time.Second
+
+// settings are the checked, typed form of Options.
+type settings struct {
+	plan         *plan
+	stopSignal   syscall.Signal
+	reloadSignal syscall.Signal
+	rotateDur    time.Duration
+	rotateFrac   float64
+	cred         *syscall.Credential
+}
+
+func (o *Options) settings(env func(string) string) (*settings, error) {
+	p, err := o.buildPlan(env)
+	if err != nil {
+		return nil, err
+	}
+	s := &settings{plan: p}
+	if s.stopSignal, err = signals.Parse(o.StopSignal); err != nil {
+		return nil, &usageError{fmt.Errorf("--stop-signal: %w", err)}
+	}
+	if s.reloadSignal, err = signals.Parse(o.ReloadSignal); err != nil {
+		return nil, &usageError{fmt.Errorf("--reload-signal: %w", err)}
+	}
+	d, f, err := parseRotateBefore(o.RotateBefore)
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	s.rotateDur, s.rotateFrac = time.Duration(d), f
+	if s.cred, err = lookupUser(o.User); err != nil {
+		return nil, &usageError{err}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--kill-timeout", o.KillTimeout}, {"--splay", o.Splay}, {"--stop-delay", o.StopDelay}, {"--static-refresh", o.StaticRefresh}, {"--startup-timeout", o.StartupTimeout}, {"--reload-grace", o.ReloadGrace}} {
+		if d.v < 0 {
+			return nil, &usageError{fmt.Errorf("%s %s: must not be negative", d.name, d.v)}
+		}
+	}
+	if o.Delivery != "dir" && o.Dir != "" {
+		return nil, &usageError{errors.New("--dir needs --delivery dir")}
+	}
+	return s, nil
+}
+
+func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
+	return lease.Config{
+		Auth: lease.AuthConfig{
+			Method:       o.Auth,
+			Mount:        o.AuthMount,
+			Role:         o.AuthRole,
+			TokenFile:    o.TokenFile,
+			RoleIDFile:   o.RoleIDFile,
+			SecretIDFile: o.SecretIDFile,
+			JWTFile:      o.JWTFile,
+		},
+		Specs:          s.plan.specs,
+		RotateBefore:   s.rotateDur,
+		RotateFraction: s.rotateFrac,
+		StaticRefresh:  o.StaticRefresh,
+		StartupTimeout: o.StartupTimeout,
+		NoRevoke:       o.NoRevoke,
+		Logger:         log.Named("lease"),
+	}
+}
+
+// credentialVars are never passed to the child or to templates' env.
+var credentialVars = []string{"VAULT_TOKEN", "BAO_TOKEN"}
+
+// scrubbedEnv is leash's environment minus its own credentials.
+func scrubbedEnv(extra []string) (env []string, lookup func(string) string) {
+	drop := map[string]bool{}
+	for _, k := range append(slices.Clone(credentialVars), extra...) {
+		drop[k] = true
+	}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			env = append(env, kv)
+		}
+	}
+	lookup = func(k string) string {
+		if drop[k] {
+			return ""
+		}
+		return os.Getenv(k)
+	}
+	return env, lookup
+}
+
+// run is the one orchestrator: log in, fetch, render, start the child, then
+// rotate until the child exits; revoke and clean up on every way out.
+func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
+	if len(c.Command) == 0 {
+		return &usageError{errors.New("no command given: leash [flags] -- CMD [ARGS...]")}
+	}
+	baseEnv, envLookup := scrubbedEnv(nil)
+	s, err := c.settings(envLookup)
+	if err != nil {
+		return err
+	}
+
+	// From here on no signal is lost: they queue until the child runs.
+	sigCtx, stopSignals := context.WithCancel(context.Background())
+	defer stopSignals()
+	sigs := signals.Notify(sigCtx)
+	if os.Getpid() != 1 {
+		if err := signals.SetSubreaper(); err != nil {
+			log.Warn("cannot become a child subreaper; orphans of the child will not be reaped", "error", err)
+		}
+	}
+
+	var mgr *lease.Manager
+	var snap *lease.Snapshot
+	if len(s.plan.specs) > 0 {
+		mgr, err = lease.New(c.leaseConfig(s, log))
+		if err != nil {
+			return &configError{err}
+		}
+		baseEnv, _ = scrubbedEnv(mgr.ScrubEnv())
+		startCtx, cancelStart := context.WithCancel(ctx)
+		stopWatch := watchStartupSignals(sigs, cancelStart, log)
+		snap, err = mgr.Start(startCtx)
+		caught := stopWatch()
+		cancelStart()
+		if err != nil {
+			if caught != nil {
+				return &signalledError{caught}
+			}
+			return err
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+			defer cancel()
+			if cerr := mgr.Close(rctx); cerr != nil {
+				log.Error("revoking on exit failed", "error", cerr)
+			}
+		}()
+		if caught != nil {
+			return &signalledError{caught}
+		}
+	}
+
+	uid, gid := -1, -1
+	if s.cred != nil {
+		uid, gid = int(s.cred.Uid), int(s.cred.Gid)
+	}
+	mode := render.Memfd
+	if c.Delivery == "dir" {
+		mode = render.Dir
+	}
+	r, err := render.New(render.Options{
+		Mode: mode, Dir: c.Dir, AllowDisk: c.AllowDisk, UID: uid, GID: gid,
+		Logger: log.Named("render"),
+	}, s.plan.outputs)
+	if err != nil {
+		return &configError{err}
+	}
+	defer func() {
+		if cerr := r.Close(); cerr != nil {
+			log.Error("cleaning up secret outputs failed", "error", cerr)
+		}
+	}()
+	inPlace := c.OnRotate != "restart"
+	if _, err := r.Update(renderSecrets(snap), inPlace); err != nil {
+		return &configError{err}
+	}
+	env, err := childEnv(baseEnv, r, s.plan.pointers)
+	if err != nil {
+		return &configError{err}
+	}
+
+	sup, err := supervisor.New(supervisor.Config{
+		Argv:        c.Command,
+		Env:         env,
+		StopSignal:  s.stopSignal,
+		KillTimeout: c.KillTimeout,
+		StopDelay:   c.StopDelay,
+		Splay:       c.Splay,
+		ChildOnly:   c.SignalChildOnly,
+		Credential:  s.cred,
+		Logger:      log.Named("supervisor"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := sup.Start(r.Files(), nil); err != nil {
+		return err
+	}
+
+	// The child runs. Everything below ends when it exits on its own or is
+	// stopped because its credentials are gone.
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	reaper := &signals.Reaper{Skip: sup.IsChild}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := reaper.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("reaper stopped", "error", err)
+		}
+	}()
+
+	leaseErr := make(chan error, 1)
+	if mgr != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			leaseErr <- mgr.Run(runCtx)
+		}()
+		go func() {
+			defer wg.Done()
+			rotate(runCtx, mgr, r, sup, snap, c.OnRotate, s.reloadSignal, c.ReloadGrace, log)
+		}()
+	}
+
+	childErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		childErr <- sup.Run(runCtx)
+	}()
+
+	var lost error
+	for {
+		select {
+		case sig := <-sigs:
+			sup.Signal(sig)
+		case err := <-leaseErr:
+			if errors.Is(err, lease.ErrLeaseLost) {
+				log.Error("credential expired with no replacement; stopping the child (fail closed)", "error", err)
+				lost = err
+				sup.Stop()
+			} else if err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("lease manager stopped", "error", err)
+				lost = err
+				sup.Stop()
+			}
+		case err := <-childErr:
+			cancelRun()
+			if lost != nil {
+				return lost
+			}
+			return err
+		}
+	}
+}
+
+// watchStartupSignals cancels start-up when a stop signal arrives before the
+// child runs. The returned func stops watching and reports the signal.
+func watchStartupSignals(sigs <-chan os.Signal, cancel context.CancelFunc, log hclog.Logger) func() os.Signal {
+	done := make(chan struct{})
+	result := make(chan os.Signal, 1)
+	go func() {
+		var caught os.Signal
+		defer func() { result <- caught }()
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-sigs:
+				switch sig {
+				case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP:
+					log.Info("signal during start-up; giving up", "signal", sig)
+					caught = sig
+					cancel()
+					return
+				default:
+					log.Debug("signal during start-up ignored: no child yet", "signal", sig)
+				}
+			}
+		}
+	}()
+	return func() os.Signal {
+		close(done)
+		return <-result
+	}
+}
+
+// signalledError: leash was told to stop before the child started; it exits
+// 128+N like a process killed by that signal.
+type signalledError struct{ sig os.Signal }
+
+func (e *signalledError) Error() string {
+	return fmt.Sprintf("stopped by %v before the child started", e.sig)
+}
+
+// rotate applies every new snapshot: render, then restart or signal the
+// child, then retire the old leases once the child has switched.
+func rotate(ctx context.Context, mgr *lease.Manager, r deliverer, sup rotator, cur *lease.Snapshot, onRotate string, reloadSig os.Signal, grace time.Duration, log hclog.Logger) {
+	inPlace := onRotate != "restart"
+	for {
+		var next *lease.Snapshot
+		select {
+		case <-ctx.Done():
+			return
+		case next = <-mgr.Updates():
+		}
+		changed, err := r.Update(renderSecrets(next), inPlace)
+		if err != nil {
+			// The old credentials stay valid and unretired; the lease
+			// manager reports loss if nothing replaces them in time.
+			log.Error("rendering new secrets failed; keeping the current ones", "error", err)
+			continue
+		}
+		if changed {
+			switch onRotate {
+			case "restart":
+				if err := sup.Restart(ctx, r.Files(), nil); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					log.Error("restart after rotation failed", "error", err)
+					continue
+				}
+				r.Release()
+			case "signal":
+				if err := sup.Reload(reloadSig); err != nil {
+					log.Error("reload signal failed", "error", err)
+				}
+				// Give the child time to switch before its old
+				// credentials are revoked.
+				t := time.NewTimer(grace)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+		}
+		mgr.Retire(cur)
+		cur = next
+	}
+}
+
+// renderSecrets converts a snapshot into render's values.
+func renderSecrets(snap *lease.Snapshot) map[string]render.Secret {
+	out := map[string]render.Secret{}
+	if snap == nil {
+		return out
+	}
+	for id, sec := range snap.Secrets {
+		out[id] = render.Secret{
+			Data:          render.NewValues(sec.Data.Map()),
+			Raw:           render.NewValues(sec.Raw.Map()),
+			LeaseDuration: sec.LeaseDuration,
+			Renewable:     sec.Renewable,
+			Version:       sec.Version,
+		}
+	}
+	return out
+}
+
+// childEnv adds the output pointers to the scrubbed base environment.
+func childEnv(base []string, r *render.Renderer, ptrs []pointer) ([]string, error) {
+	env := append(slices.Clone(base), r.Env()...)
+	for _, p := range ptrs {
+		path, err := r.Path(p.Output)
+		if err != nil {
+			return nil, fmt.Errorf("--env %s=%s: %w", p.Var, p.Output, err)
+		}
+		env = append(env, p.Var+"="+path)
+	}
+	return dedupEnv(env), nil
+}
+
+// dedupEnv keeps the last value of each variable, in first-seen order.
+func dedupEnv(env []string) []string {
+	idx := map[string]int{}
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/user"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/leash-dev/leash/lease"
+	"github.com/leash-dev/leash/render"
+)
+
+// plan is what the flags and config ask for, checked and resolved, before
+// anything is started.
+type plan struct {
+	specs    []lease.Spec    // unique Vault reads/writes, by canonical ID
+	outputs  []render.Output // in flag order: -s first, then -t
+	pointers []pointer       // --env VAR=NAME
+}
+
+type pointer struct{ Var, Output string }
+
+// parseSecretFlag parses NAME=PATH[?k=v&k2=v2][#FIELD].
+func parseSecretFlag(s string) (render.Output, render.Ref, error) {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" || rest == "" {
+		return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: want NAME=PATH, NAME=PATH#FIELD or NAME=PATH?k=v", s)
+	}
+	if err := render.ValidateName(name); err != nil {
+		return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: %w", s, err)
+	}
+	rest, field, hasField := strings.Cut(rest, "#")
+	if hasField && field == "" {
+		return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: empty FIELD after #", s)
+	}
+	path, query, hasQuery := strings.Cut(rest, "?")
+	path = strings.Trim(path, "/")
+	if path == "" || strings.Contains(path, "//") || hasDotSegment(path) || strings.ContainsAny(path, "\x00 \t\n") {
+		return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: bad Vault path %q", s, path)
+	}
+	ref := render.Ref{Path: path}
+	if hasQuery {
+		values, err := url.ParseQuery(query)
+		if err != nil {
+			return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: parameters: %w", s, err)
+		}
+		ref.Params = make(map[string]string, len(values))
+		for k, v := range values {
+			if k == "" {
+				return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: empty parameter name", s)
+			}
+			if len(v) > 1 {
+				return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: parameter %q given %d times (use a comma-separated value)", s, k, len(v))
+			}
+			ref.Params[k] = v[0]
+		}
+	}
+	out := render.Output{Name: name, Kind: render.JSON, Secret: ref.ID()}
+	switch {
+	case hasField:
+		out.Kind, out.Field = render.Field, field
+	case strings.HasSuffix(name, ".env"):
+		out.Kind = render.Dotenv
+	}
+	return out, ref, nil
+}
+
+func hasDotSegment(path string) bool {
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// buildPlan checks every output, template and pointer. Errors are config
+// errors naming the flag or file.
+func (o *Options) buildPlan(env func(string) string) (*plan, error) {
+	p := &plan{}
+	refs := map[string]render.Ref{}
+	names := map[string]string{}
+	addOutput := func(out render.Output, from string) error {
+		if prev, dup := names[out.Name]; dup {
+			return configErrorf("%s: output %q is already defined by %s", from, out.Name, prev)
+		}
+		names[out.Name] = from
+		p.outputs = append(p.outputs, out)
+		return nil
+	}
+	for _, s := range o.Secrets {
+		out, ref, err := parseSecretFlag(s)
+		if err != nil {
+			return nil, &configError{err}
+		}
+		refs[ref.ID()] = ref
+		if err := addOutput(out, "--secret "+s); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range o.Templates {
+		name, file, ok := strings.Cut(t, "=")
+		if !ok || name == "" || file == "" {
+			return nil, configErrorf("--template %q: want NAME=FILE", t)
+		}
+		if err := render.ValidateName(name); err != nil {
+			return nil, configErrorf("--template %q: %w", t, err)
+		}
+		text, err := os.ReadFile(file)
+		if err != nil {
+			return nil, configErrorf("--template %q: %w", t, err)
+		}
+		tmpl, err := render.ParseTemplate(file, string(text), env)
+		if err != nil {
+			return nil, &configError{err}
+		}
+		for _, ref := range tmpl.Refs() {
+			refs[ref.ID()] = ref
+		}
+		if err := addOutput(render.Output{Name: name, Kind: render.Template, Template: tmpl}, "--template "+t); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range o.Env {
+		v, name, ok := strings.Cut(e, "=")
+		if !ok || v == "" || name == "" || strings.ContainsAny(v, "=\x00") {
+			return nil, configErrorf("--env %q: want VAR=NAME", e)
+		}
+		if _, ok := names[name]; !ok {
+			return nil, configErrorf("--env %q: no output named %q (define it with --secret or --template)", e, name)
+		}
+		p.pointers = append(p.pointers, pointer{Var: v, Output: name})
+	}
+	ids := make([]string, 0, len(refs))
+	for id := range refs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		p.specs = append(p.specs, lease.Spec{ID: id, Path: refs[id].Path, Params: refs[id].Params})
+	}
+	return p, nil
+}
+
+// parseRotateBefore reads "30s" or "25%". It returns a duration or a
+// fraction; both zero means the default.
+func parseRotateBefore(s string) (dur int64, frac float64, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	if pct, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(pct, 64)
+		if err != nil || f <= 0 || f >= 100 {
+			return 0, 0, fmt.Errorf("--rotate-before %q: a percentage must be between 0 and 100, exclusive", s)
+		}
+		return 0, f / 100, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("--rotate-before %q: want a positive duration (30s) or a percentage (25%%)", s)
+	}
+	return int64(d), 0, nil
+}
+
+// lookupUser resolves USER[:GROUP] (names or ids) the way gosu does: the
+// user's primary group and supplementary groups unless GROUP is given.
+func lookupUser(spec string) (*syscall.Credential, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	uname, gname, hasGroup := strings.Cut(spec, ":")
+	cred := &syscall.Credential{}
+	u, err := user.Lookup(uname)
+	if err != nil {
+		if _, numErr := strconv.ParseUint(uname, 10, 32); numErr != nil {
+			return nil, fmt.Errorf("--user %q: %w", spec, err)
+		}
+		u, err = user.LookupId(uname)
+		if err != nil {
+			// A numeric uid with no passwd entry is valid (containers).
+			id, _ := strconv.ParseUint(uname, 10, 32)
+			cred.Uid, cred.Gid = uint32(id), uint32(id)
+			u = nil
+		}
+	}
+	if u != nil {
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+		if !hasGroup {
+			if gids, err := u.GroupIds(); err == nil {
+				for _, g := range gids {
+					if n, err := strconv.ParseUint(g, 10, 32); err == nil && uint32(n) != cred.Gid {
+						cred.Groups = append(cred.Groups, uint32(n))
+					}
+				}
+			}
+		}
+	}
+	if hasGroup {
+		if gname == "" {
+			return nil, fmt.Errorf("--user %q: empty GROUP after ':'", spec)
+		}
+		if n, err := strconv.ParseUint(gname, 10, 32); err == nil {
+			cred.Gid = uint32(n)
+		} else {
+			g, err := user.LookupGroup(gname)
+			if err != nil {
+				return nil, fmt.Errorf("--user %q: %w", spec, err)
+			}
+			n, _ := strconv.ParseUint(g.Gid, 10, 32)
+			cred.Gid = uint32(n)
+		}
+		cred.Groups = []uint32{}
+	}
+	if cred.Groups == nil {
+		cred.Groups = []uint32{}
+	}
+	return cred, nil
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/leash-dev/leash/lease"
+)
+
+// run checks flags, config and templates; with --online it also logs in and
+// asks Vault whether every path is readable. Nothing is issued or started.
+func (c *ValidateCmd) run(ctx context.Context, log hclog.Logger) error {
+	_, lookup := scrubbedEnv(nil)
+	s, err := c.settings(lookup)
+	if err != nil {
+		return err
+	}
+	if c.Online && len(s.plan.specs) > 0 {
+		mgr, err := lease.New(c.leaseConfig(s, log))
+		if err != nil {
+			return &configError{err}
+		}
+		if err := mgr.Check(ctx); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stdout, "ok: %d outputs from %d Vault paths\n", len(s.plan.outputs), len(s.plan.specs))
+	return nil
+}
