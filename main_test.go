@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// leashBin is the leash binary the black-box tests run, built once.
+var leashBin string
+
+// TestMain builds leash for the black-box tests, and turns the test binary
+// into a helper child when LEASH_TEST_HELPER is set (go-plugin's pattern).
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("LEASH_TEST_HELPER"); mode != "" {
+		os.Exit(helperChild(mode, os.Args[1:]))
+	}
+	dir, err := os.MkdirTemp("", "leash-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	leashBin = filepath.Join(dir, "leash")
+	args := []string{"build", "-o", leashBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build leash:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// helperChild is the child program of the black-box tests.
+//
+//	signals: print "ready", then one line "sig N" per signal received;
+//	         exit 0 on SIGUSR2 (after reporting it).
+//	ignore-term: like signals, but SIGTERM does not end it.
+//	cat-file VAR: print the contents of the file named by $VAR.
+func helperChild(mode string, args []string) int {
+	switch mode {
+	case "signals", "ignore-term":
+		ch := make(chan os.Signal, 64)
+		signal.Notify(ch)
+		fmt.Println("ready")
+		for sig := range ch {
+			s := sig.(syscall.Signal)
+			if s == syscall.SIGURG || s == syscall.SIGCHLD {
+				continue
+			}
+			fmt.Printf("sig %d\n", int(s))
+			if s == syscall.SIGUSR2 {
+				return 0
+			}
+			if s == syscall.SIGTERM && mode == "signals" {
+				return 0
+			}
+		}
+	case "cat-file":
+		b, err := os.ReadFile(os.Getenv(args[0]))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		os.Stdout.Write(b)
+		return 0
+	}
+	return 2
+}
+
+// leashCmd prepares leash with args; the test binary is available as the
+// helper child through "$LEASH_TEST_SELF".
+func leashCmd(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(leashBin, args...)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "LEASH_TEST_SELF="+self)
+	return cmd
+}
+
+// helperArgs returns argv running the helper child in mode.
+func helperArgs(t *testing.T, mode string, args ...string) []string {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"env", "LEASH_TEST_HELPER=" + mode, self}, args...)
+}
+
+// exitStatus runs cmd and returns its exit code and stderr.
+func exitStatus(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err == nil {
+		return 0, stderr.String()
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), stderr.String()
+	}
+	t.Fatalf("run %v: %v", cmd.Args, err)
+	return -1, ""
+}
+
+// lineReader reads the helper child's report lines with a deadline.
+type lineReader struct {
+	t     *testing.T
+	lines chan string
+}
+
+func newLineReader(t *testing.T, r io.Reader) *lineReader {
+	lr := &lineReader{t: t, lines: make(chan string, 1024)}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lr.lines <- sc.Text()
+		}
+		close(lr.lines)
+	}()
+	return lr
+}
+
+func (lr *lineReader) expect(want string) {
+	lr.t.Helper()
+	select {
+	case got, ok := <-lr.lines:
+		if !ok {
+			lr.t.Fatalf("child output ended, want %q", want)
+		}
+		if got != want {
+			lr.t.Fatalf("child said %q, want %q", got, want)
+		}
+	case <-time.After(20 * time.Second):
+		lr.t.Fatalf("timed out waiting for %q", want)
+	}
+}
+
+// rest returns every remaining line once the child's output closes.
+func (lr *lineReader) rest() []string {
+	var out []string
+	for {
+		select {
+		case l, ok := <-lr.lines:
+			if !ok {
+				return out
+			}
+			out = append(out, l)
+		case <-time.After(30 * time.Second):
+			lr.t.Fatal("timed out waiting for the child's output to end")
+		}
+	}
+}
