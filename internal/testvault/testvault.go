@@ -1,0 +1,377 @@
+// Package testvault runs a real Vault dev server for tests and mounts what
+// leash's tests need (token roles, PKI, KV, AppRole, JWT, the database
+// engine), each on per-test unique paths so tests can share a server and run
+// in parallel.
+//
+// The server binary is found via LEASH_VAULT_BIN, then <repo>/.cache/bin/vault
+// (built by `make vault`), then PATH. Without one a test skips, unless
+// LEASH_REQUIRE_VAULT=1, where it fails.
+package testvault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Server is a running `vault server -dev`. Its storage is in memory: a
+// Restart forgets every mount, lease and token (fault tests use that).
+type Server struct {
+	Addr      string      // http://127.0.0.1:PORT
+	RootToken string      // random per server
+	Client    *api.Client // root client, ready to use
+
+	bin  string
+	home string
+	port int
+
+	mu   sync.Mutex // guards proc
+	proc *process
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	out  *lockedBuffer
+}
+
+// Bin returns the path of the vault binary, or "" when none is found.
+func Bin() string {
+	if p := os.Getenv("LEASH_VAULT_BIN"); p != "" {
+		return p
+	}
+	if root := repoRoot(); root != "" {
+		p := filepath.Join(root, ".cache", "bin", "vault")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("vault"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// repoRoot walks up from the working directory to the directory holding go.mod.
+func repoRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			// tools/vault has its own go.mod; the repo root is the one with .git or .cache.
+			if _, err := os.Stat(filepath.Join(dir, ".cache")); err == nil {
+				return dir
+			}
+			if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+				return dir
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+// Require skips (or fails under LEASH_REQUIRE_VAULT=1) when no vault binary
+// exists, and returns its path otherwise.
+func Require(t testing.TB) string {
+	t.Helper()
+	bin := Bin()
+	if bin == "" {
+		msg := "no vault binary: set LEASH_VAULT_BIN, run `make vault` (builds .cache/bin/vault), or put vault on PATH"
+		if os.Getenv("LEASH_REQUIRE_VAULT") == "1" {
+			t.Fatal(msg + " (LEASH_REQUIRE_VAULT=1)")
+		}
+		t.Skip(msg)
+	}
+	return bin
+}
+
+// New starts a dev server owned by t and stopped in t.Cleanup. Use it for
+// tests that stop or restart Vault; others should use Shared.
+func New(t testing.TB) *Server {
+	t.Helper()
+	s, err := start(Require(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+var shared struct {
+	once sync.Once
+	srv  *Server
+	err  error
+}
+
+// Shared returns one dev server per test binary, started on first use. It
+// dies with the test process (Pdeathsig). Never Stop or Restart it.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	bin := Require(t)
+	shared.once.Do(func() { shared.srv, shared.err = start(bin) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.srv
+}
+
+func start(bin string) (*Server, error) {
+	home, err := os.MkdirTemp("", "leash-vault-home-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, home: home, RootToken: "root-" + randHex(12)}
+	var lastErr error
+	for range 5 {
+		port, err := freePortPair()
+		if err != nil {
+			return nil, err
+		}
+		s.port = port
+		s.Addr = "http://127.0.0.1:" + strconv.Itoa(port)
+		if lastErr = s.launch(); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		os.RemoveAll(home)
+		return nil, lastErr
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = s.Addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	c.SetToken(s.RootToken)
+	s.Client = c
+	return s, nil
+}
+
+// launch starts the process and waits for sys/health.
+func (s *Server) launch() error {
+	p := &process{done: make(chan struct{}), out: &lockedBuffer{}}
+	p.cmd = exec.Command(s.bin, "server", "-dev",
+		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(s.port),
+		"-dev-root-token-id="+s.RootToken,
+		"-dev-no-store-token",
+	)
+	p.cmd.Env = []string{"HOME=" + s.home, "PATH=" + os.Getenv("PATH"), "VAULT_LOG_LEVEL=warn"}
+	p.cmd.Stdout = p.out
+	p.cmd.Stderr = p.out
+	// Pdeathsig fires when the creating OS thread exits (golang/go#27505), so
+	// the goroutine that starts the server keeps its thread until the server exits.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := p.cmd.Start(); err != nil {
+			started <- err
+			close(p.done)
+			return
+		}
+		started <- nil
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start vault: %w", err)
+	}
+	if err := waitHealthy(s.Addr, p.done, 60*time.Second); err != nil {
+		p.kill()
+		return fmt.Errorf("vault dev server on %s: %w\n%s", s.Addr, err, p.out.String())
+	}
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	return nil
+}
+
+// waitHealthy polls sys/health: the server gives no readiness event, so a
+// bounded poll is the honest wait.
+func waitHealthy(addr string, exited <-chan struct{}, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := hc.Get(addr + "/v1/sys/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return errors.New("exited before becoming healthy")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not healthy after %s", limit)
+		}
+	}
+}
+
+func (p *process) kill() {
+	if p.cmd.Process != nil {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	<-p.done
+}
+
+// Stop kills the server and waits for it to exit. Safe to call twice.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// Restart stops the server and starts a new one on the same address with
+// the same root token. Everything stored before is gone.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if err := s.launch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Start launches the server again after Stop, on the same address.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	if err := s.launch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Output returns the server's combined output (for debugging failures).
+func (s *Server) Output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return ""
+	}
+	return s.proc.out.String()
+}
+
+// freePortPair returns a loopback port p where p and p+1 were free: the dev
+// server also listens on the next port for cluster traffic.
+func freePortPair() (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port pair")
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+var uniqueSeq struct {
+	sync.Mutex
+	n int
+}
+
+// Unique returns a path-safe name unique within the test binary, derived
+// from the test name so Vault paths are recognisable.
+func Unique(t testing.TB, kind string) string {
+	uniqueSeq.Lock()
+	uniqueSeq.n++
+	n := uniqueSeq.n
+	uniqueSeq.Unlock()
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, t.Name())
+	if len(name) > 40 {
+		name = name[len(name)-40:]
+	}
+	return fmt.Sprintf("%s-%s-%d", kind, strings.Trim(name, "-"), n)
+}
+
+// Write is Logical().Write that fails the test on error.
+func (s *Server) Write(t testing.TB, path string, data map[string]any) *api.Secret {
+	t.Helper()
+	sec, err := s.Client.Logical().WriteWithContext(context.Background(), path, data)
+	if err != nil {
+		t.Fatalf("vault write %s: %v", path, err)
+	}
+	return sec
+}
+
+// Read is Logical().Read that fails the test on error.
+func (s *Server) Read(t testing.TB, path string) *api.Secret {
+	t.Helper()
+	sec, err := s.Client.Logical().ReadWithContext(context.Background(), path)
+	if err != nil {
+		t.Fatalf("vault read %s: %v", path, err)
+	}
+	return sec
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 1<<20 {
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
