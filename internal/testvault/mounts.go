@@ -124,9 +124,9 @@ func (s *Server) AppRole(t testing.TB, policies []string, ttl, maxTTL time.Durat
 	t.Helper()
 	a := &AppRole{Mount: s.EnableAuth(t, "approle"), Role: "app"}
 	s.Write(t, "auth/"+a.Mount+"/role/app", map[string]any{
-		"token_policies":    policies,
-		"token_ttl":         secs(ttl),
-		"token_max_ttl":     secs(maxTTL),
+		"token_policies":     policies,
+		"token_ttl":          secs(ttl),
+		"token_max_ttl":      secs(maxTTL),
 		"secret_id_num_uses": 0,
 	})
 	a.RoleID = s.Read(t, "auth/"+a.Mount+"/role/app/role-id").Data["role_id"].(string)
