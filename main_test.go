@@ -69,6 +69,8 @@ func helperChild(mode string, args []string) int {
 				return 0
 			}
 		}
+	case "pgapp":
+		return pgApp()
 	case "cat-file":
 		b, err := os.ReadFile(os.Getenv(args[0]))
 		if err != nil {

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/leash-dev/leash/internal/testpg"
+	"github.com/leash-dev/leash/internal/testvault"
+)
+
+// pgApp is the seed scenario's application: it reads $DB_FILE, connects as
+// that role and queries in a loop; on SIGHUP it re-reads the file and swaps
+// to a new connection. It reports on stdout:
+//
+//	user NAME   connected as NAME (after start or a reload)
+//	pw SECRET   the password it got (so the test can search for it)
+//	FAIL ...    a query failed or ran as the wrong role
+//	LEAK ...    the secret is in its environment
+//
+// It exits 0 on SIGTERM.
+func pgApp() int {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
+	base, err := pgx.ParseConfig(os.Getenv("PGAPP_URL"))
+	if err != nil {
+		fmt.Println("FAIL parse url:", err)
+		return 1
+	}
+	ctx := context.Background()
+	connect := func() (*pgx.Conn, string) {
+		raw, err := os.ReadFile(os.Getenv("DB_FILE"))
+		if err != nil {
+			fmt.Println("FAIL read DB_FILE:", err)
+			return nil, ""
+		}
+		var creds struct{ Username, Password string }
+		if err := json.Unmarshal(raw, &creds); err != nil || creds.Username == "" {
+			fmt.Println("FAIL bad DB_FILE contents")
+			return nil, ""
+		}
+		fmt.Println("pw", creds.Password)
+		if env, _ := os.ReadFile("/proc/self/environ"); strings.Contains(string(env), creds.Password) {
+			fmt.Println("LEAK environment holds the password")
+		}
+		cfg := base.Copy()
+		cfg.User, cfg.Password = creds.Username, creds.Password
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			fmt.Println("FAIL connect:", err)
+			return nil, ""
+		}
+		fmt.Println("user", creds.Username)
+		return conn, creds.Username
+	}
+	conn, user := connect()
+	if conn == nil {
+		return 1
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGTERM {
+				conn.Close(ctx)
+				return 0
+			}
+			if next, nextUser := connect(); next != nil {
+				conn.Close(ctx)
+				conn, user = next, nextUser
+			}
+		case <-tick.C:
+			var cur string
+			if err := conn.QueryRow(ctx, "SELECT current_user FROM app_data LIMIT 1").Scan(&cur); err != nil {
+				fmt.Println("FAIL query:", err)
+			} else if cur != user {
+				fmt.Println("FAIL current_user", cur, "want", user)
+			}
+		}
+	}
+}
+
+// seedScenario runs the issue's seed scenario: leash hands PostgreSQL
+// credentials from Vault's database engine to pgApp over several max_ttl
+// periods with the given flags.
+func seedScenario(t *testing.T, extra ...string) {
+	srv := testvault.Shared(t)
+	cluster := testpg.NewCluster(t)
+	db := cluster.Database(t)
+	db.Exec(t, "CREATE TABLE app_data (id int)")
+	db.Exec(t, "INSERT INTO app_data VALUES (1)")
+	creds := srv.Database(t, db.VaultURL(), db.User, db.Password, 3*time.Second, 6*time.Second)
+
+	args := append([]string{"--log-level", "trace", "-s", "db=" + creds}, extra...)
+	args = append(args, "--")
+	cmd := leashCmd(t, append(args, helperArgs(t, "pgapp")...)...)
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken,
+		fmt.Sprintf("PGAPP_URL=postgres://127.0.0.1:%d/%s?sslmode=disable", cluster.Port, db.Name))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lr := newLineReader(t, stdout)
+	var users, passwords []string
+	deadline := time.After(90 * time.Second)
+	for len(users) < 3 {
+		select {
+		case line, ok := <-lr.lines:
+			if !ok {
+				t.Fatalf("app output ended after users %q; leash stderr:\n%s", users, stderr.String())
+			}
+			switch f := strings.SplitN(line, " ", 2); f[0] {
+			case "user":
+				users = append(users, f[1])
+			case "pw":
+				passwords = append(passwords, f[1])
+			default:
+				t.Errorf("app: %s", line)
+			}
+		case <-deadline:
+			t.Fatalf("only %d credentials seen; leash stderr:\n%s", len(users), stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range lr.rest() {
+		if !strings.HasPrefix(line, "pw ") && !strings.HasPrefix(line, "user ") {
+			t.Errorf("app: %s", line)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+	}
+	for i, u := range users {
+		for _, v := range users[:i] {
+			if u == v {
+				t.Errorf("credential %s handed over twice: no new credential was issued", u)
+			}
+		}
+		if db.RoleExists(t, u) {
+			t.Errorf("role %s still exists after leash exited: lease not revoked", u)
+		}
+	}
+	if ids := srv.LeaseIDs(t, creds+"/"); len(ids) > 0 {
+		t.Errorf("leases left in Vault after exit: %d", len(ids))
+	}
+	log := stderr.String()
+	for _, p := range passwords {
+		if strings.Contains(log, p) {
+			t.Errorf("a database password appears in leash's log")
+		}
+	}
+	if strings.Contains(log, srv.RootToken) {
+		t.Errorf("the Vault token appears in leash's log")
+	}
+	for _, ev := range []string{"issued", "renewed", "revoked"} {
+		if !strings.Contains(log, ev) {
+			t.Errorf("leash's log has no %q event", ev)
+		}
+	}
+}
+
+func TestSeedScenarioSignal(t *testing.T) {
+	t.Parallel()
+	seedScenario(t, "--on-rotate", "signal", "--reload-grace", "500ms")
+}
+
+func TestSeedScenarioRestart(t *testing.T) {
+	t.Parallel()
+	seedScenario(t, "--on-rotate", "restart", "--kill-timeout", "5s")
+}
+
+func TestSeedScenarioDirJSONLogs(t *testing.T) {
+	t.Parallel()
+	seedScenario(t, "--on-rotate", "signal", "--reload-grace", "500ms", "--delivery", "dir", "--log-format", "json")
+}
+
+func TestVaultUnreachableExits69(t *testing.T) {
+	t.Parallel()
+	marker := t.TempDir() + "/started"
+	cmd := leashCmd(t, "--startup-timeout", "2s", "-s", "db=database/creds/app", "--", "touch", marker)
+	cmd.Env = append(cmd.Env, "VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN=unused")
+	got, stderr := exitStatus(t, cmd)
+	if got != exitUnavailable {
+		t.Errorf("exit %d, want %d; stderr:\n%s", got, exitUnavailable, stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the child was started without its secrets")
+	}
+}
+
+func TestPermissionDeniedExits77(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": "p"}})
+	token := srv.LimitedToken(t, `path "sys/*" { capabilities = ["deny"] }`)
+	cmd := leashCmd(t, "-s", "pw="+kv+"/app#password", "--", "true")
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+token)
+	got, stderr := exitStatus(t, cmd)
+	if got != exitNoPerm || !strings.Contains(stderr, kv) {
+		t.Errorf("exit %d, want %d with the path named; stderr:\n%s", got, exitNoPerm, stderr)
+	}
+}
+
+func TestEnvAndProcHoldNoSecret(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	const secret = "s3cr3t-bytes-Zq9"
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": secret}})
+	cmd := leashCmd(t, "--log-level", "trace", "-s", "pw="+kv+"/app#password", "--", "sh", "-c", `env; cat /proc/$$/environ; echo; echo "file=$(cat "$PW_FILE")"`)
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+	}
+	// The file is the only place the secret may appear.
+	rest := strings.Replace(string(out), "file="+secret, "", 1)
+	if !strings.Contains(string(out), "file="+secret) {
+		t.Errorf("the child could not read the secret from $PW_FILE: %q", out)
+	}
+	if strings.Contains(rest, secret) || strings.Contains(rest, srv.RootToken) {
+		t.Errorf("secret or token in the child's environment:\n%s", out)
+	}
+	if strings.Contains(stderr.String(), secret) || strings.Contains(stderr.String(), srv.RootToken) {
+		t.Errorf("secret or token in leash's trace log")
+	}
+}
+
+var _ = exec.Command
