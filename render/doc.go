@@ -1,1 +1,59 @@
+// Package render owns every byte of secret output leash produces.
+//
+// It sits between lease and supervisor in leash's one-way flow: package main
+// turns a lease snapshot into a map of [Secret] values, [Renderer.Update]
+// renders every [Output] (JSON, one raw field, dotenv or a text/template)
+// and writes the bytes into memory only, and main hands [Renderer.Files],
+// [Renderer.Env] to the supervisor. render never sees a process and the
+// supervisor never sees a secret byte.
+//
+// # Guarantees
+//
+//   - Secret bytes go only into a memfd or a file in a private directory on
+//     tmpfs/ramfs; never into environment variables, argv, logs or errors.
+//     [Values] cannot be printed by fmt, encoding/json or hclog.
+//   - Rendering is deterministic. An output whose bytes did not change is not
+//     rewritten and does not count as a change.
+//   - Every write is complete before Update returns.
+//
+// # Memfd delivery: what the child sees
+//
+// Output i is the inherited file descriptor FirstFD+i (3, 4, ... by
+// default); its path /dev/fd/N is in NAME_FILE. The memfd is named
+// "leash:NAME" (visible in /proc/PID/fd), has mode 0400 and is owned by
+// Options.UID/GID. The child must run as that user (or root) to re-open
+// /dev/fd/N, because a re-open checks the inode mode like any open(2).
+//
+// After a restart (Update with inPlace=false) each changed output is a new
+// memfd sealed with F_SEAL_WRITE and F_SEAL_GROW: nobody, root included, can
+// change its bytes. It is not sealed against shrinking so that Close and
+// Release can truncate it to zero bytes for holders that outlive the child.
+//
+// With a reload signal (Update with inPlace=true) the bytes are replaced in
+// the same memfd before Update returns, so main sends the signal afterwards.
+// To pick up new content the child must, after receiving the signal, open
+// /dev/fd/N again (a new open file description, offset 0) and read to EOF,
+// or pread from offset 0 on the inherited descriptor until EOF. It must not
+// keep reading from a descriptor it was reading before the signal: the
+// inherited descriptor shares its file offset with leash's copy and every
+// other inheritor. A reader that does not wait for the signal can observe a
+// half-written file; in-place memfds are not sealed, so a root child could
+// also write them.
+//
+// The app's own subprocesses inherit these descriptors unless the app sets
+// FD_CLOEXEC on them (fcntl(fd, F_SETFD, FD_CLOEXEC)); Close truncates the
+// memfds so such leftovers read nothing once leash exits.
+//
+// # Directory delivery
+//
+// A fresh 0700 directory leash-PID-RANDOM is created under Options.Dir
+// ($XDG_RUNTIME_DIR, else /dev/shm), which must be on tmpfs or ramfs unless
+// Options.AllowDisk is set, must not be a symlink, and must be owned by
+// leash's user or root and not be world-writable without the sticky bit.
+// Files are 0400, written to an O_EXCL|O_NOFOLLOW temporary file and renamed
+// into place, so a reader always sees a complete file and no symlink or
+// pre-created file can redirect a write. The child gets
+// CREDENTIALS_DIRECTORY (systemd's convention) and NAME_FILE pointers. Close
+// removes the directory; directories left by leash processes that no longer
+// exist are removed by New.
 package render

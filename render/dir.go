@@ -1,0 +1,268 @@
+package render
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+)
+
+// privateDir is Dir-mode delivery: a fresh directory leash-PID-RANDOM.
+// Every operation goes through the directory's descriptor (openat,
+// renameat, unlinkat), so once it is open no path component can be swapped
+// under leash. The descriptor holds an exclusive flock for the directory's
+// lifetime: that lock, not the PID in the name, tells a later leash whether
+// the directory is stale (PIDs are reused and differ across PID
+// namespaces; a flock is released exactly when its holder dies).
+type privateDir struct {
+	parent *os.File // the parent, opened O_DIRECTORY|O_NOFOLLOW
+	dir    *os.File // the private directory, flocked
+	name   string
+	path   string
+	owner  int // uid expected on files we wrote
+	log    hclog.Logger
+}
+
+var staleName = regexp.MustCompile(`^leash-[0-9]+-[0-9a-f]+$`)
+
+func defaultDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return "/dev/shm"
+}
+
+func openPrivateDir(opts Options, log hclog.Logger) (*privateDir, error) {
+	parentPath := opts.Dir
+	if parentPath == "" {
+		parentPath = defaultDir()
+	}
+	parentPath, err := filepath.Abs(parentPath)
+	if err != nil {
+		return nil, fmt.Errorf("delivery dir %s: %w", parentPath, err)
+	}
+	parent, err := openParent(parentPath, opts.AllowDisk)
+	if err != nil {
+		return nil, err
+	}
+	d := &privateDir{parent: parent, owner: os.Geteuid(), log: log}
+	if opts.UID != -1 {
+		d.owner = opts.UID
+	}
+	d.cleanStale()
+	if err := d.create(parentPath, opts.UID, opts.GID); err != nil {
+		parent.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// openParent opens the parent directory and refuses one that is a symlink,
+// not owned by leash's user or root, world-writable without the sticky bit,
+// or (unless allowDisk) not on tmpfs or ramfs.
+func openParent(path string, allowDisk bool) (*os.File, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return nil, fmt.Errorf("delivery dir %s is a symlink; give the real path", path)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open delivery dir %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat delivery dir %s: %w", path, err)
+	}
+	if euid := os.Geteuid(); int(st.Uid) != euid && st.Uid != 0 {
+		f.Close()
+		return nil, fmt.Errorf("delivery dir %s is owned by uid %d, not by leash's user (%d) or root", path, st.Uid, euid)
+	}
+	if st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0 {
+		f.Close()
+		return nil, fmt.Errorf("delivery dir %s is world-writable without the sticky bit", path)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("statfs delivery dir %s: %w", path, err)
+	}
+	if !allowDisk && sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.RAMFS_MAGIC {
+		f.Close()
+		return nil, fmt.Errorf("delivery dir %s is not on tmpfs or ramfs (filesystem type %#x): secrets would reach disk; use a tmpfs or allow disk explicitly", path, sfs.Type)
+	}
+	return f, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (d *privateDir) create(parentPath string, uid, gid int) error {
+	pfd := int(d.parent.Fd())
+	d.name = "leash-" + strconv.Itoa(os.Getpid()) + "-" + randomHex(8)
+	d.path = filepath.Join(parentPath, d.name)
+	if err := unix.Mkdirat(pfd, d.name, 0o700); err != nil {
+		return fmt.Errorf("create private dir %s: %w", d.path, err)
+	}
+	fd, err := unix.Openat(pfd, d.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Unlinkat(pfd, d.name, unix.AT_REMOVEDIR)
+		return fmt.Errorf("open private dir %s: %w", d.path, err)
+	}
+	d.dir = os.NewFile(uintptr(fd), d.path)
+	fail := func(op string, err error) error {
+		d.dir.Close()
+		unix.Unlinkat(pfd, d.name, unix.AT_REMOVEDIR)
+		return fmt.Errorf("%s private dir %s: %w", op, d.path, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail("lock", err)
+	}
+	// The umask may have narrowed the mode; chown lets a non-root child
+	// (--user) enter its own directory.
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		return fail("chmod", err)
+	}
+	if uid != -1 || gid != -1 {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return fail("chown", err)
+		}
+	}
+	return nil
+}
+
+// write replaces file name with b atomically: a fresh temporary file
+// (O_CREAT|O_EXCL|O_NOFOLLOW, so neither a symlink nor a pre-created file is
+// followed or reused) is filled, set to 0400 uid:gid and renamed over name.
+// rename(2) replaces a symlink or file at name without following it and
+// fails on a directory.
+func (d *privateDir) write(name string, b []byte, uid, gid int) error {
+	dfd := int(d.dir.Fd())
+	tmp := ".tmp-" + name + "-" + randomHex(8)
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	err = func() error {
+		if _, err := f.Write(b); err != nil {
+			return err
+		}
+		if err := f.Chmod(0o400); err != nil {
+			return err
+		}
+		if uid != -1 || gid != -1 {
+			if err := f.Chown(uid, gid); err != nil {
+				return err
+			}
+		}
+		return f.Close()
+	}()
+	if err == nil {
+		err = unix.Renameat(dfd, tmp, dfd, name)
+	}
+	if err != nil {
+		f.Close()
+		unix.Unlinkat(dfd, tmp, 0)
+		return fmt.Errorf("write %s/%s: %w", d.path, name, err)
+	}
+	return nil
+}
+
+// remove empties and deletes every file, then the directory.
+func (d *privateDir) remove() error {
+	err := emptyDir(d.dir, d.owner)
+	if rerr := unix.Unlinkat(int(d.parent.Fd()), d.name, unix.AT_REMOVEDIR); rerr != nil && err == nil {
+		err = fmt.Errorf("remove private dir %s: %w", d.path, rerr)
+	}
+	d.dir.Close()
+	d.parent.Close()
+	return err
+}
+
+// emptyDir truncates and unlinks every entry of dir. Only regular files
+// with one link owned by owner are truncated, so a hard link planted in the
+// directory cannot make leash empty a file elsewhere.
+func emptyDir(dir *os.File, owner int) error {
+	dfd := int(dir.Fd())
+	rfd, err := unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	rd := os.NewFile(uintptr(rfd), dir.Name())
+	names, err := rd.Readdirnames(-1)
+	rd.Close()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if fd, err := unix.Openat(dfd, n, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1 && int(st.Uid) == owner {
+				unix.Ftruncate(fd, 0)
+			}
+			unix.Close(fd)
+		}
+		if err := unix.Unlinkat(dfd, n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove %s/%s: %w", dir.Name(), n, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanStale removes leash-* directories in the parent whose flock is free:
+// their leash process is gone (killed before it could clean up).
+func (d *privateDir) cleanStale() {
+	pfd := int(d.parent.Fd())
+	rfd, err := unix.Openat(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	rd := os.NewFile(uintptr(rfd), d.parent.Name())
+	names, err := rd.Readdirnames(-1)
+	rd.Close()
+	if err != nil {
+		d.log.Warn("list delivery dir", "path", d.parent.Name(), "error", err)
+		return
+	}
+	for _, n := range names {
+		if !staleName.MatchString(n) {
+			continue
+		}
+		fd, err := unix.Openat(pfd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		sub := os.NewFile(uintptr(fd), filepath.Join(d.parent.Name(), n))
+		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+			sub.Close() // held: a live leash owns it
+			continue
+		}
+		var st unix.Stat_t
+		owner := os.Geteuid()
+		if unix.Fstat(fd, &st) == nil {
+			owner = int(st.Uid) // files carry the directory's owner (the child's user)
+		}
+		err = emptyDir(sub, owner)
+		if err == nil {
+			err = unix.Unlinkat(pfd, n, unix.AT_REMOVEDIR)
+		}
+		sub.Close()
+		if err != nil {
+			d.log.Warn("remove stale private dir", "path", sub.Name(), "error", err)
+		} else {
+			d.log.Info("removed stale private dir", "path", sub.Name())
+		}
+	}
+}

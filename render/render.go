@@ -1,0 +1,349 @@
+package render
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Kind selects how an output's bytes are produced.
+type Kind int
+
+const (
+	// KindJSON renders the secret's Data as one JSON object with sorted keys,
+	// no HTML escaping and no trailing newline.
+	KindJSON Kind = iota
+	// KindField renders one field's value exactly (no newline added).
+	KindField
+	// KindDotenv renders KEY=value lines, sorted, quoted so any byte round-trips.
+	KindDotenv
+	// KindTemplate renders a text/template.
+	KindTemplate
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindJSON:
+		return "json"
+	case KindField:
+		return "field"
+	case KindDotenv:
+		return "dotenv"
+	case KindTemplate:
+		return "template"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Output is one rendered file.
+type Output struct {
+	Name     string    // letters, digits, . _ -; see ValidateName
+	Kind     Kind      // zero: KindJSON
+	Secret   string    // Spec.ID of the source secret for JSON, Field, Dotenv
+	Field    string    // Field only: the field name
+	Template *Template // Template only
+}
+
+// Mode selects where outputs are delivered.
+type Mode int
+
+const (
+	// Memfd delivers each output as an inherited memfd (the default).
+	Memfd Mode = iota
+	// Dir delivers files into a private directory on tmpfs.
+	Dir
+)
+
+// Options configures a Renderer.
+type Options struct {
+	Mode      Mode
+	Dir       string       // Dir mode parent; "" means $XDG_RUNTIME_DIR, else /dev/shm
+	AllowDisk bool         // Dir mode: accept a parent that is not tmpfs/ramfs
+	UID, GID  int          // owner of memfds/files; -1 leaves them as leash's (0 is root)
+	FirstFD   int          // child's fd number for output 0; 0 means 3
+	Logger    hclog.Logger // nil: no logging
+}
+
+// ErrClosed is returned by Update after Close.
+var ErrClosed = errors.New("render: renderer is closed")
+
+// Renderer renders outputs and owns the memfds or directory they live in.
+// Its methods are safe for concurrent use.
+type Renderer struct {
+	opts    Options
+	outputs []Output
+	log     hclog.Logger
+	key     []byte // HMAC key for change detection: no plain hash of a secret is kept
+
+	mu         sync.Mutex
+	sums       [][]byte   // per output: HMAC of the bytes last written; nil before the first write
+	files      []*os.File // Memfd mode: current memfd per output
+	sealed     []bool     // Memfd mode: files[i] is sealed (created by a !inPlace update)
+	superseded []*os.File // Memfd mode: memfds replaced by !inPlace updates, closed by Release
+	dir        *privateDir
+	closed     bool
+}
+
+// New validates outputs and prepares delivery: in Dir mode it checks the
+// parent, removes directories left by dead leash processes and creates the
+// private directory. Nothing is rendered until Update.
+func New(opts Options, outputs []Output) (*Renderer, error) {
+	if opts.FirstFD == 0 {
+		opts.FirstFD = 3
+	}
+	if opts.FirstFD < 3 {
+		return nil, fmt.Errorf("first fd %d: must be 3 or more", opts.FirstFD)
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	names := map[string]bool{}
+	envs := map[string]string{}
+	for i, o := range outputs {
+		if err := ValidateName(o.Name); err != nil {
+			return nil, err
+		}
+		if names[o.Name] {
+			return nil, fmt.Errorf("output %q is defined twice", o.Name)
+		}
+		names[o.Name] = true
+		e := EnvName(o.Name)
+		if prev, ok := envs[e]; ok {
+			return nil, fmt.Errorf("outputs %q and %q both use variable %s", prev, o.Name, e)
+		}
+		envs[e] = o.Name
+		switch o.Kind {
+		case KindJSON, KindDotenv:
+			if o.Secret == "" {
+				return nil, fmt.Errorf("output %q: no secret", o.Name)
+			}
+		case KindField:
+			if o.Secret == "" || o.Field == "" {
+				return nil, fmt.Errorf("output %q: field output needs a secret and a field", o.Name)
+			}
+		case KindTemplate:
+			if o.Template == nil {
+				return nil, fmt.Errorf("output %q: no template", o.Name)
+			}
+		default:
+			return nil, fmt.Errorf("output %q: unknown kind %d", o.Name, o.Kind)
+		}
+		outputs[i] = o
+	}
+	r := &Renderer{
+		opts:    opts,
+		outputs: append([]Output(nil), outputs...),
+		log:     opts.Logger,
+		key:     make([]byte, 32),
+		sums:    make([][]byte, len(outputs)),
+	}
+	rand.Read(r.key)
+	switch opts.Mode {
+	case Memfd:
+		r.files = make([]*os.File, len(outputs))
+		r.sealed = make([]bool, len(outputs))
+	case Dir:
+		d, err := openPrivateDir(opts, r.log)
+		if err != nil {
+			return nil, err
+		}
+		r.dir = d
+	default:
+		return nil, fmt.Errorf("unknown delivery mode %d", opts.Mode)
+	}
+	return r, nil
+}
+
+// Update renders every output from secrets (keyed by Spec.ID; template
+// `secret` calls by Ref.ID) and delivers the outputs whose bytes changed.
+// It reports whether any did. Nothing is written unless every output
+// renders. inPlace (reload signal or no notification) rewrites the same
+// memfd before returning; !inPlace (restart) puts changed outputs into new
+// sealed memfds, leaving the old ones for Release. A memfd created by a
+// !inPlace update is sealed, so once an output has been delivered with
+// !inPlace, an inPlace update of it is an error: use one mode throughout.
+// Dir mode always replaces files atomically.
+func (r *Renderer) Update(secrets map[string]Secret, inPlace bool) (changed bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false, ErrClosed
+	}
+	bufs := make([]*buffer, len(r.outputs))
+	defer func() {
+		for _, b := range bufs {
+			if b != nil {
+				b.wipe()
+			}
+		}
+	}()
+	sums := make([][]byte, len(r.outputs))
+	for i, o := range r.outputs {
+		b := &buffer{}
+		bufs[i] = b
+		if err := r.renderOne(b, o, secrets); err != nil {
+			return false, fmt.Errorf("render %s: %w", o.Name, err)
+		}
+		m := hmac.New(sha256.New, r.key)
+		m.Write(b.b)
+		sums[i] = m.Sum(nil)
+	}
+	for i, o := range r.outputs {
+		if r.sums[i] != nil && hmac.Equal(r.sums[i], sums[i]) {
+			continue
+		}
+		if err := r.deliver(i, bufs[i].b, inPlace); err != nil {
+			return changed, fmt.Errorf("deliver %s: %w", o.Name, err)
+		}
+		r.sums[i] = sums[i]
+		changed = true
+		r.log.Debug("output written", "path", r.pathLocked(i), "in_place", inPlace)
+	}
+	return changed, nil
+}
+
+func (r *Renderer) renderOne(w *buffer, o Output, secrets map[string]Secret) error {
+	if o.Kind == KindTemplate {
+		return o.Template.render(w, secrets)
+	}
+	s, ok := secrets[o.Secret]
+	if !ok {
+		return fmt.Errorf("secret %q was not fetched", o.Secret)
+	}
+	switch o.Kind {
+	case KindJSON:
+		m := s.Data.m
+		if m == nil {
+			m = map[string]any{}
+		}
+		return appendJSON(w, m)
+	case KindField:
+		v, ok := s.Data.m[o.Field]
+		if !ok {
+			return fmt.Errorf("secret %q has no field %q", o.Secret, o.Field)
+		}
+		return appendField(w, v)
+	case KindDotenv:
+		return appendDotenv(w, s.Data.m)
+	}
+	return fmt.Errorf("unknown kind %d", o.Kind)
+}
+
+func (r *Renderer) deliver(i int, b []byte, inPlace bool) error {
+	name := r.outputs[i].Name
+	if r.dir != nil {
+		return r.dir.write(name, b, r.opts.UID, r.opts.GID)
+	}
+	if f := r.files[i]; f != nil && inPlace {
+		if r.sealed[i] {
+			return errors.New("memfd is sealed (created for a restart); cannot rewrite it in place")
+		}
+		return rewriteMemfd(f, b)
+	}
+	f, err := newMemfd(name, b, r.opts.UID, r.opts.GID, !inPlace)
+	if err != nil {
+		return err
+	}
+	if old := r.files[i]; old != nil {
+		r.superseded = append(r.superseded, old)
+	}
+	r.files[i] = f
+	r.sealed[i] = !inPlace
+	return nil
+}
+
+// Files returns the current memfds in output order; the child must see
+// Files()[i] as fd FirstFD+i (exec.Cmd.ExtraFiles with FirstFD 3). It is
+// nil in Dir mode and before the first Update. The files stay owned by the
+// Renderer: do not close them.
+func (r *Renderer) Files() []*os.File {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dir != nil || r.closed {
+		return nil
+	}
+	for _, f := range r.files {
+		if f == nil {
+			return nil
+		}
+	}
+	return append([]*os.File(nil), r.files...)
+}
+
+// Path returns where the child finds output name: /dev/fd/N in Memfd
+// mode, DIR/NAME in Dir mode.
+func (r *Renderer) Path(name string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, o := range r.outputs {
+		if o.Name == name {
+			return r.pathLocked(i), nil
+		}
+	}
+	return "", fmt.Errorf("no output named %q", name)
+}
+
+func (r *Renderer) pathLocked(i int) string {
+	if r.dir != nil {
+		return r.dir.path + "/" + r.outputs[i].Name
+	}
+	return "/dev/fd/" + strconv.Itoa(r.opts.FirstFD+i)
+}
+
+// Env returns NAME_FILE=path for every output (see EnvName) and, in Dir
+// mode, CREDENTIALS_DIRECTORY=dir. It never holds a secret value.
+func (r *Renderer) Env() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	env := make([]string, 0, len(r.outputs)+1)
+	if r.dir != nil {
+		env = append(env, "CREDENTIALS_DIRECTORY="+r.dir.path)
+	}
+	for i, o := range r.outputs {
+		env = append(env, EnvName(o.Name)+"="+r.pathLocked(i))
+	}
+	return env
+}
+
+// Release truncates and closes the memfds superseded by !inPlace updates.
+// Call it once the child that held them has been replaced.
+func (r *Renderer) Release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.superseded {
+		if err := closeMemfd(f); err != nil {
+			r.log.Warn("release memfd", "error", err)
+		}
+	}
+	r.superseded = nil
+}
+
+// Close truncates every memfd to zero bytes (so descriptors inherited by
+// leftover processes read nothing) and closes it, or removes the private
+// directory with its files. It is idempotent.
+func (r *Renderer) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	var errs []error
+	for _, f := range append(r.files, r.superseded...) {
+		if f != nil {
+			errs = append(errs, closeMemfd(f))
+		}
+	}
+	r.files, r.superseded = nil, nil
+	if r.dir != nil {
+		errs = append(errs, r.dir.remove())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,468 @@
+package render
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"text/template"
+	"text/template/parse"
+)
+
+// Template is a parsed Go text/template with the consul-template / Vault
+// Agent functions leash supports. It is immutable and safe for concurrent
+// use.
+type Template struct {
+	name string
+	tmpl *template.Template
+	refs []Ref
+}
+
+// Ref is one `secret` call in a template: a read of Path when Params is
+// nil, else a write (PUT) of Params to Path, like consul-template's
+// `secret "pki/issue/web" "common_name=x"`.
+type Ref struct {
+	Path   string
+	Params map[string]string
+}
+
+// ID returns the key under which main must pass this secret to Update (and
+// use as lease Spec.ID): the path for a read, "path?k=v&..." with sorted,
+// query-escaped parameters for a write.
+func (r Ref) ID() string {
+	if r.Params == nil {
+		return r.Path
+	}
+	v := url.Values{}
+	for k, p := range r.Params {
+		v.Set(k, p)
+	}
+	return r.Path + "?" + v.Encode()
+}
+
+// tmplSecret is what `secret` returns to a template: the fields Vault Agent
+// templates use.
+type tmplSecret struct {
+	Data          map[string]any
+	LeaseDuration int // seconds, as consul-template
+	Renewable     bool
+}
+
+// ParseTemplate parses text as template name. env serves the template's
+// `env` function (nil: os.Getenv); main should pass a function that hides
+// leash's own credentials. Every `secret` call must have literal string
+// arguments so that [Template.Refs] can list what to fetch before the first
+// render. Parse errors carry the line number ("template: NAME:3: ...").
+func ParseTemplate(name, text string, env func(string) string) (*Template, error) {
+	if env == nil {
+		env = os.Getenv
+	}
+	funcs := templateFuncs(env)
+	funcs["secret"] = func(string, ...string) (*tmplSecret, error) {
+		return nil, errors.New("secret: template rendered outside Update")
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse %w", err)
+	}
+	t := &Template{name: name, tmpl: tmpl}
+	seen := map[string]bool{}
+	// Walk every template the text defines, in name order for a stable Refs.
+	all := tmpl.Templates()
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].Name() == name {
+			return all[j].Name() != name
+		}
+		return all[j].Name() != name && all[i].Name() < all[j].Name()
+	})
+	for _, sub := range all {
+		if sub.Tree == nil || sub.Root == nil {
+			continue
+		}
+		if err := walkSecrets(sub.Tree, sub.Root, func(r Ref) {
+			if id := r.ID(); !seen[id] {
+				seen[id] = true
+				t.refs = append(t.refs, r)
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Name returns the template's name.
+func (t *Template) Name() string { return t.name }
+
+// Refs returns every distinct `secret` call in order of first appearance.
+// Main turns each into a lease Spec with ID Ref.ID().
+func (t *Template) Refs() []Ref {
+	out := make([]Ref, len(t.refs))
+	for i, r := range t.refs {
+		out[i] = Ref{Path: r.Path, Params: cloneParams(r.Params)}
+	}
+	return out
+}
+
+func cloneParams(p map[string]string) map[string]string {
+	if p == nil {
+		return nil
+	}
+	c := make(map[string]string, len(p))
+	for k, v := range p {
+		c[k] = v
+	}
+	return c
+}
+
+// walkSecrets finds `secret` calls in the parse tree. A call whose
+// arguments are not all string literals (a variable, a pipeline, a piped
+// value) is an error: leash fetches every secret before the first render,
+// so paths must be known at parse time.
+func walkSecrets(tree *parse.Tree, n parse.Node, found func(Ref)) error {
+	if n == nil || reflect.ValueOf(n).IsNil() {
+		return nil
+	}
+	nonLiteral := func(node parse.Node) error {
+		return fmt.Errorf("template: %s: `secret` arguments must be literal strings so leash can fetch them before rendering: %s",
+			location(tree, node), node)
+	}
+	switch x := n.(type) {
+	case *parse.ListNode:
+		for _, c := range x.Nodes {
+			if err := walkSecrets(tree, c, found); err != nil {
+				return err
+			}
+		}
+	case *parse.ActionNode:
+		return walkSecrets(tree, x.Pipe, found)
+	case *parse.IfNode:
+		return walkBranch(tree, &x.BranchNode, found)
+	case *parse.RangeNode:
+		return walkBranch(tree, &x.BranchNode, found)
+	case *parse.WithNode:
+		return walkBranch(tree, &x.BranchNode, found)
+	case *parse.TemplateNode:
+		return walkSecrets(tree, x.Pipe, found)
+	case *parse.PipeNode:
+		for i, cmd := range x.Cmds {
+			if len(cmd.Args) > 0 && isSecretIdent(cmd.Args[0]) && i > 0 {
+				return nonLiteral(x)
+			}
+			if err := walkSecrets(tree, cmd, found); err != nil {
+				return err
+			}
+		}
+	case *parse.CommandNode:
+		for i, a := range x.Args {
+			if !isSecretIdent(a) {
+				if err := walkSecrets(tree, a, found); err != nil {
+					return err
+				}
+				continue
+			}
+			if i != 0 {
+				return nonLiteral(x)
+			}
+			r, err := secretRef(x.Args[1:])
+			if err != nil {
+				if err == errNonLiteral {
+					return nonLiteral(x)
+				}
+				return fmt.Errorf("template: %s: %w", location(tree, x), err)
+			}
+			found(r)
+		}
+	case *parse.ChainNode:
+		return walkSecrets(tree, x.Node, found)
+	}
+	return nil
+}
+
+func walkBranch(tree *parse.Tree, b *parse.BranchNode, found func(Ref)) error {
+	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
+		if err := walkSecrets(tree, n, found); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isSecretIdent(n parse.Node) bool {
+	id, ok := n.(*parse.IdentifierNode)
+	return ok && id.Ident == "secret"
+}
+
+func location(tree *parse.Tree, n parse.Node) string {
+	loc, _ := tree.ErrorContext(n)
+	return loc
+}
+
+var errNonLiteral = errors.New("non-literal")
+
+// secretRef turns the literal arguments of a `secret` call into a Ref,
+// parsing "k=v" parameters like consul-template (trimmed, empty skipped).
+func secretRef(args []parse.Node) (Ref, error) {
+	if len(args) == 0 {
+		return Ref{}, errors.New("`secret` needs a path")
+	}
+	strs := make([]string, len(args))
+	for i, a := range args {
+		s, ok := a.(*parse.StringNode)
+		if !ok {
+			return Ref{}, errNonLiteral
+		}
+		strs[i] = s.Text
+	}
+	return parseSecretArgs(strs[0], strs[1:])
+}
+
+func parseSecretArgs(path string, params []string) (Ref, error) {
+	path = strings.Trim(strings.TrimSpace(path), "/")
+	if path == "" {
+		return Ref{}, errors.New("`secret` path is empty")
+	}
+	r := Ref{Path: path}
+	for _, p := range params {
+		if p == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			return Ref{}, fmt.Errorf("`secret` parameter %q is not k=v", p)
+		}
+		if r.Params == nil {
+			r.Params = map[string]string{}
+		}
+		r.Params[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return r, nil
+}
+
+// render executes the template into w. secrets is keyed by Ref.ID().
+func (t *Template) render(w *buffer, secrets map[string]Secret) error {
+	c, err := t.tmpl.Clone()
+	if err != nil {
+		return fmt.Errorf("template %s: %w", t.name, err)
+	}
+	var used []Values
+	c.Funcs(template.FuncMap{"secret": func(path string, params ...string) (*tmplSecret, error) {
+		r, err := parseSecretArgs(path, params)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := secrets[r.ID()]
+		if !ok {
+			return nil, fmt.Errorf("secret %q was not fetched", r.ID())
+		}
+		used = append(used, s.Raw, s.Data)
+		return &tmplSecret{
+			Data:          s.Raw.m,
+			LeaseDuration: int(s.LeaseDuration.Seconds()),
+			Renewable:     s.Renewable,
+		}, nil
+	}})
+	if err := c.Execute(w, nil); err != nil {
+		return redactError(err, used)
+	}
+	return nil
+}
+
+// valuePrinters are text/template error phrases followed by a value
+// printed with %v; what follows them is cut from the message.
+var valuePrinters = []string{
+	"range can't iterate over ",
+	"if/with can't use ",
+	"to iterate over more than one variable",
+	"iterate over more than one variable",
+	"non-comparable type",
+	"range over send-only channel ",
+}
+
+// redactError rebuilds a template execution error so that it cannot carry
+// secret bytes: phrases known to print values are cut, and any secret
+// string of four bytes or more that still appears is replaced. The result
+// does not wrap err, whose message may hold the value.
+func redactError(err error, used []Values) error {
+	msg := err.Error()
+	for _, p := range valuePrinters {
+		if i := strings.Index(msg, p); i >= 0 {
+			msg = msg[:i] + p + " " + redacted
+			break
+		}
+	}
+	var leaves []string
+	for _, v := range used {
+		collectStrings(v.m, &leaves)
+	}
+	// Longest first, so a secret containing another is replaced whole.
+	slices.SortFunc(leaves, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range leaves {
+		if len(s) >= 4 {
+			msg = strings.ReplaceAll(msg, s, redacted)
+		}
+	}
+	return &TemplateError{msg: msg}
+}
+
+func collectStrings(v any, out *[]string) {
+	switch x := v.(type) {
+	case string:
+		*out = append(*out, x)
+	case map[string]any:
+		for _, e := range x {
+			collectStrings(e, out)
+		}
+	case []any:
+		for _, e := range x {
+			collectStrings(e, out)
+		}
+	}
+}
+
+// TemplateError is a template execution failure (a missing key, a wrong
+// type, a secret that was not fetched). Its message names the template,
+// line and column, and never holds secret bytes.
+type TemplateError struct{ msg string }
+
+func (e *TemplateError) Error() string { return e.msg }
+
+// templateFuncs returns the consul-template functions leash supports, with
+// consul-template's argument order (the piped value last) and output.
+func templateFuncs(env func(string) string) template.FuncMap {
+	return template.FuncMap{
+		"env":          env,
+		"toJSON":       toJSON,
+		"toJSONPretty": toJSONPretty,
+		"base64Encode": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"base64Decode": func(s string) (string, error) {
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return "", fmt.Errorf("base64Decode: %w", err) // CorruptInputError holds only an offset
+			}
+			return string(b), nil
+		},
+		"trimSpace":  strings.TrimSpace,
+		"toLower":    strings.ToLower,
+		"toUpper":    strings.ToUpper,
+		"join":       join,
+		"split":      split,
+		"replaceAll": func(from, to, s string) string { return strings.ReplaceAll(s, from, to) },
+		"contains":   contains,
+		"indent":     indent,
+	}
+}
+
+func toJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("toJSON: %T cannot be encoded", v)
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+func toJSONPretty(v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("toJSONPretty: %T cannot be encoded", v)
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// join is consul-template's `join SEP LIST`; besides []string it accepts
+// the []any lists Vault returns, whose elements are written like a field.
+func join(sep string, list any) (string, error) {
+	switch l := list.(type) {
+	case []string:
+		return strings.Join(l, sep), nil
+	case []any:
+		var w buffer
+		defer w.wipe()
+		for i, e := range l {
+			if i > 0 {
+				w.WriteString(sep)
+			}
+			if err := appendField(&w, e); err != nil {
+				return "", fmt.Errorf("join: element %d: %w", i, err)
+			}
+		}
+		return string(w.b), nil
+	}
+	return "", fmt.Errorf("join: cannot join a %T", list)
+}
+
+// split is consul-template's `split SEP S`: S is trimmed, and empty S
+// gives an empty list.
+func split(sep, s string) []string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, sep)
+}
+
+// contains is consul-template's `contains V LIST`: true when LIST (a list)
+// holds V, or LIST (a string) contains V.
+func contains(v, list any) (bool, error) {
+	switch l := list.(type) {
+	case string:
+		s, ok := v.(string)
+		return ok && strings.Contains(l, s), nil
+	case []string:
+		s, ok := v.(string)
+		return ok && slices.Contains(l, s), nil
+	case []any:
+		for _, e := range l {
+			if equalScalar(e, v) {
+				return true, nil
+			}
+		}
+		return false, nil
+	case nil:
+		return false, nil
+	}
+	return false, fmt.Errorf("contains: cannot search a %T", list)
+}
+
+func equalScalar(a, b any) bool {
+	if an, ok := a.(json.Number); ok {
+		a = string(an)
+		if bn, ok := b.(json.Number); ok {
+			b = string(bn)
+		} else if bi, ok := b.(int); ok {
+			b = fmt.Sprint(bi)
+		}
+	}
+	switch a.(type) {
+	case string, bool, float64, int:
+		return a == b
+	}
+	return false
+}
+
+// indent is consul-template's `indent N S`: N spaces before every
+// non-empty line.
+func indent(spaces int, s string) (string, error) {
+	if spaces < 0 {
+		return "", errors.New("indent value must be a positive integer")
+	}
+	prefix := strings.Repeat(" ", spaces)
+	var b strings.Builder
+	atStart := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if atStart && c != '\n' {
+			b.WriteString(prefix)
+		}
+		b.WriteByte(c)
+		atStart = c == '\n'
+	}
+	return b.String(), nil
+}
