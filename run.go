@@ -137,6 +137,14 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if len(c.Command) == 0 {
 		return &usageError{errors.New("no command given: leash [flags] -- CMD [ARGS...]")}
 	}
+	if err := harden(); err != nil {
+		log.Warn("cannot make leash non-dumpable; its memory could be read by same-user processes", "error", err)
+	}
+	if c.Mlock {
+		if err := lockMemory(); err != nil {
+			return &configError{err}
+		}
+	}
 	baseEnv, envLookup := scrubbedEnv(nil)
 	s, err := c.settings(envLookup)
 	if err != nil {
