@@ -4,16 +4,25 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
+// memfd is one output's memory file: rw is leash's read-write descriptor
+// (memfd_create always returns O_RDWR); ro is a read-only open of the same
+// inode, the one the child inherits.
+type memfd struct {
+	rw, ro *os.File
+	sealed bool
+}
+
 // newMemfd creates memfd "leash:NAME" holding b, mode 0400, owned by
 // uid:gid (-1 keeps leash's). With seal, writes and growth are sealed
 // (F_SEAL_WRITE|F_SEAL_GROW) so no one, root included, can change the bytes;
-// shrinking stays possible so closeMemfd can empty it. The descriptor is
+// shrinking stays possible so close can empty it. Both descriptors are
 // close-on-exec in leash; exec.Cmd.ExtraFiles clears that in the child.
-func newMemfd(name string, b []byte, uid, gid int, seal bool) (*os.File, error) {
+func newMemfd(name string, b []byte, uid, gid int, seal bool) (*memfd, error) {
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	fd, err := unix.MemfdCreate("leash:"+name, flags|unix.MFD_NOEXEC_SEAL)
 	if errors.Is(err, unix.EINVAL) {
@@ -24,63 +33,64 @@ func newMemfd(name string, b []byte, uid, gid int, seal bool) (*os.File, error) 
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "leash:"+name)
-	if err := fillMemfd(f, b, uid, gid, seal); err != nil {
-		f.Close()
+	m := &memfd{rw: os.NewFile(uintptr(fd), "leash:"+name), sealed: seal}
+	if err := m.fill(b, uid, gid); err != nil {
+		m.rw.Close()
+		if m.ro != nil {
+			m.ro.Close()
+		}
 		return nil, err
 	}
-	return f, nil
+	return m, nil
 }
 
-func fillMemfd(f *os.File, b []byte, uid, gid int, seal bool) error {
-	if _, err := f.WriteAt(b, 0); err != nil {
+func (m *memfd) fill(b []byte, uid, gid int) error {
+	if _, err := m.rw.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("write memfd: %w", err)
 	}
-	if err := f.Chmod(0o400); err != nil {
+	// Re-opening through /proc gives a new, read-only open file
+	// description; done before chmod/chown so it works for any owner.
+	ro, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(m.rw.Fd())), os.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open memfd read-only: %w", err)
+	}
+	m.ro = ro
+	if err := m.rw.Chmod(0o400); err != nil {
 		return fmt.Errorf("chmod memfd: %w", err)
 	}
 	if uid != -1 || gid != -1 {
-		if err := f.Chown(uid, gid); err != nil {
+		if err := m.rw.Chown(uid, gid); err != nil {
 			return fmt.Errorf("chown memfd to %d:%d: %w", uid, gid, err)
 		}
 	}
-	if !seal {
+	if !m.sealed {
 		return nil
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		_, serr = unix.FcntlInt(fd, unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("seal memfd: %w", serr)
+	if _, err := unix.FcntlInt(m.rw.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW); err != nil {
+		return fmt.Errorf("seal memfd: %w", err)
 	}
 	return nil
 }
 
-// rewriteMemfd replaces the content of an unsealed memfd in place: write
-// the new bytes from offset 0, then cut the file to their length. When it
-// returns, a reader that opens /dev/fd/N (or preads from 0) sees exactly b.
-func rewriteMemfd(f *os.File, b []byte) error {
-	if _, err := f.WriteAt(b, 0); err != nil {
+// rewrite replaces the content of an unsealed memfd in place: write the
+// new bytes from offset 0, then cut the file to their length. When it
+// returns, a reader that opens /dev/fd/N (or preads from 0) sees exactly b;
+// a reader racing with it may see a mix (measured in TestInPlaceTornReads).
+func (m *memfd) rewrite(b []byte) error {
+	if _, err := m.rw.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("rewrite memfd: %w", err)
 	}
-	if err := f.Truncate(int64(len(b))); err != nil {
+	if err := m.rw.Truncate(int64(len(b))); err != nil {
 		return fmt.Errorf("truncate memfd: %w", err)
 	}
 	return nil
 }
 
-// closeMemfd empties f, so that processes still holding an inherited copy
-// read nothing, and closes leash's descriptor.
-func closeMemfd(f *os.File) error {
-	terr := f.Truncate(0)
-	cerr := f.Close()
+// close empties the memfd, so processes still holding an inherited copy
+// read nothing, and closes leash's descriptors.
+func (m *memfd) close() error {
+	terr := m.rw.Truncate(0)
+	cerr := errors.Join(m.rw.Close(), m.ro.Close())
 	if terr != nil {
 		return fmt.Errorf("truncate memfd: %w", terr)
 	}

@@ -83,10 +83,9 @@ type Renderer struct {
 	key     []byte // HMAC key for change detection: no plain hash of a secret is kept
 
 	mu         sync.Mutex
-	sums       [][]byte   // per output: HMAC of the bytes last written; nil before the first write
-	files      []*os.File // Memfd mode: current memfd per output
-	sealed     []bool     // Memfd mode: files[i] is sealed (created by a !inPlace update)
-	superseded []*os.File // Memfd mode: memfds replaced by !inPlace updates, closed by Release
+	sums       [][]byte // per output: HMAC of the bytes last written; nil before the first write
+	files      []*memfd // Memfd mode: current memfd per output
+	superseded []*memfd // Memfd mode: memfds replaced by !inPlace updates, closed by Release
 	dir        *privateDir
 	closed     bool
 }
@@ -147,8 +146,7 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 	rand.Read(r.key)
 	switch opts.Mode {
 	case Memfd:
-		r.files = make([]*os.File, len(outputs))
-		r.sealed = make([]bool, len(outputs))
+		r.files = make([]*memfd, len(outputs))
 	case Dir:
 		d, err := openPrivateDir(opts, r.log)
 		if err != nil {
@@ -241,40 +239,43 @@ func (r *Renderer) deliver(i int, b []byte, inPlace bool) error {
 	if r.dir != nil {
 		return r.dir.write(name, b, r.opts.UID, r.opts.GID)
 	}
-	if f := r.files[i]; f != nil && inPlace {
-		if r.sealed[i] {
+	if m := r.files[i]; m != nil && inPlace {
+		if m.sealed {
 			return errors.New("memfd is sealed (created for a restart); cannot rewrite it in place")
 		}
-		return rewriteMemfd(f, b)
+		return m.rewrite(b)
 	}
-	f, err := newMemfd(name, b, r.opts.UID, r.opts.GID, !inPlace)
+	m, err := newMemfd(name, b, r.opts.UID, r.opts.GID, !inPlace)
 	if err != nil {
 		return err
 	}
 	if old := r.files[i]; old != nil {
 		r.superseded = append(r.superseded, old)
 	}
-	r.files[i] = f
-	r.sealed[i] = !inPlace
+	r.files[i] = m
 	return nil
 }
 
-// Files returns the current memfds in output order; the child must see
-// Files()[i] as fd FirstFD+i (exec.Cmd.ExtraFiles with FirstFD 3). It is
-// nil in Dir mode and before the first Update. The files stay owned by the
-// Renderer: do not close them.
+// Files returns read-only descriptors of the current memfds in output
+// order; the child must see Files()[i] as fd FirstFD+i (exec.Cmd.ExtraFiles
+// with FirstFD 3). They are separate open files from leash's read-write
+// ones, so the child can neither write through them nor move leash's
+// offset. Files is nil in Dir mode and before the first Update. The files
+// stay owned by the Renderer: do not close them.
 func (r *Renderer) Files() []*os.File {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.dir != nil || r.closed {
 		return nil
 	}
-	for _, f := range r.files {
-		if f == nil {
+	files := make([]*os.File, len(r.files))
+	for i, m := range r.files {
+		if m == nil {
 			return nil
 		}
+		files[i] = m.ro
 	}
-	return append([]*os.File(nil), r.files...)
+	return files
 }
 
 // Path returns where the child finds output name: /dev/fd/N in Memfd
@@ -317,8 +318,8 @@ func (r *Renderer) Env() []string {
 func (r *Renderer) Release() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, f := range r.superseded {
-		if err := closeMemfd(f); err != nil {
+	for _, m := range r.superseded {
+		if err := m.close(); err != nil {
 			r.log.Warn("release memfd", "error", err)
 		}
 	}
@@ -336,9 +337,9 @@ func (r *Renderer) Close() error {
 	}
 	r.closed = true
 	var errs []error
-	for _, f := range append(r.files, r.superseded...) {
-		if f != nil {
-			errs = append(errs, closeMemfd(f))
+	for _, m := range append(r.files, r.superseded...) {
+		if m != nil {
+			errs = append(errs, m.close())
 		}
 	}
 	r.files, r.superseded = nil, nil

@@ -1,0 +1,288 @@
+package render
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Data shaped exactly like Vault's responses (json.Number, as vault/api
+// decodes them).
+func dbSecret() Secret {
+	raw := map[string]any{"username": "v-token-readonly-3Xz", "password": "A1a-8Qk\"<pw>&"}
+	return Secret{Data: NewValues(raw), Raw: NewValues(raw), LeaseDuration: time.Hour, Renewable: true}
+}
+
+func kv2Secret() Secret {
+	inner := map[string]any{"username": "app", "password": "hunter2<>", "port": json.Number("5432")}
+	raw := map[string]any{
+		"data": inner,
+		"metadata": map[string]any{
+			"created_time": "2026-11-25T19:00:00.000000Z", "custom_metadata": nil,
+			"deletion_time": "", "destroyed": false, "version": json.Number("3"),
+		},
+	}
+	return Secret{Data: NewValues(inner), Raw: NewValues(raw), Version: 3}
+}
+
+func pkiSecret() Secret {
+	raw := map[string]any{
+		"certificate":      "-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----",
+		"issuing_ca":       "-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----",
+		"ca_chain":         []any{"-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----"},
+		"private_key":      "-----BEGIN RSA PRIVATE KEY-----\nMIIkey\n-----END RSA PRIVATE KEY-----",
+		"private_key_type": "rsa",
+		"serial_number":    "39:dd:2e",
+		"expiration":       json.Number("1764100000"),
+	}
+	return Secret{Data: NewValues(raw), Raw: NewValues(raw), LeaseDuration: 2 * time.Minute}
+}
+
+func testSecrets() map[string]Secret {
+	pki := pkiSecret()
+	return map[string]Secret{
+		"database/creds/readonly": dbSecret(),
+		"secret/data/myapp/config": kv2Secret(),
+		"pki_int/issue/example-dot-com?common_name=foo.example.com&ttl=2m": pki,
+		"pki/issue/web?common_name=web.example.com&ttl=1h":                 pki,
+	}
+}
+
+func execTemplate(t *testing.T, text string, env func(string) string) (string, error) {
+	t.Helper()
+	tmpl, err := ParseTemplate("test.tmpl", text, env)
+	if err != nil {
+		return "", err
+	}
+	var w buffer
+	err = tmpl.render(&w, testSecrets())
+	return string(w.b), err
+}
+
+// Templates from the Vault Agent and consul-template documentation; the
+// expected bytes are what Vault Agent writes for the same data.
+func TestTemplatesFromDocs(t *testing.T) {
+	cases := []struct{ name, text, want string }{
+		{
+			"agent database creds",
+			`{{ with secret "database/creds/readonly" }}
+username: "{{ .Data.username }}"
+password: "{{ .Data.password }}"
+{{ end }}
+`,
+			"\nusername: \"v-token-readonly-3Xz\"\npassword: \"A1a-8Qk\"<pw>&\"\n\n",
+		},
+		{
+			"agent connection string with trim markers",
+			`{{- with secret "database/creds/readonly" -}}
+postgresql://{{ .Data.username }}:{{ .Data.password }}@postgres:5432/wizard
+{{- end }}
+`,
+			"postgresql://v-token-readonly-3Xz:A1a-8Qk\"<pw>&@postgres:5432/wizard\n",
+		},
+		{
+			"agent pki cert.tpl",
+			`{{- /* /tmp/cert.tpl */ -}}
+{{ with secret "pki_int/issue/example-dot-com" "common_name=foo.example.com" "ttl=2m" }}
+{{ .Data.certificate }}{{ end }}
+`,
+			"\n-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----\n",
+		},
+		{
+			"agent pki ca.tpl",
+			`{{- /* /tmp/ca.tpl */ -}}
+{{ with secret "pki_int/issue/example-dot-com" "common_name=foo.example.com" "ttl=2m" }}
+{{ .Data.issuing_ca }}{{ end }}
+`,
+			"\n-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----\n",
+		},
+		{
+			"agent pki key.tpl",
+			`{{- /* /tmp/key.tpl */ -}}
+{{ with secret "pki_int/issue/example-dot-com" "common_name=foo.example.com" "ttl=2m" }}
+{{ .Data.private_key }}{{ end }}
+`,
+			"\n-----BEGIN RSA PRIVATE KEY-----\nMIIkey\n-----END RSA PRIVATE KEY-----\n",
+		},
+		{
+			"consul-template pki bundle",
+			`{{ with secret "pki/issue/web" "common_name=web.example.com" "ttl=1h" }}
+{{ .Data.certificate }}
+{{ .Data.private_key }}
+{{ range .Data.ca_chain }}{{ . }}
+{{ end }}{{ end }}`,
+			"\n-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY-----\nMIIkey\n-----END RSA PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----\n",
+		},
+		{
+			"kv v2 .Data.data",
+			`{{ with secret "secret/data/myapp/config" -}}
+{{ .Data.data.username }}:{{ .Data.data.password }} (v{{ .Data.metadata.version }})
+{{- end }}`,
+			"app:hunter2<> (v3)",
+		},
+		{
+			"kv v2 range",
+			`{{ with secret "secret/data/myapp/config" }}{{ range $k, $v := .Data.data }}export {{ $k | toUpper }}="{{ $v }}"
+{{ end }}{{ end }}`,
+			"export PASSWORD=\"hunter2<>\"\nexport PORT=\"5432\"\nexport USERNAME=\"app\"\n",
+		},
+		{
+			"toJSON of .Data.data escapes HTML like consul-template",
+			`{{ with secret "secret/data/myapp/config" }}{{ .Data.data | toJSON }}{{ end }}`,
+			`{"password":"hunter2\u003c\u003e","port":5432,"username":"app"}`,
+		},
+		{
+			"toJSONPretty",
+			`{{ with secret "database/creds/readonly" }}{{ .Data | toJSONPretty }}{{ end }}`,
+			"{\n  \"password\": \"A1a-8Qk\\\"\\u003cpw\\u003e\\u0026\",\n  \"username\": \"v-token-readonly-3Xz\"\n}",
+		},
+		{
+			"lease fields",
+			`{{ with secret "database/creds/readonly" }}{{ .LeaseDuration }} {{ .Renewable }}{{ end }}`,
+			"3600 true",
+		},
+		{
+			"index for optional keys",
+			`{{ with secret "database/creds/readonly" }}{{ with index .Data "missing" }}x{{ else }}none{{ end }}{{ end }}`,
+			"none",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := execTemplate(t, c.text, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Fatalf("got  %q\nwant %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestTemplateFunctions(t *testing.T) {
+	env := func(k string) string {
+		if k == "APP_ENV" {
+			return "Prod"
+		}
+		return ""
+	}
+	cases := []struct{ text, want string }{
+		{`{{ "aGVsbG8=" | base64Decode }}`, "hello"},
+		{`{{ "hello" | base64Encode }}`, "aGVsbG8="},
+		{`{{ env "APP_ENV" | toLower }}-{{ env "UNSET" }}`, "prod-"},
+		{`{{ "  x \n" | trimSpace }}`, "x"},
+		{`{{ "a,b,c" | split "," | join ";" }}`, "a;b;c"},
+		{`{{ "" | split "," | len }}`, "0"},
+		{`{{ "a.b.c" | replaceAll "." "_" }}`, "a_b_c"},
+		{`{{ if "foobar" | contains "oba" }}y{{ end }}{{ if "foo,bar" | split "," | contains "baz" }}n{{ end }}`, "y"},
+		{`{{ with secret "pki/issue/web" "common_name=web.example.com" "ttl=1h" }}{{ if .Data.ca_chain | contains "nope" }}n{{ else }}{{ .Data.ca_chain | join "+" | len }}{{ end }}{{ end }}`, "59"},
+		{`{{ "a\n\nb\n" | indent 2 }}`, "  a\n\n  b\n"},
+		{"x:\n{{ with secret \"database/creds/readonly\" }}{{ .Data | toJSONPretty | indent 4 }}{{ end }}", "x:\n    {\n      \"password\": \"A1a-8Qk\\\"\\u003cpw\\u003e\\u0026\",\n      \"username\": \"v-token-readonly-3Xz\"\n    }"},
+		{`{{ "AbC" | toUpper }}{{ "AbC" | toLower }}`, "ABCabc"},
+	}
+	for _, c := range cases {
+		got, err := execTemplate(t, c.text, env)
+		if err != nil {
+			t.Errorf("%s: %v", c.text, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", c.text, got, c.want)
+		}
+	}
+}
+
+func TestTemplateRefs(t *testing.T) {
+	tmpl, err := ParseTemplate("refs", `{{ define "db" }}{{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}{{ end }}
+{{ with secret "secret/data/app" }}{{ .Data.data.x }}{{ end }}
+{{ if true }}{{ (secret "pki/issue/web" "ttl=1h" " common_name = x " "").Data.certificate }}{{ end }}
+{{ range $i, $s := split "," "a,b" }}{{ with secret "secret/data/app" }}{{ end }}{{ end }}
+{{ template "db" }}{{ printf "%s" (secret "/transit/keys/k/").Data }}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Ref{
+		{Path: "secret/data/app"},
+		{Path: "pki/issue/web", Params: map[string]string{"common_name": "x", "ttl": "1h"}},
+		{Path: "transit/keys/k"},
+		{Path: "database/creds/app"},
+	}
+	if got := tmpl.Refs(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v\nwant %#v", got, want)
+	}
+	if id := want[1].ID(); id != "pki/issue/web?common_name=x&ttl=1h" {
+		t.Fatalf("ID = %q", id)
+	}
+	if id := want[0].ID(); id != "secret/data/app" {
+		t.Fatalf("ID = %q", id)
+	}
+}
+
+func TestTemplateErrors(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"missing key", "line one\n{{ with secret \"database/creds/readonly\" }}\n  {{ .Data.usernmae }}{{ end }}",
+			[]string{"test.tmpl:3:", `map has no entry for key "usernmae"`}},
+		{"missing nested key", "{{ with secret \"secret/data/myapp/config\" }}{{ .Data.data.nope.deeper }}{{ end }}",
+			[]string{"test.tmpl:1:", `"nope"`}},
+		{"bad syntax", "ok\n\n{{ if }}x{{ end }}\n", []string{"test.tmpl:3:", "missing value for if"}},
+		{"unclosed action", "a\n{{ with secret \"x\" }}\n", []string{"test.tmpl:", "unexpected EOF"}},
+		{"unknown function", "a\n{{ toYAML . }}", []string{"test.tmpl:2:", `"toYAML" not defined`}},
+		{"variable path", "a\n{{ $p := \"database/creds/readonly\" }}{{ with secret $p }}{{ end }}",
+			[]string{"test.tmpl:2:", "must be literal strings", "secret $p"}},
+		{"piped path", "{{ \"database/creds/readonly\" | secret }}", []string{"test.tmpl:1:", "must be literal"}},
+		{"computed param", "{{ secret \"pki/issue/web\" (printf \"ttl=%s\" \"1h\") }}", []string{"must be literal"}},
+		{"no path", "{{ secret }}", []string{"needs a path"}},
+		{"bad param", "{{ secret \"pki/issue/web\" \"ttl\" }}", []string{`"ttl" is not k=v`}},
+		{"not fetched", "{{ with secret \"database/creds/other\" }}{{ end }}", []string{`secret "database/creds/other" was not fetched`}},
+		{"bad base64", "{{ \"!!\" | base64Decode }}", []string{"base64Decode", "illegal base64"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := execTemplate(t, c.text, nil)
+			if err == nil {
+				t.Fatalf("no error; output %q", out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "<no value>") {
+				t.Errorf("error mentions <no value>: %v", err)
+			}
+		})
+	}
+}
+
+// Execution errors that text/template would print with the value (%v)
+// must not carry the secret.
+func TestTemplateErrorsRedactSecrets(t *testing.T) {
+	pw := dbSecret().Data.m["password"].(string)
+	for _, text := range []string{
+		`{{ with secret "database/creds/readonly" }}{{ range .Data.password }}{{ end }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ range .Data.password | toUpper }}{{ end }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password.field }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ index .Data.password 1000 }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ eq .Data .Data }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | base64Decode }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | indent -1 }}{{ end }}`,
+	} {
+		_, err := execTemplate(t, text, nil)
+		if err == nil {
+			t.Fatalf("%s: no error", text)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, pw) || strings.Contains(msg, strings.ToUpper(pw)) || strings.Contains(msg, "A1a-8Qk") {
+			t.Fatalf("%s: secret in error %q", text, msg)
+		}
+		if !strings.Contains(msg, "test.tmpl:1:") {
+			t.Fatalf("%s: no location in %q", text, msg)
+		}
+	}
+}
