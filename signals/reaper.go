@@ -1,0 +1,109 @@
+package signals
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/signal"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reaper reaps exited orphans when leash is PID 1 or a child subreaper, so
+// zombies never pile up in a container.
+//
+// A plain wait4(-1) loop would race the supervisor's own Wait and steal the main
+// child's exit status (the ramr/go-reaper bug class). Reaper instead peeks with
+// waitid(WNOWAIT), which leaves the zombie in place, asks Skip about the pid and
+// only then reaps exactly that pid.
+type Reaper struct {
+	// Skip reports whether pid is waited for by someone else (the supervised
+	// child); the reaper never reaps such a pid. It must also answer correctly
+	// for a child that is being started right now, so it has to serialise with
+	// the fork: supervisor.Supervisor.IsChild does. nil reaps every zombie.
+	Skip func(pid int) bool
+
+	// Reaped, if set, is called after each reaped orphan (for logs and tests).
+	Reaped func(pid int, status unix.WaitStatus)
+}
+
+// Retry bounds for a zombie that Skip claims: its owner reaps it within
+// moments, and only then can waitid show the zombies queued behind it.
+const (
+	minRetry = 10 * time.Millisecond
+	maxRetry = time.Second
+)
+
+// Run reaps orphans on every SIGCHLD until ctx is done, then returns nil. It
+// catches SIGCHLD for the life of the call.
+func (r *Reaper) Run(ctx context.Context) error {
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	defer signal.Stop(chld)
+
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+	backoff := minRetry
+	for {
+		if r.reap() {
+			// A claimed zombie hides the rest; look again soon.
+			retry.Reset(backoff)
+			backoff = min(2*backoff, maxRetry)
+		} else {
+			backoff = minRetry
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-chld:
+		case <-retry.C:
+		}
+	}
+}
+
+// reap reaps every zombie it may and reports whether it stopped at one that
+// Skip claims.
+func (r *Reaper) reap() (claimed bool) {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil { // ECHILD: no children at all
+			return false
+		}
+		pid := siginfoPid(&info)
+		if pid == 0 { // children exist, none has exited
+			return false
+		}
+		if r.Skip != nil && r.Skip(pid) {
+			return true
+		}
+		var ws unix.WaitStatus
+		for {
+			_, err = unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		if err == nil && r.Reaped != nil {
+			r.Reaped(pid, ws)
+		}
+	}
+}
+
+// siginfoPid returns si_pid. x/sys/unix leaves siginfo's union opaque; it
+// starts after signo, errno and code, aligned to the pointer size.
+func siginfoPid(info *unix.Siginfo) int {
+	off := 12
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		off = 16
+	}
+	b := (*[unsafe.Sizeof(unix.Siginfo{})]byte)(unsafe.Pointer(info))
+	return int(int32(binary.NativeEndian.Uint32(b[off:])))
+}

@@ -1,0 +1,170 @@
+package signals
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Real-time signal bounds as user space sees them. The kernel's SIGRTMIN is 32,
+// but glibc and musl reserve 32 and 33 for threads and setxid, so RTMIN means 34
+// in kill(1), Docker (STOPSIGNAL RTMIN+3 is 37) and systemd. The Go runtime
+// cannot deliver 32 and 33 through os/signal either.
+const (
+	RTMin syscall.Signal = 34
+	RTMax syscall.Signal = 64
+)
+
+// Parse returns the signal named by name: a name with or without the SIG
+// prefix in any case ("HUP", "SIGHUP", "sigterm"), a number ("1"), or a
+// real-time signal relative to RTMin or RTMax ("RTMIN", "RTMIN+3", "SIGRTMAX-1").
+// It accepts every signal 1-64, including KILL and STOP, so it serves flags such
+// as --stop-signal; use Forwardable to ask whether leash relays a signal.
+func Parse(name string) (syscall.Signal, error) {
+	s := strings.ToUpper(strings.TrimSpace(name))
+	if s == "" {
+		return 0, fmt.Errorf("parse signal %q: empty name", name)
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > int(RTMax) {
+			return 0, fmt.Errorf("parse signal %q: number out of range 1-%d", name, RTMax)
+		}
+		return syscall.Signal(n), nil
+	}
+	s = strings.TrimPrefix(s, "SIG")
+	if rt, ok := parseRT(s); ok {
+		if rt < RTMin || rt > RTMax {
+			return 0, fmt.Errorf("parse signal %q: outside RTMIN..RTMAX", name)
+		}
+		return rt, nil
+	}
+	if sig := unix.SignalNum("SIG" + s); sig != 0 {
+		return sig, nil
+	}
+	if sig, ok := aliases[s]; ok {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("parse signal %q: unknown signal", name)
+}
+
+// aliases are the historical names unix.SignalNum does not know.
+var aliases = map[string]syscall.Signal{
+	"IOT":  unix.SIGIOT,
+	"POLL": unix.SIGPOLL,
+	"CLD":  unix.SIGCHLD,
+}
+
+// parseRT parses "RTMIN", "RTMIN+N", "RTMAX" and "RTMAX-N" (upper case, no SIG).
+func parseRT(s string) (syscall.Signal, bool) {
+	for _, base := range []struct {
+		name string
+		sig  syscall.Signal
+		op   byte
+	}{{"RTMIN", RTMin, '+'}, {"RTMAX", RTMax, '-'}} {
+		rest, ok := strings.CutPrefix(s, base.name)
+		if !ok {
+			continue
+		}
+		if rest == "" {
+			return base.sig, true
+		}
+		if rest[0] != base.op {
+			return 0, false
+		}
+		n, err := strconv.Atoi(rest[1:])
+		if err != nil || n < 0 {
+			return 0, false
+		}
+		if base.op == '+' {
+			return base.sig + syscall.Signal(n), true
+		}
+		return base.sig - syscall.Signal(n), true
+	}
+	return 0, false
+}
+
+// Name returns the conventional name of sig: "SIGHUP", "SIGRTMIN+3", or
+// "signal N" for numbers without a name. Logs use it under the "signal" key.
+func Name(sig os.Signal) string {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return sig.String()
+	}
+	if s >= RTMin && s <= RTMax {
+		if s == RTMin {
+			return "SIGRTMIN"
+		}
+		return fmt.Sprintf("SIGRTMIN+%d", s-RTMin)
+	}
+	if n := unix.SignalName(s); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", int(s))
+}
+
+// Forwardable reports whether leash relays sig to its child: every catchable
+// signal 1-31 and every real-time signal RTMin..RTMax, except
+//   - SIGKILL and SIGSTOP, which cannot be caught;
+//   - SIGCHLD, which reports leash's own children (the reaper consumes it);
+//   - SIGURG, which the Go runtime sends to itself for preemption (envconsul#254);
+//   - SIGPROF, which the Go runtime keeps for profiling and never delivers to
+//     os/signal.
+func Forwardable(sig os.Signal) bool {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return false
+	}
+	switch s {
+	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF:
+		return false
+	}
+	return (s >= 1 && s <= 31) || (s >= RTMin && s <= RTMax)
+}
+
+// ForwardableSignals lists every signal for which Forwardable is true, in
+// ascending order.
+func ForwardableSignals() []os.Signal {
+	var out []os.Signal
+	for s := syscall.Signal(1); s <= RTMax; s++ {
+		if Forwardable(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Notify starts catching every forwardable signal and returns the channel
+// they arrive on. Catching replaces each signal's default action, so leash
+// survives SIGTERM, SIGINT, SIGTSTP and friends and can relay them instead.
+// Call it before starting the child so no signal falls into the gap.
+//
+// The channel is buffered; a burst larger than the buffer loses signals the
+// kernel would have merged anyway. When ctx is done, Notify stops catching and
+// closes the channel, after which the signals have their default actions again.
+func Notify(ctx context.Context) <-chan os.Signal {
+	ch := make(chan os.Signal, 128)
+	signal.Notify(ch, ForwardableSignals()...)
+	go func() {
+		<-ctx.Done()
+		// After Stop returns no further value is sent on ch, so closing is safe.
+		signal.Stop(ch)
+		close(ch)
+	}()
+	return ch
+}
+
+// SetSubreaper makes leash a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned
+// descendants are re-parented to leash instead of PID 1, so a Reaper can reap
+// them and group teardown can reach them. PID 1 does not need it.
+func SetSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set child subreaper: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package signals_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/leash-dev/leash/signals"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want syscall.Signal
+	}{
+		{"HUP", syscall.SIGHUP},
+		{"SIGHUP", syscall.SIGHUP},
+		{"hup", syscall.SIGHUP},
+		{"sighup", syscall.SIGHUP},
+		{" SigTerm ", syscall.SIGTERM},
+		{"1", syscall.SIGHUP},
+		{"15", syscall.SIGTERM},
+		{"9", syscall.SIGKILL},
+		{"KILL", syscall.SIGKILL},
+		{"STOP", syscall.SIGSTOP},
+		{"USR1", syscall.SIGUSR1},
+		{"SIGUSR2", syscall.SIGUSR2},
+		{"WINCH", syscall.SIGWINCH},
+		{"IOT", syscall.SIGABRT},
+		{"CLD", syscall.SIGCHLD},
+		{"POLL", syscall.SIGIO},
+		{"RTMIN", 34},
+		{"RTMIN+3", 37},
+		{"SIGRTMIN+3", 37},
+		{"rtmin+0", 34},
+		{"RTMAX", 64},
+		{"RTMAX-1", 63},
+		{"SIGRTMAX-30", 34},
+		{"64", 64},
+		{"34", 34},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := signals.Parse(tc.in)
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tc.in, err)
+			}
+			if got != tc.want {
+				t.Fatalf("Parse(%q) = %d, want %d", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, in := range []string{"", " ", "0", "65", "-1", "NOPE", "SIG", "SIGFOO", "RTMIN+31", "RTMAX-31", "RTMIN-1", "RTMAX+1", "RTMIN+", "RTMIN+x", "1.5", "HUP2"} {
+		t.Run(in, func(t *testing.T) {
+			if sig, err := signals.Parse(in); err == nil {
+				t.Fatalf("Parse(%q) = %d, want an error", in, sig)
+			}
+		})
+	}
+}
+
+func TestName(t *testing.T) {
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		want string
+	}{
+		{syscall.SIGHUP, "SIGHUP"},
+		{syscall.SIGTERM, "SIGTERM"},
+		{34, "SIGRTMIN"},
+		{37, "SIGRTMIN+3"},
+		{64, "SIGRTMIN+30"},
+		{32, "signal 32"},
+	} {
+		if got := signals.Name(tc.sig); got != tc.want {
+			t.Errorf("Name(%d) = %q, want %q", tc.sig, got, tc.want)
+		}
+	}
+}
+
+// Every name Name produces parses back to the same signal.
+func TestNameRoundTrip(t *testing.T) {
+	for _, sig := range signals.ForwardableSignals() {
+		got, err := signals.Parse(signals.Name(sig))
+		if err != nil || got != sig {
+			t.Errorf("Parse(Name(%d)) = %d, %v", sig, got, err)
+		}
+	}
+}
+
+func TestForwardable(t *testing.T) {
+	never := map[syscall.Signal]string{
+		syscall.SIGKILL: "cannot be caught",
+		syscall.SIGSTOP: "cannot be caught",
+		syscall.SIGCHLD: "reports leash's own children",
+		syscall.SIGURG:  "Go runtime preemption",
+		syscall.SIGPROF: "Go runtime profiling",
+		32:              "libc internal",
+		33:              "libc internal",
+		0:               "not a signal",
+		65:              "out of range",
+	}
+	for sig, why := range never {
+		if signals.Forwardable(sig) {
+			t.Errorf("Forwardable(%d) = true, want false: %s", sig, why)
+		}
+	}
+	for _, sig := range []syscall.Signal{
+		syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
+		syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGCONT, syscall.SIGWINCH,
+		syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGABRT, syscall.SIGSEGV,
+		syscall.SIGSYS, syscall.SIGPWR, 34, 37, 64,
+	} {
+		if !signals.Forwardable(sig) {
+			t.Errorf("Forwardable(%s) = false, want true", signals.Name(sig))
+		}
+	}
+	if signals.Forwardable(fakeSignal{}) {
+		t.Error("Forwardable(non-syscall signal) = true")
+	}
+	// 31 - KILL STOP CHLD URG PROF = 26 standard, 31 real-time.
+	if n := len(signals.ForwardableSignals()); n != 26+31 {
+		t.Errorf("len(ForwardableSignals()) = %d, want %d", n, 26+31)
+	}
+}
+
+type fakeSignal struct{}
+
+func (fakeSignal) String() string { return "fake" }
+func (fakeSignal) Signal()        {}
+
+func TestNotify(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := signals.Notify(ctx)
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM, syscall.SIGTSTP, 37} {
+		if err := unix.Kill(os.Getpid(), sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-ch:
+			if got != sig {
+				t.Fatalf("got %v, want %v", got, sig)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v not delivered", sig)
+		}
+	}
+	cancel()
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("unexpected signal after cancel")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("channel not closed after cancel")
+	}
+}
+
+// TestReaperNeverStealsChild runs the reaper in a subreaper test process
+// against children that leave orphans behind and exit at once: every Wait for
+// the started child must still get its status, and every orphan is reaped.
+func TestReaperNeverStealsChild(t *testing.T) {
+	if err := signals.SetSubreaper(); err != nil {
+		t.Skip(err)
+	}
+	runs := 100
+	if testing.Short() {
+		runs = 20
+	}
+
+	// The supervisor's contract, in miniature: the fork and the record of
+	// the pid happen under the lock that Skip takes.
+	var (
+		forkMu sync.Mutex
+		mine   = map[int]bool{}
+	)
+	skip := func(pid int) bool {
+		forkMu.Lock()
+		defer forkMu.Unlock()
+		return mine[pid]
+	}
+	orphans := make(chan int, 10*runs)
+	r := &signals.Reaper{Skip: skip, Reaped: func(pid int, _ unix.WaitStatus) { orphans <- pid }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	sh := "/bin/sh"
+	for i := range runs {
+		forkMu.Lock()
+		p, err := os.StartProcess(sh, []string{"sh", "-c", "(true &); (true &); exit 7"},
+			&os.ProcAttr{Files: []*os.File{nil, os.Stdout, os.Stderr}})
+		if err == nil {
+			mine[p.Pid] = true
+		}
+		forkMu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := p.Wait()
+		forkMu.Lock()
+		delete(mine, p.Pid)
+		forkMu.Unlock()
+		if err != nil {
+			t.Fatalf("run %d: wait: %v (status stolen)", i, err)
+		}
+		if st.ExitCode() != 7 {
+			t.Fatalf("run %d: exit %d, want 7", i, st.ExitCode())
+		}
+	}
+	for range 2 * runs {
+		select {
+		case <-orphans:
+		case <-time.After(10 * time.Second):
+			t.Fatal("orphans not reaped")
+		}
+	}
+}
