@@ -294,7 +294,7 @@ func redactError(err error, used []Values) error {
 	msg := err.Error()
 	for _, p := range valuePrinters {
 		if i := strings.Index(msg, p); i >= 0 {
-			msg = msg[:i] + p + " " + redacted
+			msg = msg[:i] + strings.TrimSpace(p) + " " + redacted
 			break
 		}
 	}
