@@ -43,7 +43,7 @@ func pkiSecret() Secret {
 func testSecrets() map[string]Secret {
 	pki := pkiSecret()
 	return map[string]Secret{
-		"database/creds/readonly": dbSecret(),
+		"database/creds/readonly":  dbSecret(),
 		"secret/data/myapp/config": kv2Secret(),
 		"pki_int/issue/example-dot-com?common_name=foo.example.com&ttl=2m": pki,
 		"pki/issue/web?common_name=web.example.com&ttl=1h":                 pki,
