@@ -1,0 +1,266 @@
+package lease
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+)
+
+// Spec is one secret to fetch and keep alive.
+type Spec struct {
+	ID     string            // unique key; snapshot entries are keyed by it
+	Path   string            // as written: "database/creds/app", "secret/app" (KV CLI form), "pki/issue/web"
+	Params map[string]string // non-nil: a write (PUT) with these parameters (pki issue, sts, token create)
+}
+
+// AuthConfig selects how leash obtains its Vault token.
+type AuthConfig struct {
+	Method string // token (default) | approle | kubernetes | jwt
+	// Mount is the auth mount path; "" means the method name.
+	Mount string
+	// Role is the role for approle (unused), kubernetes and jwt logins.
+	Role string
+	// TokenFile (token): read the token from here instead of
+	// VAULT_TOKEN/BAO_TOKEN; neither set means ~/.vault-token like the CLI.
+	TokenFile string
+	// RoleIDFile and SecretIDFile (approle). A SecretIDFile holding a
+	// response-wrapping token is unwrapped.
+	RoleIDFile, SecretIDFile string
+	// JWTFile (kubernetes, jwt) is re-read at every login: projected tokens
+	// rotate. "" for kubernetes means the service-account token path.
+	JWTFile string
+}
+
+// Config configures a Manager. Zero values mean the documented defaults.
+type Config struct {
+	Env            []string // where VAULT_*/BAO_* come from; nil means os.Environ()
+	Auth           AuthConfig
+	Specs          []Spec
+	RotateBefore   time.Duration // 0: a third of the lease (at least a few seconds)
+	RotateFraction float64       // alternative to RotateBefore ("25%" -> 0.25)
+	StaticRefresh  time.Duration // 0: 5m
+	StartupTimeout time.Duration // 0: 30s
+	NoRevoke       bool
+	Logger         hclog.Logger // nil: no logging
+}
+
+// DefaultServiceAccountTokenFile is where Kubernetes mounts the pod's token.
+const DefaultServiceAccountTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+const (
+	defaultStaticRefresh  = 5 * time.Minute
+	defaultStartupTimeout = 30 * time.Second
+	// closeTimeout bounds revocation at shutdown when the caller's context
+	// has no earlier deadline.
+	closeTimeout = 10 * time.Second
+)
+
+// environ is the environment leash reads VAULT_* and BAO_* from.
+type environ map[string]string
+
+func newEnviron(env []string) environ {
+	if env == nil {
+		env = os.Environ()
+	}
+	e := make(environ, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			e[k] = v
+		}
+	}
+	return e
+}
+
+// get returns VAULT_name, else BAO_name (OpenBao), and which was used.
+func (e environ) get(name string) (string, string) {
+	if v := e["VAULT_"+name]; v != "" {
+		return v, "VAULT_" + name
+	}
+	if v := e["BAO_"+name]; v != "" {
+		return v, "BAO_" + name
+	}
+	return "", ""
+}
+
+func (e environ) val(name string) string { v, _ := e.get(name); return v }
+
+// newClient builds a client configured like the vault CLI's
+// (api.DefaultConfig + the environment), but from env rather than the
+// process environment so tests and main can choose what leash sees.
+func newClient(env environ) (*api.Client, error) {
+	// DefaultConfig also reads the process environment: everything it may
+	// have set from there is reset below, including the TLS transport.
+	cfg := api.DefaultConfig()
+	cfg.Address = "https://127.0.0.1:8200"
+	cfg.AgentAddress = ""
+	cfg.MaxRetries = 2
+	cfg.Timeout = 60 * time.Second
+	cfg.SRVLookup = false
+	cfg.Error = nil
+	cfg.Limiter = nil
+	cfg.DisableRedirects = false
+	tr := cleanTransport()
+	cfg.HttpClient = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	// Honour Retry-After on 429/503; otherwise exponential between the bounds.
+	cfg.Backoff = func(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
+		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+			if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				return min(d, 5*time.Minute)
+			}
+		}
+		return backoff(attempt, minWait, maxWait, 0.5)
+	}
+	if v := env.val("ADDR"); v != "" {
+		cfg.Address = v
+	}
+	if v := env.val("AGENT_ADDR"); v != "" {
+		cfg.AgentAddress = v
+	}
+	if v := env.val("MAX_RETRIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("parse VAULT_MAX_RETRIES: %w", err)
+		}
+		cfg.MaxRetries = n
+	}
+	if v := env.val("CLIENT_TIMEOUT"); v != "" {
+		d, err := parseDurationSecond(v)
+		if err != nil {
+			return nil, fmt.Errorf("parse VAULT_CLIENT_TIMEOUT: %w", err)
+		}
+		cfg.Timeout = d
+	}
+	tlsCfg := &api.TLSConfig{
+		CACert:        env.val("CACERT"),
+		CACertBytes:   []byte(env.val("CACERT_BYTES")),
+		CAPath:        env.val("CAPATH"),
+		ClientCert:    env.val("CLIENT_CERT"),
+		ClientKey:     env.val("CLIENT_KEY"),
+		TLSServerName: env.val("TLS_SERVER_NAME"),
+	}
+	if v := env.val("SKIP_VERIFY"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("parse VAULT_SKIP_VERIFY: %w", err)
+		}
+		tlsCfg.Insecure = b
+	}
+	if err := cfg.ConfigureTLS(tlsCfg); err != nil {
+		return nil, fmt.Errorf("configure vault tls: %w", err)
+	}
+	if v := firstNonEmpty(env["VAULT_PROXY_ADDR"], env["VAULT_HTTP_PROXY"]); v != "" {
+		u, err := url.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("parse VAULT_PROXY_ADDR: %w", err)
+		}
+		tr.Proxy = http.ProxyURL(u)
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	// NewClient also reads VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
+	// from the process: leash decides those itself.
+	c.ClearToken()
+	c.SetHeaders(http.Header{})
+	c.ClearNamespace()
+	if v := env.val("NAMESPACE"); v != "" {
+		c.SetNamespace(v)
+	}
+	return c, nil
+}
+
+func cleanTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyFromEnvironment
+	tr.MaxIdleConnsPerHost = 8
+	tr.TLSHandshakeTimeout = 10 * time.Second
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.ForceAttemptHTTP2 = true
+	return tr
+}
+
+// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(h string, now time.Time) (time.Duration, bool) {
+	if h == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func parseDurationSecond(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// validate checks the config without talking to Vault.
+func (c *Config) validate() error {
+	switch c.Auth.Method {
+	case "", "token":
+	case "approle":
+		if c.Auth.RoleIDFile == "" || c.Auth.SecretIDFile == "" {
+			return errors.New("approle auth needs a role_id file and a secret_id file")
+		}
+	case "kubernetes", "jwt":
+		if c.Auth.Role == "" {
+			return fmt.Errorf("%s auth needs a role", c.Auth.Method)
+		}
+		if c.Auth.Method == "jwt" && c.Auth.JWTFile == "" {
+			return errors.New("jwt auth needs a JWT file")
+		}
+	default:
+		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt)", c.Auth.Method)
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Specs {
+		if s.ID == "" || s.Path == "" {
+			return fmt.Errorf("secret %q: id and path are required", s.ID)
+		}
+		if seen[s.ID] {
+			return fmt.Errorf("secret %q: duplicate id", s.ID)
+		}
+		seen[s.ID] = true
+	}
+	if c.RotateFraction < 0 || c.RotateFraction >= 1 {
+		return fmt.Errorf("rotate fraction %v: want 0 <= f < 1", c.RotateFraction)
+	}
+	return nil
+}
+
+// homeTokenFile is the vault CLI's token helper file.
+func homeTokenFile(env environ) string {
+	home := env["HOME"]
+	if home == "" {
+		return ""
+	}
+	return filepath.Join(home, ".vault-token")
+}

@@ -1,0 +1,64 @@
+package lease
+
+import (
+	"fmt"
+	"io"
+)
+
+const redacted = "[redacted]"
+
+// Data holds secret fields. It cannot be printed: String, GoString, Format,
+// MarshalJSON and MarshalText all yield "[redacted]", so a Data that reaches
+// a logger or an error message leaks nothing.
+type Data struct{ m map[string]any }
+
+// Map returns a deep copy of the fields for render.
+func (d Data) Map() map[string]any { return deepCopy(d.m) }
+
+// Len reports the number of top-level fields.
+func (d Data) Len() int { return len(d.m) }
+
+func (Data) String() string               { return redacted }
+func (Data) GoString() string             { return redacted }
+func (Data) Format(f fmt.State, _ rune)   { io.WriteString(f, redacted) }
+func (Data) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (Data) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+func deepCopy(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = copyValue(v)
+	}
+	return out
+}
+
+func copyValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return deepCopy(v)
+	case []any:
+		s := make([]any, len(v))
+		for i, e := range v {
+			s[i] = copyValue(e)
+		}
+		return s
+	case []string:
+		return append([]string(nil), v...)
+	default:
+		return v
+	}
+}
+
+// secretString is a credential leash holds (a token, a secret_id) that must
+// never be printed.
+type secretString string
+
+func (secretString) String() string             { return redacted }
+func (secretString) GoString() string           { return redacted }
+func (secretString) Format(f fmt.State, _ rune) { io.WriteString(f, redacted) }
+func (secretString) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + redacted + `"`), nil
+}

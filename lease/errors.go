@@ -1,0 +1,125 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+var (
+	// ErrPermissionDenied: Vault refused the token (exit 77 in main).
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrUnreachable: Vault did not answer successfully before the startup
+	// deadline (exit 69 in main).
+	ErrUnreachable = errors.New("vault unreachable")
+	// ErrLeaseLost: a credential expired with no replacement (exit 75 in main).
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrNotFound: nothing at the path (a bad path or a missing KV secret).
+	ErrNotFound = errors.New("no secret at path")
+	// ErrUnsupported: Vault rejected the request as invalid (unsupported
+	// path, bad parameters, wrong method).
+	ErrUnsupported = errors.New("rejected by vault")
+)
+
+// Error names the operation and path that failed. Err wraps one of the
+// sentinels above where it applies.
+type Error struct {
+	Op   string // login, read, write, renew, revoke, check
+	Path string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Op + ": " + e.Err.Error()
+	}
+	return e.Op + " " + e.Path + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// LostError reports a credential that expired without a replacement. It
+// matches ErrLeaseLost with errors.Is.
+type LostError struct {
+	ID, Path string
+	Lease    string // fingerprint
+	Expired  time.Time
+}
+
+func (e *LostError) Error() string {
+	return fmt.Sprintf("lease lost: %s (%s, lease %s) expired at %s with no replacement",
+		e.ID, e.Path, e.Lease, e.Expired.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrLeaseLost) true.
+func (e *LostError) Is(target error) bool { return target == ErrLeaseLost }
+
+// classify turns a Vault client error into a leash error and reports
+// whether retrying may help. It never includes request bodies (tokens,
+// lease ids) in the result: only Vault's error messages and status.
+func classify(err error) (out error, transient bool) {
+	if err == nil {
+		return nil, false
+	}
+	if errors.Is(err, context.Canceled) {
+		return err, false
+	}
+	var re *api.ResponseError
+	if !errors.As(err, &re) {
+		var le *Error
+		if errors.As(err, &le) {
+			return err, false
+		}
+		// Connection refused, resets, timeouts: the network or a restarting Vault.
+		return fmt.Errorf("%w", stripURL(err)), true
+	}
+	msg := strings.Join(re.Errors, "; ")
+	switch {
+	case re.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w (vault: %s)", ErrPermissionDenied, msg), false
+	case re.StatusCode == http.StatusNotFound:
+		return ErrNotFound, false
+	case re.StatusCode == http.StatusTooManyRequests, re.StatusCode == http.StatusPreconditionFailed,
+		re.StatusCode >= 500:
+		return fmt.Errorf("vault returned %d: %s", re.StatusCode, msg), true
+	case re.StatusCode == http.StatusBadRequest && leaseGone(re.Errors):
+		// After a restart or on a lagging standby Vault may not know a lease
+		// yet; the credential is still valid until its known expiry.
+		return fmt.Errorf("vault returned 400: %s", msg), true
+	default:
+		return fmt.Errorf("%w: %d: %s", ErrUnsupported, re.StatusCode, msg), false
+	}
+}
+
+// leaseGone recognises Vault's "lease not found" replies, which carry no
+// error code to branch on.
+func leaseGone(msgs []string) bool {
+	for _, m := range msgs {
+		m = strings.ToLower(m)
+		if strings.Contains(m, "lease not found") || strings.Contains(m, "invalid lease") {
+			return true
+		}
+	}
+	return false
+}
+
+// stripURL drops the request URL from url.Error: paths are not secret but
+// the message is shorter and stable without it.
+func stripURL(err error) error {
+	type unwrapper interface{ Unwrap() error }
+	var ue interface {
+		error
+		Timeout() bool
+	}
+	if errors.As(err, &ue) {
+		if u, ok := ue.(unwrapper); ok && u.Unwrap() != nil {
+			return u.Unwrap()
+		}
+	}
+	return err
+}

@@ -1,0 +1,286 @@
+package lease
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Secret is one fetched credential in a Snapshot. Never mutated once emitted.
+type Secret struct {
+	ID, Path      string
+	Data          Data          // the fields: inner data for KV v2, the auth block for token create
+	Raw           Data          // the response's data exactly as Vault returned it (templates: .Data.data for KV v2)
+	Fingerprint   string        // short SHA-256 of the lease id ("" when no lease)
+	LeaseDuration time.Duration // as issued
+	Renewable     bool
+	IssuedAt      time.Time
+	ExpiresAt     time.Time // as issued, bounded by a certificate's NotAfter; zero for static secrets
+	Version       int       // KV v2 version, else 0
+}
+
+// Snapshot is the set of secrets at one moment. Never mutated after it is emitted.
+type Snapshot struct {
+	Seq     uint64
+	Secrets map[string]*Secret // by Spec.ID
+}
+
+// held is a lease (or a token credential) leash holds and has not revoked.
+type held struct {
+	fp, id, path string
+	leaseID      secretString // "" for a token credential
+	childTok     secretString // token credential: renewed and revoked as itself
+	owner        *token
+	expires      time.Time
+}
+
+// entry is the live state of one Spec.
+type entry struct {
+	spec     Spec
+	path     string // request path (KV v2: with data/)
+	resolved bool
+	kv       int // 0 (not KV or unknown), 1, 2
+
+	cur       *Secret
+	lease     *held // nil: no lease (static, or a certificate without one)
+	leaseExp  time.Time
+	notAfter  time.Time
+	renewable bool
+	maxed     bool          // renewal no longer extends the lease
+	ttl       time.Duration // lease duration as issued; renewals ask for this
+	r         float64       // jitter drawn at issue
+	next      time.Time     // next action
+	failures  int
+	hash      [sha256.Size]byte
+}
+
+// fingerprint is the short SHA-256 of a lease id: safe to log, stable to match.
+func fingerprint(leaseID string) string {
+	if leaseID == "" {
+		return ""
+	}
+	s := sha256.Sum256([]byte(leaseID))
+	return hex.EncodeToString(s[:6])
+}
+
+// resolve applies `vault kv get` mount detection: for a KV v2 mount,
+// "secret/app" becomes "secret/data/app" (a path already holding data/ is
+// kept). When the lookup is not allowed the path is used as written.
+func (m *Manager) resolve(ctx context.Context, e *entry) error {
+	if e.resolved {
+		return nil
+	}
+	e.path = strings.Trim(e.spec.Path, "/")
+	if e.spec.Params != nil {
+		e.resolved = true
+		return nil
+	}
+	sec, err := m.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+e.path)
+	if err != nil {
+		if _, transient := classify(err); transient {
+			return err
+		}
+		e.resolved = true // older Vault or no permission: the CLI also falls back
+		return nil
+	}
+	e.resolved = true
+	if sec == nil || sec.Data == nil {
+		return nil
+	}
+	typ, _ := sec.Data["type"].(string)
+	mount, _ := sec.Data["path"].(string)
+	if typ != "kv" && typ != "generic" || mount == "" {
+		return nil
+	}
+	version := "1"
+	if opts, ok := sec.Data["options"].(map[string]any); ok {
+		if v, ok := opts["version"].(string); ok && v != "" {
+			version = v
+		}
+	}
+	if version != "2" {
+		e.kv = 1
+		return nil
+	}
+	e.kv = 2
+	rest := strings.TrimPrefix(e.path+"/", mount)
+	rest = strings.TrimSuffix(rest, "/")
+	if !strings.HasPrefix(rest, "data/") {
+		e.path = strings.TrimSuffix(mount, "/") + "/data/" + rest
+	}
+	return nil
+}
+
+// issued is the result of one fetch, applied to an entry by the caller.
+type issued struct {
+	secret    *Secret
+	lease     *held
+	leaseExp  time.Time
+	notAfter  time.Time
+	renewable bool
+	ttl       time.Duration
+	hash      [sha256.Size]byte
+}
+
+// fetch reads or writes the entry's path once with the current token.
+func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
+	if err := m.resolve(ctx, e); err != nil {
+		return nil, err
+	}
+	var sec *api.Secret
+	var err error
+	if e.spec.Params != nil {
+		body := make(map[string]any, len(e.spec.Params))
+		for k, v := range e.spec.Params {
+			body[k] = v
+		}
+		sec, err = m.client.Logical().WriteWithContext(ctx, e.path, body)
+	} else {
+		sec, err = m.client.Logical().ReadWithContext(ctx, e.path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	if sec == nil {
+		return nil, ErrNotFound
+	}
+	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now}
+	out := &issued{secret: s}
+	tok := m.currentToken()
+	switch {
+	case sec.Auth != nil && sec.Auth.ClientToken != "" && e.spec.Params != nil:
+		// auth/token/create and friends: the auth block is the credential.
+		a := sec.Auth
+		data := map[string]any{
+			"client_token": a.ClientToken, "accessor": a.Accessor, "policies": a.Policies,
+			"token_policies": a.TokenPolicies, "lease_duration": a.LeaseDuration,
+			"renewable": a.Renewable, "entity_id": a.EntityID, "orphan": a.Orphan,
+		}
+		s.Data = Data{data}
+		s.Raw = Data{deepCopy(data)}
+		s.LeaseDuration = time.Duration(a.LeaseDuration) * time.Second
+		s.Renewable = a.Renewable
+		s.Fingerprint = fingerprint(a.Accessor)
+		out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, childTok: secretString(a.ClientToken), owner: tok}
+		if a.Orphan {
+			out.lease.owner = nil
+		}
+	default:
+		raw := sec.Data
+		s.Raw = Data{raw}
+		inner := raw
+		if e.kv == 2 || (e.kv == 0 && isKV2(raw)) {
+			inner, _ = raw["data"].(map[string]any)
+			if inner == nil {
+				return nil, ErrNotFound // deleted or destroyed version
+			}
+			if md, ok := raw["metadata"].(map[string]any); ok {
+				if n, ok := md["version"].(json.Number); ok {
+					v, _ := n.Int64()
+					s.Version = int(v)
+				}
+			}
+		}
+		s.Data = Data{deepCopy(inner)}
+		if sec.LeaseID != "" {
+			s.LeaseDuration = time.Duration(sec.LeaseDuration) * time.Second
+			s.Renewable = sec.Renewable
+			s.Fingerprint = fingerprint(sec.LeaseID)
+			out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, leaseID: secretString(sec.LeaseID), owner: tok}
+		}
+		if c, ok := inner["certificate"].(string); ok {
+			out.notAfter = certNotAfter(c)
+		}
+	}
+	if out.lease != nil {
+		out.ttl = s.LeaseDuration
+		out.renewable = s.Renewable
+		out.leaseExp = now.Add(s.LeaseDuration)
+		out.lease.expires = out.leaseExp
+		s.ExpiresAt = out.leaseExp
+	}
+	if !out.notAfter.IsZero() && (s.ExpiresAt.IsZero() || out.notAfter.Before(s.ExpiresAt)) {
+		s.ExpiresAt = out.notAfter
+		if out.ttl == 0 {
+			out.ttl = out.notAfter.Sub(now)
+		}
+	}
+	b, err := json.Marshal(s.Data.m)
+	if err != nil {
+		return nil, fmt.Errorf("hash secret data: %w", err)
+	}
+	out.hash = sha256.Sum256(b)
+	return out, nil
+}
+
+// isKV2 recognises a KV v2 response when mount detection was not possible.
+func isKV2(raw map[string]any) bool {
+	_, d := raw["data"].(map[string]any)
+	_, md := raw["metadata"].(map[string]any)
+	return d && md && len(raw) == 2
+}
+
+// certNotAfter returns the NotAfter of the first PEM certificate in s.
+func certNotAfter(s string) time.Time {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return time.Time{}
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return time.Time{}
+	}
+	return c.NotAfter
+}
+
+// renewLease renews h asking for inc and returns the new duration.
+func (m *Manager) renewLease(ctx context.Context, h *held, inc time.Duration) (time.Duration, error) {
+	secs := int(inc / time.Second)
+	if h.childTok != "" {
+		c, err := m.anon.Clone()
+		if err != nil {
+			return 0, err
+		}
+		c.SetToken(string(h.childTok))
+		sec, err := c.Auth().Token().RenewSelfWithContext(ctx, secs)
+		if err != nil {
+			return 0, err
+		}
+		if sec == nil || sec.Auth == nil {
+			return 0, errors.New("token renewal returned no auth")
+		}
+		return time.Duration(sec.Auth.LeaseDuration) * time.Second, nil
+	}
+	sec, err := m.client.Sys().RenewWithContext(ctx, string(h.leaseID), secs)
+	if err != nil {
+		return 0, err
+	}
+	if sec == nil {
+		return 0, errors.New("lease renewal returned nothing")
+	}
+	return time.Duration(sec.LeaseDuration) * time.Second, nil
+}
+
+// revokeLease revokes h: a token credential revokes itself (the default
+// policy allows revoke-self); a lease needs update on sys/leases/revoke.
+func (m *Manager) revokeLease(ctx context.Context, h *held) error {
+	if h.childTok != "" {
+		c, err := m.anon.Clone()
+		if err != nil {
+			return err
+		}
+		c.SetToken(string(h.childTok))
+		return c.Auth().Token().RevokeSelfWithContext(ctx, "")
+	}
+	return m.client.Sys().RevokeWithContext(ctx, string(h.leaseID))
+}

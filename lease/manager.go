@@ -1,0 +1,860 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+)
+
+// Manager fetches secrets and keeps them alive. Start, then Run in one
+// goroutine; Retire and Updates may be used from others; Close after Run
+// has returned.
+type Manager struct {
+	cfg     Config
+	env     environ
+	client  *api.Client // carries the current token
+	anon    *api.Client // no token: logins, and per-token clones
+	log     hclog.Logger
+	updates chan *Snapshot
+
+	// The schedule's clock and randomness (r in [0,1)); tests replace them.
+	now  func() time.Time
+	rand func() float64
+	// Retry parameters for runtime failures.
+	retryBase, retryMax time.Duration
+
+	authMu    sync.Mutex // guards the approle unwrap cache
+	wrapToken secretString
+	unwrapped secretString
+
+	mu      sync.Mutex // guards everything below
+	tok     *token     // current token
+	tokens  []*token   // tokens leash logged in with and has not revoked
+	entries []*entry   // in Spec order
+	held    map[string]*held
+	snap    *Snapshot
+}
+
+// New validates cfg and builds a client from its environment. It does not
+// contact Vault.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StaticRefresh <= 0 {
+		cfg.StaticRefresh = defaultStaticRefresh
+	}
+	if cfg.StartupTimeout <= 0 {
+		cfg.StartupTimeout = defaultStartupTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	env := newEnviron(cfg.Env)
+	c, err := newClient(env)
+	if err != nil {
+		return nil, err
+	}
+	anon, err := c.Clone()
+	if err != nil {
+		return nil, err
+	}
+	anon.ClearToken()
+	m := &Manager{
+		cfg: cfg, env: env, client: c, anon: anon, log: log,
+		updates:   make(chan *Snapshot, 1),
+		now:       time.Now,
+		rand:      rand.Float64,
+		retryBase: 500 * time.Millisecond,
+		retryMax:  30 * time.Second,
+		held:      map[string]*held{},
+	}
+	for _, s := range cfg.Specs {
+		m.entries = append(m.entries, &entry{spec: s})
+	}
+	return m, nil
+}
+
+// ScrubEnv returns the names of environment variables holding Vault
+// credentials (VAULT_TOKEN, BAO_TOKEN) so main keeps them from the child.
+func (m *Manager) ScrubEnv() []string {
+	var out []string
+	for _, k := range []string{"VAULT_TOKEN", "BAO_TOKEN"} {
+		if _, ok := m.env[k]; ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Updates delivers each new snapshot after Start's. Buffer 1: a slow
+// reader sees the latest snapshot, never a stale one.
+func (m *Manager) Updates() <-chan *Snapshot { return m.updates }
+
+func (m *Manager) currentToken() *token {
+	return m.tok
+}
+
+// Start logs in and fetches every secret in parallel. Transient failures are
+// retried until StartupTimeout (then ErrUnreachable); permanent ones fail at
+// once. On failure everything already issued is revoked.
+func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
+	defer cancel()
+	var tok *token
+	err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+		t, err := m.login(c)
+		tok = t
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.setToken(tok)
+	m.mu.Unlock()
+	m.log.Info("logged in", "path", m.loginPath(), "ttl", tok.ttl, "renewable", tok.renewable)
+
+	fctx, fcancel := context.WithCancel(sctx)
+	defer fcancel()
+	results := make([]*issued, len(m.entries))
+	errs := make([]error, len(m.entries))
+	var wg sync.WaitGroup
+	for i, e := range m.entries {
+		wg.Go(func() {
+			op := "read"
+			if e.spec.Params != nil {
+				op = "write"
+			}
+			errs[i] = m.retry(ctx, fctx, op, e.spec.Path, func(c context.Context) error {
+				is, err := m.fetch(c, e)
+				results[i] = is
+				return err
+			})
+			if errs[i] != nil {
+				fcancel() // fail fast: the child cannot start anyway
+			}
+		})
+	}
+	wg.Wait()
+
+	now := m.now()
+	m.mu.Lock()
+	for i, e := range m.entries {
+		if results[i] != nil {
+			m.apply(e, results[i], now)
+		}
+	}
+	m.mu.Unlock()
+	if err := firstError(errs); err != nil {
+		if errors.Is(err, ErrPermissionDenied) {
+			err = m.explainDenied(err)
+		}
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer ccancel()
+		m.revokeAll(cctx)
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.warnTokenBound()
+	return m.emit(), nil
+}
+
+// firstError prefers a real failure over the cancellations it caused.
+func firstError(errs []error) error {
+	var canceled error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled):
+			canceled = err
+		default:
+			return err
+		}
+	}
+	return canceled
+}
+
+// explainDenied adds the capabilities the token does hold on the path.
+func (m *Manager) explainDenied(err error) error {
+	var le *Error
+	if !errors.As(err, &le) || le.Op == "login" {
+		return err
+	}
+	need := "read"
+	if le.Op == "write" {
+		need = "update"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	path := le.Path
+	for _, e := range m.entries {
+		if e.spec.Path == le.Path && e.path != "" {
+			path = e.path
+		}
+	}
+	caps, cerr := m.capabilities(ctx, path)
+	if cerr != nil {
+		return err
+	}
+	return &Error{Op: le.Op, Path: le.Path, Err: fmt.Errorf("%w: token lacks %q on %s (has %v)", ErrPermissionDenied, need, path, caps)}
+}
+
+// retry runs fn until it succeeds, fails permanently, or sctx ends. outer is
+// the caller's context: its cancellation is returned as is, while sctx's
+// deadline means Vault stayed unreachable.
+func (m *Manager) retry(outer, sctx context.Context, op, path string, fn func(context.Context) error) error {
+	var last error
+	for attempt := 0; ; attempt++ {
+		err := fn(sctx)
+		if err == nil {
+			return nil
+		}
+		if outer.Err() != nil {
+			return outer.Err()
+		}
+		cerr, transient := classify(err)
+		if sctx.Err() != nil {
+			if errors.Is(sctx.Err(), context.DeadlineExceeded) {
+				if last == nil {
+					last = cerr
+				}
+				return &Error{Op: op, Path: path, Err: fmt.Errorf("%w after %s: %w", ErrUnreachable, m.cfg.StartupTimeout, last)}
+			}
+			return sctx.Err()
+		}
+		if !transient {
+			var le *Error
+			if errors.As(cerr, &le) {
+				return le
+			}
+			return &Error{Op: op, Path: path, Err: cerr}
+		}
+		last = cerr
+		d := backoff(attempt, 250*time.Millisecond, 5*time.Second, m.rand())
+		m.log.Warn("vault request failed, retrying", "path", path, "error", cerr, "attempt", attempt+1, "backoff", d)
+		t := time.NewTimer(d)
+		select {
+		case <-sctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// setToken makes t current. The previous token stops being renewed and its
+// leases count as ending with it.
+func (m *Manager) setToken(t *token) {
+	if old := m.tok; old != nil {
+		old.hard = true
+		old.next = time.Time{}
+	}
+	m.tok = t
+	if t.own {
+		m.tokens = append(m.tokens, t)
+	}
+	m.client.SetToken(string(t.value))
+	m.planToken(t, m.now())
+}
+
+// planToken sets when the token needs attention: a renewal while it can be
+// extended, else a new login before it expires (methods that can log in).
+func (m *Manager) planToken(t *token, now time.Time) {
+	switch {
+	case t.expires.IsZero():
+		t.next = time.Time{}
+	case !t.hard:
+		t.next = renewAt(now, t.expires, t.r)
+	case m.canLogin():
+		t.next = rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, now)
+	default:
+		t.next = time.Time{}
+	}
+}
+
+func (m *Manager) rotateBefore(ttl time.Duration) time.Duration {
+	return rotateBefore(ttl, m.cfg.RotateBefore, m.cfg.RotateFraction)
+}
+
+// apply installs a fetch result as the entry's current credential. The
+// previous lease stays held until Retire.
+func (m *Manager) apply(e *entry, is *issued, now time.Time) {
+	e.cur = is.secret
+	e.lease = is.lease
+	e.leaseExp = is.leaseExp
+	e.notAfter = is.notAfter
+	e.renewable = is.renewable
+	e.maxed = false
+	e.ttl = is.ttl
+	e.r = m.rand()
+	e.failures = 0
+	e.hash = is.hash
+	if h := is.lease; h != nil {
+		m.held[h.fp] = h
+		if h.owner != nil {
+			h.owner.leases++
+		}
+	}
+	m.planEntry(e, now)
+	exp, _ := e.expiry()
+	m.log.Info("lease issued", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
+		"ttl", is.secret.LeaseDuration, "expires", fmtTime(exp), "version", is.secret.Version)
+}
+
+// expiry is when the entry's credential stops working: the lease, the
+// certificate, or the owning token, whichever is first. bound reports that
+// the token is the limit.
+func (e *entry) expiry() (exp time.Time, bound bool) {
+	exp = earliest(e.leaseExp, e.notAfter)
+	if e.lease != nil && e.lease.owner != nil {
+		o := e.lease.owner
+		if o.hard && !o.expires.IsZero() && (exp.IsZero() || o.expires.Before(exp)) {
+			return o.expires, true
+		}
+	}
+	return exp, false
+}
+
+// rotatePoint is when to fetch a replacement for the entry.
+func (m *Manager) rotatePoint(e *entry) time.Time {
+	exp, _ := e.expiry()
+	if exp.IsZero() {
+		return time.Time{}
+	}
+	return rotateAt(exp, m.rotateBefore(e.ttl), e.r, e.cur.IssuedAt)
+}
+
+// renewing reports whether the entry is kept alive by renewal rather than
+// by hand-over.
+func (e *entry) renewing() bool {
+	_, bound := e.expiry()
+	return e.lease != nil && e.renewable && !e.maxed && !bound
+}
+
+// planEntry sets the entry's next action after a success.
+func (m *Manager) planEntry(e *entry, now time.Time) {
+	exp, _ := e.expiry()
+	switch {
+	case exp.IsZero():
+		e.next = now.Add(m.cfg.StaticRefresh)
+	case e.renewing():
+		// Renewal first, even when the hand-over point of a short lease
+		// comes earlier: hand-over is the fallback when renewal fails.
+		e.next = renewAt(now, exp, e.r)
+	default:
+		e.next = m.rotatePoint(e)
+	}
+}
+
+// warnTokenBound warns at startup when leases will die with a token that
+// cannot be renewed or re-obtained (consul-template#1433).
+func (m *Manager) warnTokenBound() {
+	t := m.tok
+	if m.canLogin() || !t.hard || t.expires.IsZero() {
+		return
+	}
+	for _, e := range m.entries {
+		if e.lease == nil {
+			continue
+		}
+		if _, bound := e.expiry(); bound {
+			m.log.Warn("token expires before lease and cannot be renewed or re-obtained; the lease dies with it",
+				"name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint, "expires", fmtTime(t.expires))
+		}
+	}
+}
+
+// emit builds a snapshot of the current secrets and publishes it (latest wins).
+func (m *Manager) emit() *Snapshot {
+	seq := uint64(1)
+	if m.snap != nil {
+		seq = m.snap.Seq + 1
+	}
+	s := &Snapshot{Seq: seq, Secrets: make(map[string]*Secret, len(m.entries))}
+	for _, e := range m.entries {
+		s.Secrets[e.spec.ID] = e.cur
+	}
+	first := m.snap == nil
+	m.snap = s
+	if !first {
+		select {
+		case m.updates <- s:
+		default:
+			select {
+			case <-m.updates:
+			default:
+			}
+			m.updates <- s
+		}
+	}
+	return s
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// Run renews, rotates and refreshes until ctx is done (then it returns nil).
+// It returns a *LostError when a credential expires with no replacement.
+func (m *Manager) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		next := m.nextEvent()
+		m.mu.Unlock()
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(m.now()), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		if err := m.step(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (m *Manager) nextEvent() time.Time {
+	var ts []time.Time
+	if m.tok != nil {
+		ts = append(ts, m.tok.next)
+	}
+	for _, e := range m.entries {
+		ts = append(ts, e.next)
+		if exp, _ := e.expiry(); !exp.IsZero() {
+			ts = append(ts, exp)
+		}
+	}
+	for _, h := range m.held {
+		ts = append(ts, h.expires) // prune held leases once they expire
+	}
+	return earliest(ts...)
+}
+
+// step does everything that is due.
+func (m *Manager) step(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.prune(now)
+	if t := m.tok; !t.next.IsZero() && !now.Before(t.next) {
+		m.tokenStep(ctx, t)
+	}
+	due := make([]*entry, 0, len(m.entries))
+	for _, e := range m.entries {
+		if !e.next.IsZero() && !m.now().Before(e.next) {
+			due = append(due, e)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].next.Before(due[j].next) })
+	changed := false
+	for _, e := range due {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if m.entryStep(ctx, e) {
+			changed = true
+		}
+	}
+	if changed {
+		m.emit()
+	}
+	now = m.now()
+	for _, e := range m.entries {
+		if exp, _ := e.expiry(); !exp.IsZero() && !now.Before(exp) {
+			return &LostError{ID: e.spec.ID, Path: e.spec.Path, Lease: e.cur.Fingerprint, Expired: exp}
+		}
+	}
+	return nil
+}
+
+// prune forgets held leases that have expired on their own (never retired).
+func (m *Manager) prune(now time.Time) {
+	for fp, h := range m.held {
+		if !h.expires.IsZero() && !now.Before(h.expires) && !m.isCurrent(h) {
+			m.dropHeld(fp, h)
+		}
+	}
+}
+
+func (m *Manager) isCurrent(h *held) bool {
+	for _, e := range m.entries {
+		if e.lease == h {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) dropHeld(fp string, h *held) {
+	delete(m.held, fp)
+	if h.owner != nil {
+		h.owner.leases--
+	}
+}
+
+func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 30*time.Second)
+}
+
+// tokenStep renews the current token or logs in again.
+func (m *Manager) tokenStep(ctx context.Context, t *token) {
+	now := m.now()
+	if !t.hard && (t.failures == 0 || !m.canLogin() || now.Before(rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, t.issued))) {
+		c, cancel := m.callCtx(ctx)
+		err := m.renewToken(c, t)
+		cancel()
+		if err == nil {
+			t.failures = 0
+			m.planToken(t, m.now())
+			m.log.Debug("token renewed", "path", m.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second), "expires", fmtTime(t.expires))
+			if t.hard {
+				m.log.Info("token reached its max ttl", "path", m.loginPath(), "expires", fmtTime(t.expires))
+				m.replanAll()
+			}
+			return
+		}
+		cerr, _ := classify(err)
+		if !(errors.Is(cerr, ErrPermissionDenied) && m.canLogin()) {
+			m.tokenFailed(t, "renew token", cerr)
+			return
+		}
+		// The token is gone (revoked, or Vault lost it): log in again now.
+	}
+	if !m.canLogin() {
+		t.next = time.Time{}
+		return
+	}
+	m.relogin(ctx)
+}
+
+func (m *Manager) tokenFailed(t *token, op string, err error) {
+	d := backoff(t.failures, m.retryBase, m.retryMax, m.rand())
+	t.failures++
+	t.next = m.now().Add(d)
+	if !t.expires.IsZero() && t.next.After(t.expires) {
+		t.next = t.expires
+	}
+	m.log.Warn(op+" failed", "path", m.loginPath(), "error", err, "attempt", t.failures, "backoff", d)
+}
+
+// relogin obtains a new token; leases of the old one are handed over in
+// time because their expiry is now bound by it.
+func (m *Manager) relogin(ctx context.Context) bool {
+	c, cancel := m.callCtx(ctx)
+	t, err := m.login(c)
+	cancel()
+	if err != nil {
+		cerr, _ := classify(err)
+		m.tokenFailed(m.tok, "login", cerr)
+		return false
+	}
+	m.setToken(t)
+	m.log.Info("logged in again", "path", m.loginPath(), "ttl", t.ttl, "expires", fmtTime(t.expires))
+	m.replanAll()
+	return true
+}
+
+func (m *Manager) replanAll() {
+	now := m.now()
+	for _, e := range m.entries {
+		if e.cur != nil && e.failures == 0 {
+			m.planEntry(e, now)
+		}
+	}
+}
+
+// entryStep renews, rotates or refreshes one entry. It reports whether the
+// entry's secret changed.
+func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
+	now := m.now()
+	exp, bound := e.expiry()
+	switch {
+	case exp.IsZero():
+		return m.refresh(ctx, e)
+	case e.renewing() && (e.failures == 0 || now.Before(m.rotatePoint(e))):
+		m.renew(ctx, e)
+		return false
+	}
+	if bound && e.lease.owner == m.tok {
+		// A new credential from the same token would die with it.
+		if !m.canLogin() || !m.relogin(ctx) {
+			e.next = exp
+			return false
+		}
+	}
+	return m.rotate(ctx, e)
+}
+
+func (m *Manager) renew(ctx context.Context, e *entry) {
+	c, cancel := m.callCtx(ctx)
+	ld, err := m.renewLease(c, e.lease, e.ttl)
+	cancel()
+	now := m.now()
+	if err != nil {
+		cerr, _ := classify(err)
+		m.entryFailed(e, "renew", cerr)
+		// Keep trying until the hand-over point; then rotate instead. A
+		// failed renewal never re-issues while the lease is valid (vault#10918).
+		if rp := m.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
+			e.next = rp
+		}
+		return
+	}
+	e.failures = 0
+	e.leaseExp = now.Add(ld)
+	e.lease.expires = e.leaseExp
+	if ld < e.ttl {
+		e.maxed = true // max TTL ahead: hand over before it
+	}
+	m.planEntry(e, now)
+	m.log.Info("lease renewed", "name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint,
+		"ttl", ld, "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
+}
+
+func (m *Manager) rotate(ctx context.Context, e *entry) bool {
+	c, cancel := m.callCtx(ctx)
+	is, err := m.fetch(c, e)
+	cancel()
+	if err != nil {
+		cerr, _ := classify(err)
+		m.entryFailed(e, "rotate", cerr)
+		return false
+	}
+	old := e.cur
+	m.apply(e, is, m.now())
+	m.log.Info("lease rotated", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
+		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration, "expires", fmtTime(is.secret.ExpiresAt))
+	return true
+}
+
+func (m *Manager) refresh(ctx context.Context, e *entry) bool {
+	c, cancel := m.callCtx(ctx)
+	is, err := m.fetch(c, e)
+	cancel()
+	if err != nil {
+		cerr, _ := classify(err)
+		m.entryFailed(e, "refresh", cerr)
+		if later := m.now().Add(min(m.cfg.StaticRefresh, m.retryMax)); e.next.Before(later) {
+			e.next = later
+		}
+		return false
+	}
+	if is.hash == e.hash && is.lease == nil {
+		e.next = m.now().Add(m.cfg.StaticRefresh)
+		m.log.Trace("secret unchanged", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
+		return false
+	}
+	m.apply(e, is, m.now())
+	m.log.Info("secret changed", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
+	return true
+}
+
+func (m *Manager) entryFailed(e *entry, op string, err error) {
+	d := backoff(e.failures, m.retryBase, m.retryMax, m.rand())
+	e.failures++
+	e.next = m.now().Add(d)
+	if exp, _ := e.expiry(); !exp.IsZero() && e.next.After(exp) {
+		e.next = exp
+	}
+	level := hclog.Warn
+	if errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported) {
+		level = hclog.Error
+	}
+	var fp string
+	if e.cur != nil {
+		fp = e.cur.Fingerprint
+	}
+	m.log.Log(level, op+" failed", "name", e.spec.ID, "path", e.spec.Path, "lease", fp,
+		"error", err, "attempt", e.failures, "backoff", d)
+}
+
+// Retire revokes the leases of old that the current snapshot no longer
+// holds: call it once the child has switched to a newer snapshot. Old login
+// tokens left without leases are revoked too. Bounded by a short timeout.
+func (m *Manager) Retire(old *Snapshot) {
+	if old == nil {
+		return
+	}
+	m.mu.Lock()
+	keep := map[string]bool{}
+	if m.snap != nil {
+		for _, s := range m.snap.Secrets {
+			keep[s.Fingerprint] = true
+		}
+	}
+	var leases []*held
+	for _, s := range old.Secrets {
+		if s.Fingerprint == "" || keep[s.Fingerprint] {
+			continue
+		}
+		if h, ok := m.held[s.Fingerprint]; ok {
+			m.dropHeld(s.Fingerprint, h)
+			leases = append(leases, h)
+		}
+	}
+	var toks []*token
+	kept := m.tokens[:0]
+	for _, t := range m.tokens {
+		if t != m.tok && t.leases <= 0 {
+			toks = append(toks, t)
+		} else {
+			kept = append(kept, t)
+		}
+	}
+	m.tokens = kept
+	m.mu.Unlock()
+	if m.cfg.NoRevoke {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	for _, h := range leases {
+		if err := m.revokeLease(ctx, h); err != nil {
+			cerr, _ := classify(err)
+			m.log.Warn("retire failed; the lease expires on its own", "name", h.id, "path", h.path,
+				"lease", h.fp, "expires", fmtTime(h.expires), "error", cerr)
+			continue
+		}
+		m.log.Info("lease retired", "name", h.id, "path", h.path, "lease", h.fp)
+	}
+	for _, t := range toks {
+		if err := m.revokeToken(ctx, t); err != nil {
+			cerr, _ := classify(err)
+			m.log.Warn("revoke old token failed", "path", m.loginPath(), "error", cerr)
+		}
+	}
+}
+
+// Close revokes every lease leash holds and the tokens it logged in with
+// (never a token the user gave), unless NoRevoke. ctx bounds it, and so
+// does a short internal timeout.
+func (m *Manager) Close(ctx context.Context) error {
+	if m.cfg.NoRevoke {
+		m.log.Info("leaving leases in place (no-revoke)")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, closeTimeout)
+	defer cancel()
+	return m.revokeAll(ctx)
+}
+
+func (m *Manager) revokeAll(ctx context.Context) error {
+	m.mu.Lock()
+	leases := make([]*held, 0, len(m.held))
+	for fp, h := range m.held {
+		leases = append(leases, h)
+		m.dropHeld(fp, h)
+	}
+	toks := m.tokens
+	m.tokens = nil
+	m.mu.Unlock()
+	var errs []error
+	for _, h := range leases {
+		err := m.revokeLease(ctx, h)
+		if err == nil {
+			m.log.Info("lease revoked", "name", h.id, "path", h.path, "lease", h.fp)
+			continue
+		}
+		cerr, _ := classify(err)
+		if errors.Is(cerr, ErrPermissionDenied) && h.owner != nil && h.owner.own {
+			// Revoking leash's own token below revokes the lease with it.
+			m.log.Debug("lease revoked with its token", "name", h.id, "path", h.path, "lease", h.fp)
+			continue
+		}
+		m.log.Warn("revoke failed", "name", h.id, "path", h.path, "lease", h.fp, "error", cerr)
+		errs = append(errs, &Error{Op: "revoke", Path: h.path, Err: cerr})
+	}
+	for _, t := range toks {
+		if err := m.revokeToken(ctx, t); err != nil {
+			cerr, _ := classify(err)
+			m.log.Warn("revoke token failed", "path", m.loginPath(), "error", cerr)
+			errs = append(errs, &Error{Op: "revoke", Path: "auth/token/revoke-self", Err: cerr})
+			continue
+		}
+		m.log.Info("token revoked", "path", m.loginPath())
+	}
+	return errors.Join(errs...)
+}
+
+// Check logs in and verifies with sys/capabilities-self that the token may
+// read (or write, for specs with Params) every spec's path.
+func (m *Manager) Check(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
+	defer cancel()
+	var tok *token
+	if err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+		t, err := m.login(c)
+		tok = t
+		return err
+	}); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.setToken(tok)
+	m.mu.Unlock()
+	defer func() {
+		if tok.own {
+			m.revokeToken(context.WithoutCancel(ctx), tok)
+			m.mu.Lock()
+			m.tokens = nil
+			m.mu.Unlock()
+		}
+	}()
+	var errs []error
+	for _, e := range m.entries {
+		need := []string{"read"}
+		if e.spec.Params != nil {
+			need = []string{"update", "create"}
+		}
+		var caps []string
+		err := m.retry(ctx, sctx, "check", e.spec.Path, func(c context.Context) error {
+			if err := m.resolve(c, e); err != nil {
+				return err
+			}
+			var err error
+			caps, err = m.capabilities(c, e.path)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !hasAny(caps, append(need, "root")) {
+			errs = append(errs, &Error{Op: "check", Path: e.spec.Path,
+				Err: fmt.Errorf("%w: token lacks %q on %s (has %v)", ErrPermissionDenied, need[0], e.path, caps)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasAny(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}

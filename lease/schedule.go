@@ -1,0 +1,80 @@
+package lease
+
+import "time"
+
+// Schedule arithmetic: pure functions of times, durations and a random
+// number r in [0,1) drawn by the caller, so tests pin every point.
+
+const (
+	// minRotateBefore is the smallest hand-over margin: enough for a fetch
+	// and a child reload even on short test leases.
+	minRotateBefore = 3 * time.Second
+	// rotateJitter spreads hand-overs of a fleet over up to a quarter of the
+	// margin (consul-template's pkiCert jitter was always 0 through an
+	// integer division, so fleets rotated in lockstep).
+	rotateJitter = 0.25
+	// renewJitter moves a renewal up to this fraction of the remaining time
+	// earlier than two thirds.
+	renewJitter = 0.1
+)
+
+// renewAt returns when to renew a lease expiring at expires: about two
+// thirds of the remaining time, up to renewJitter of it earlier, never later.
+func renewAt(now, expires time.Time, r float64) time.Time {
+	remaining := expires.Sub(now)
+	if remaining <= 0 {
+		return now
+	}
+	frac := 2.0/3.0 - renewJitter*r
+	return now.Add(time.Duration(float64(remaining) * frac))
+}
+
+// rotateBefore returns the hand-over margin for a lease of duration ttl:
+// the configured duration, else fraction of ttl, else a third of ttl; at
+// least minRotateBefore but never more than three quarters of the lease, so
+// a fresh credential is not replaced at once (a loop of re-issues).
+func rotateBefore(ttl, configured time.Duration, fraction float64) time.Duration {
+	rb := configured
+	if rb <= 0 && fraction > 0 {
+		rb = time.Duration(float64(ttl) * fraction)
+	}
+	if rb <= 0 {
+		rb = ttl / 3
+	}
+	rb = max(rb, minRotateBefore)
+	return min(rb, ttl*3/4)
+}
+
+// rotateAt returns when to fetch the replacement for a credential expiring
+// at expires: margin before expiry, moved earlier by up to rotateJitter of
+// the margin, but not before notBefore (the issue time).
+func rotateAt(expires time.Time, margin time.Duration, r float64, notBefore time.Time) time.Time {
+	at := expires.Add(-margin - time.Duration(float64(margin)*rotateJitter*r))
+	if at.Before(notBefore) {
+		return notBefore
+	}
+	return at
+}
+
+// backoff returns the wait before retry number attempt (0-based): doubling
+// from base, capped at ceiling, with "equal jitter" (half fixed, half random)
+// so retries of many instances spread out but never collapse to zero.
+func backoff(attempt int, base, ceiling time.Duration, r float64) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	return d/2 + time.Duration(float64(d/2)*r)
+}
+
+// earliest returns the earliest non-zero time, or zero.
+func earliest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if !t.IsZero() && (out.IsZero() || t.Before(out)) {
+			out = t
+		}
+	}
+	return out
+}

@@ -1,0 +1,168 @@
+package lease
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestRenewAt(t *testing.T) {
+	tests := []struct {
+		name      string
+		remaining time.Duration
+		r         float64
+		want      time.Duration
+	}{
+		{"no jitter is two thirds", 90 * time.Second, 0, 60 * time.Second},
+		{"full jitter is 0.1 earlier", 90 * time.Second, 1, 51 * time.Second},
+		{"half jitter", 30 * time.Minute, 0.5, 1110 * time.Second},
+		{"expired renews now", -time.Second, 0.3, 0},
+		{"short lease", 6 * time.Second, 0, 4 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := renewAt(t0, t0.Add(tt.remaining), tt.r).Sub(t0)
+			if d := got - tt.want; d < -time.Millisecond || d > time.Millisecond {
+				t.Fatalf("renewAt = +%s, want +%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRenewAtJitterBounds(t *testing.T) {
+	exp := t0.Add(time.Hour)
+	for i := range 101 {
+		r := float64(i) / 101
+		got := renewAt(t0, exp, r).Sub(t0)
+		if got > 40*time.Minute || got < 34*time.Minute {
+			t.Fatalf("r=%v: renewAt +%s outside [34m, 40m]", r, got)
+		}
+	}
+}
+
+func TestRotateBefore(t *testing.T) {
+	tests := []struct {
+		name     string
+		ttl, cfg time.Duration
+		fraction float64
+		want     time.Duration
+	}{
+		{"default a third", 30 * time.Minute, 0, 0, 10 * time.Minute},
+		{"configured", time.Hour, 5 * time.Minute, 0, 5 * time.Minute},
+		{"configured wins over fraction", time.Hour, 5 * time.Minute, 0.5, 5 * time.Minute},
+		{"fraction", time.Hour, 0, 0.25, 15 * time.Minute},
+		{"at least a few seconds", 6 * time.Second, 0, 0, 3 * time.Second},
+		{"never beyond three quarters", 2 * time.Second, 0, 0, 1500 * time.Millisecond},
+		{"configured above lease is capped", time.Minute, time.Hour, 0, 45 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rotateBefore(tt.ttl, tt.cfg, tt.fraction); got != tt.want {
+				t.Fatalf("rotateBefore(%s, %s, %v) = %s, want %s", tt.ttl, tt.cfg, tt.fraction, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRotateAt(t *testing.T) {
+	exp := t0.Add(time.Hour)
+	tests := []struct {
+		name      string
+		margin    time.Duration
+		r         float64
+		notBefore time.Time
+		want      time.Time
+	}{
+		{"no jitter", 20 * time.Minute, 0, t0, t0.Add(40 * time.Minute)},
+		{"full jitter is a quarter of the margin earlier", 20 * time.Minute, 1, t0, t0.Add(35 * time.Minute)},
+		{"never before issue", 2 * time.Hour, 0.5, t0, t0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rotateAt(exp, tt.margin, tt.r, tt.notBefore); !got.Equal(tt.want) {
+				t.Fatalf("rotateAt = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// A fleet drawing different r values must spread out: the
+// consul-template pkiCert bug was jitter that always came out 0.
+func TestRotateAtJitterSpreads(t *testing.T) {
+	exp := t0.Add(24 * time.Hour)
+	seen := map[time.Time]bool{}
+	for i := range 10 {
+		seen[rotateAt(exp, 8*time.Hour, float64(i)/10, t0)] = true
+	}
+	if len(seen) != 10 {
+		t.Fatalf("10 jitter values gave %d distinct rotate points", len(seen))
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		attempt int
+		r       float64
+		want    time.Duration
+	}{
+		{0, 0, 250 * time.Millisecond},
+		{0, 1, 500 * time.Millisecond},
+		{1, 0, 500 * time.Millisecond},
+		{3, 0.5, 3 * time.Second},
+		{10, 0, 15 * time.Second},
+		{100, 1, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("attempt%d-r%v", tt.attempt, tt.r), func(t *testing.T) {
+			if got := backoff(tt.attempt, 500*time.Millisecond, 30*time.Second, tt.r); got != tt.want {
+				t.Fatalf("backoff = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		h    string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, false},
+		{"7", 7 * time.Second, true},
+		{"Thu, 01 Jan 2026 00:00:30 GMT", 30 * time.Second, true},
+		{"soon", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := retryAfter(tt.h, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("retryAfter(%q) = %s, %v; want %s, %v", tt.h, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestDataCannotBePrinted(t *testing.T) {
+	d := Data{map[string]any{"password": "hunter2", "nested": map[string]any{"k": "hunter2"}}}
+	s := &Secret{ID: "db", Data: d, Raw: d}
+	j, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{
+		fmt.Sprint(d), fmt.Sprintf("%v %+v %#v %s %q %x", d, d, d, d, d, d),
+		fmt.Sprintf("%v %+v %#v", s, s, *s), string(j),
+	} {
+		if strings.Contains(out, "hunter2") {
+			t.Fatalf("secret printed: %s", out)
+		}
+	}
+	m := d.Map()
+	m["nested"].(map[string]any)["k"] = "changed"
+	if d.m["nested"].(map[string]any)["k"] != "hunter2" {
+		t.Fatal("Map is not a deep copy")
+	}
+}
