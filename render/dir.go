@@ -48,7 +48,7 @@ func openPrivateDir(opts Options, log hclog.Logger) (*privateDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery dir %s: %w", parentPath, err)
 	}
-	parent, err := openParent(parentPath, opts.AllowDisk)
+	parent, err := openParent(parentPath, opts.AllowDisk, opts.UID, opts.GID)
 	if err != nil {
 		return nil, err
 	}
@@ -66,8 +66,9 @@ func openPrivateDir(opts Options, log hclog.Logger) (*privateDir, error) {
 
 // openParent opens the parent directory and refuses one that is a symlink,
 // not owned by leash's user or root, world-writable without the sticky bit,
-// or (unless allowDisk) not on tmpfs or ramfs.
-func openParent(path string, allowDisk bool) (*os.File, error) {
+// or (unless allowDisk) not on tmpfs or ramfs, and one the child's user
+// (uid:gid, -1 for leash's own) could not enter.
+func openParent(path string, allowDisk bool, uid, gid int) (*os.File, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		return nil, fmt.Errorf("delivery dir %s is a symlink; give the real path", path)
 	}
@@ -89,6 +90,10 @@ func openParent(path string, allowDisk bool) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("delivery dir %s is world-writable without the sticky bit", path)
 	}
+	if uid != -1 && uid != 0 && !canEnter(&st, uid, gid) {
+		f.Close()
+		return nil, fmt.Errorf("delivery dir %s (mode %o, owner %d:%d): the child's user %d cannot enter it; use a directory it can traverse", path, st.Mode&0o7777, st.Uid, st.Gid, uid)
+	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
 		f.Close()
@@ -99,6 +104,19 @@ func openParent(path string, allowDisk bool) (*os.File, error) {
 		return nil, fmt.Errorf("delivery dir %s is not on tmpfs or ramfs (filesystem type %#x): secrets would reach disk; use a tmpfs or allow disk explicitly", path, sfs.Type)
 	}
 	return f, nil
+}
+
+// canEnter reports whether uid:gid has search (x) permission on a
+// directory. Supplementary groups are ignored, so this may refuse a parent
+// the child could in fact enter through one; the error says why.
+func canEnter(st *unix.Stat_t, uid, gid int) bool {
+	switch {
+	case int(st.Uid) == uid:
+		return st.Mode&0o100 != 0
+	case gid != -1 && int(st.Gid) == gid:
+		return st.Mode&0o010 != 0
+	}
+	return st.Mode&0o001 != 0
 }
 
 func randomHex(n int) string {
