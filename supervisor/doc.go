@@ -1,1 +1,22 @@
+// Package supervisor owns the child process: it starts it, relays signals to
+// it, stops, restarts and reloads it, and reports how it ended. It is the last
+// stage of leash's flow (main -> lease -> render -> supervisor) and never sees
+// secret bytes, only the files and environment main hands it.
+//
+// Guarantees:
+//   - The child runs in its own process group. Signals go to the whole group by
+//     default (a shell wrapper cannot swallow SIGTERM); Config.ChildOnly sends
+//     them to the child alone. The kill timeout always SIGKILLs the group.
+//   - Exactly one goroutine waits for each child, and the reaper (see
+//     signals.Reaper with Skip set to IsChild) cannot steal its status: IsChild
+//     is serialised with the fork.
+//   - The child gets SIGKILL if leash dies (Pdeathsig, set from a locked OS
+//     thread that lives as long as the child; golang/go#27505).
+//   - On a terminal where leash is in the foreground, the child's process group
+//     becomes the foreground group, so interactive programs and Ctrl-C work;
+//     leash takes the terminal back when the child exits.
+//   - A child stopped on purpose by Restart never ends Run, and signals that
+//     arrive during a restart are queued for the new child.
+//   - Run reports the exit status unmapped (ExitError carries Code and Signal);
+//     package main maps it to leash's own exit code.
 package supervisor

@@ -1,0 +1,561 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+)
+
+// Config describes the child and how to stop it.
+type Config struct {
+	// Argv is the child's argv; Argv[0] is resolved with leash's PATH and the
+	// whole slice is passed through unchanged. Required.
+	Argv []string
+	// Env is the base environment (already scrubbed of leash's own
+	// credentials); Start and Restart append their extra variables, which win
+	// over duplicates. nil means os.Environ().
+	Env []string
+	// StopSignal is sent to stop the child (Stop, Restart, ctx cancel) and to
+	// the rest of its group when it exits. 0 means SIGTERM.
+	StopSignal syscall.Signal
+	// KillTimeout is how long a stopping child may take before its group gets
+	// SIGKILL. 0 means 10s, like docker stop.
+	KillTimeout time.Duration
+	// StopDelay postpones the first stop signal (load balancer
+	// deregistration). Restarts skip it. 0 means no delay.
+	StopDelay time.Duration
+	// Splay bounds a random delay before a restart stops the child, so
+	// replicas do not restart in lockstep. 0 means none.
+	Splay time.Duration
+	// ChildOnly sends forwarded signals to the child alone (tini's default)
+	// instead of its whole process group (dumb-init's default, and leash's).
+	ChildOnly bool
+	// Credential runs the child as another user (--user); nil keeps leash's.
+	Credential *syscall.Credential
+	// Logger receives lifecycle events; nil discards them.
+	Logger hclog.Logger
+}
+
+// Supervisor runs one child at a time. Its methods are safe for concurrent use.
+type Supervisor struct {
+	cfg  Config
+	path string // Argv[0] resolved
+	log  hclog.Logger
+	wake chan struct{} // buffer 1: Run re-reads state (child replaced, fatal error)
+
+	// forkMu serialises forking with IsChild, so the reaper cannot see a
+	// just-forked child before it is recorded in pids.
+	forkMu sync.Mutex
+	pids   map[int]struct{} // children started and not yet reaped by their Wait
+
+	// restartMu makes restarts one at a time.
+	restartMu sync.Mutex
+
+	mu         sync.Mutex
+	started    bool
+	foreground bool      // the child's group takes over the controlling terminal
+	cur        *child    // the current child; nil before Start
+	restarting bool      // between stopping the old child and starting the new one
+	queue      []request // signals that arrived while there was no child to take them
+	finished   bool      // Run has returned or is returning: the child ended on its own
+	fatal      error     // a restart could not start the new child
+}
+
+// request is a signal for the child. A stop request also arms the stop delay
+// and the kill timeout.
+type request struct {
+	sig  syscall.Signal
+	stop bool
+}
+
+// child is one process and the state of stopping it. Fields after done are
+// guarded by Supervisor.mu.
+type child struct {
+	cmd  *exec.Cmd
+	pid  int
+	done chan struct{} // closed once reaped; err is then valid
+
+	err        error // nil, *ExitError, or a wait failure
+	dead       bool  // exited (a zombie or reaped): send nothing more
+	deliberate bool  // stopped by Restart: its exit does not end Run
+	stopping   bool  // a stop request was accepted
+	delaying   bool  // inside StopDelay; stop signals wait in delayed
+	delayed    []syscall.Signal
+	timers     []*time.Timer
+}
+
+// New checks the configuration and resolves the command. A command that does
+// not exist or cannot be executed gives a *StartError (127 or 126).
+func New(cfg Config) (*Supervisor, error) {
+	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
+		return nil, errors.New("supervisor: no command")
+	}
+	if cfg.StopSignal == 0 {
+		cfg.StopSignal = syscall.SIGTERM
+	}
+	if cfg.KillTimeout == 0 {
+		cfg.KillTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	cfg.Argv = slices.Clone(cfg.Argv)
+	cfg.Env = slices.Clip(slices.Clone(cfg.Env))
+
+	path, err := exec.LookPath(cfg.Argv[0])
+	if errors.Is(err, exec.ErrDot) {
+		// An exec wrapper honours PATH as written, "." included.
+		err = nil
+	}
+	if err != nil {
+		se := startError(cfg.Argv[0], err)
+		if errors.Is(err, exec.ErrNotFound) {
+			se.Code = 127
+		}
+		return nil, se
+	}
+	return &Supervisor{
+		cfg:  cfg,
+		path: path,
+		log:  cfg.Logger,
+		wake: make(chan struct{}, 1),
+		pids: make(map[int]struct{}),
+	}, nil
+}
+
+// Start starts the child with files as its descriptors 3, 4, ... and env
+// appended to Config.Env. It returns once the command has been executed (or
+// failed to, as a *StartError). Signals received before Start are delivered
+// right after it.
+func (s *Supervisor) Start(files []*os.File, env []string) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("supervisor: already started")
+	}
+	s.started = true
+	s.foreground = isForeground()
+	s.mu.Unlock()
+
+	c, err := s.spawn(files, env)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.finished = true
+		s.queue = nil
+		return err
+	}
+	s.cur = c
+	s.flushLocked()
+	return nil
+}
+
+// Run waits for the child and returns nil when it exits 0, an *ExitError when
+// it exits otherwise, or the *StartError of a failed restart. Children stopped
+// by Restart do not end Run. Cancelling ctx stops the child gracefully (like
+// Stop) and Run still returns the child's status.
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.started || (s.cur == nil && s.fatal == nil) {
+		s.mu.Unlock()
+		return ErrNotStarted
+	}
+	s.mu.Unlock()
+
+	ctxDone := ctx.Done()
+	for {
+		s.mu.Lock()
+		c, fatal := s.cur, s.fatal
+		var done <-chan struct{}
+		if !c.deliberate {
+			done = c.done
+		}
+		s.mu.Unlock()
+		if fatal != nil {
+			return fatal
+		}
+		select {
+		case <-done:
+			s.mu.Lock()
+			if c.deliberate { // Restart got there first
+				s.mu.Unlock()
+				continue
+			}
+			s.finished = true
+			s.queue = nil
+			s.mu.Unlock()
+			return c.err
+		case <-s.wake:
+		case <-ctxDone:
+			ctxDone = nil
+			s.Stop()
+		}
+	}
+}
+
+// Signal forwards sig to the child's process group (the child alone with
+// ChildOnly). SIGTERM and SIGINT are stop requests: the first waits
+// StopDelay, then is forwarded and arms the kill timeout; later ones are
+// forwarded again (after the delay, if it is still running), never turned into
+// SIGKILL. During a restart, or before Start, signals are queued for the new
+// child. After the child has exited, Signal does nothing.
+func (s *Supervisor) Signal(sig os.Signal) {
+	ss, ok := sig.(syscall.Signal)
+	if !ok || ss == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requestLocked(request{sig: ss, stop: ss == syscall.SIGTERM || ss == syscall.SIGINT})
+}
+
+// Stop stops the child: after StopDelay it sends StopSignal, and after
+// KillTimeout more it SIGKILLs the process group. It does not wait; Run returns
+// when the child is gone.
+func (s *Supervisor) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requestLocked(request{sig: s.cfg.StopSignal, stop: true})
+}
+
+// Reload sends sig to the child (group) so it rereads its credentials in
+// place; it never restarts. During a restart the signal is queued for the new
+// child. It fails once the child has exited.
+func (s *Supervisor) Reload(sig os.Signal) error {
+	ss, ok := sig.(syscall.Signal)
+	if !ok || ss == 0 {
+		return fmt.Errorf("supervisor: reload: invalid signal %v", sig)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished {
+		return ErrExited
+	}
+	if !s.started {
+		return ErrNotStarted
+	}
+	s.requestLocked(request{sig: ss})
+	return nil
+}
+
+// Restart replaces the child: after a random delay below Splay it sends
+// StopSignal, SIGKILLs the group after KillTimeout, waits for the exit and
+// starts a new child with files and env as in Start. ctx cancels only the splay
+// wait; once the old child is being stopped the restart completes. Signals
+// received meanwhile go to the new child. If the new child cannot start, Run
+// returns the same error. Restart fails with ErrExited or ErrStopping when the
+// child already exited or is being stopped.
+func (s *Supervisor) Restart(ctx context.Context, files []*os.File, env []string) error {
+	s.restartMu.Lock()
+	defer s.restartMu.Unlock()
+
+	if s.cfg.Splay > 0 {
+		t := time.NewTimer(rand.N(s.cfg.Splay))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+
+	s.mu.Lock()
+	c := s.cur
+	switch {
+	case !s.started || (c == nil && s.fatal == nil):
+		s.mu.Unlock()
+		return ErrNotStarted
+	case s.finished || s.fatal != nil || c.dead:
+		s.mu.Unlock()
+		return ErrExited
+	case c.stopping:
+		s.mu.Unlock()
+		return ErrStopping
+	}
+	c.deliberate = true
+	s.restarting = true
+	s.log.Info("restarting child", "pid", c.pid)
+	s.sendLocked(c, s.cfg.StopSignal)
+	s.armKillLocked(c)
+	s.mu.Unlock()
+
+	<-c.done
+	nc, err := s.spawn(files, env)
+
+	s.mu.Lock()
+	s.restarting = false
+	if err != nil {
+		s.fatal = err
+		s.queue = nil
+	} else {
+		s.cur = nc
+		s.flushLocked()
+	}
+	s.mu.Unlock()
+	s.poke()
+	return err
+}
+
+// IsChild reports whether pid is a child the supervisor started and has not
+// yet reaped. It blocks while a child is being forked, so a reaper calling it
+// as Reaper.Skip never reaps a child that exits before it is recorded.
+func (s *Supervisor) IsChild(pid int) bool {
+	s.forkMu.Lock()
+	defer s.forkMu.Unlock()
+	_, ok := s.pids[pid]
+	return ok
+}
+
+func (s *Supervisor) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// requestLocked delivers r now or queues it for the next child.
+func (s *Supervisor) requestLocked(r request) {
+	switch {
+	case s.finished || s.fatal != nil:
+	case s.cur == nil || s.restarting:
+		s.queue = append(s.queue, r)
+	default:
+		s.deliverLocked(s.cur, r)
+	}
+}
+
+func (s *Supervisor) flushLocked() {
+	q := s.queue
+	s.queue = nil
+	for _, r := range q {
+		s.deliverLocked(s.cur, r)
+	}
+}
+
+func (s *Supervisor) deliverLocked(c *child, r request) {
+	if c.dead {
+		return
+	}
+	if !r.stop {
+		s.sendLocked(c, r.sig)
+		return
+	}
+	if c.delaying {
+		c.delayed = append(c.delayed, r.sig)
+		return
+	}
+	if c.stopping {
+		s.sendLocked(c, r.sig) // a repeated stop request: forward again
+		return
+	}
+	c.stopping = true
+	if s.cfg.StopDelay <= 0 {
+		s.sendLocked(c, r.sig)
+		s.armKillLocked(c)
+		return
+	}
+	s.log.Info("delaying stop signal", "pid", c.pid, "signal", sigName(r.sig), "delay", s.cfg.StopDelay)
+	c.delaying = true
+	c.delayed = append(c.delayed, r.sig)
+	c.timers = append(c.timers, time.AfterFunc(s.cfg.StopDelay, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c.delaying = false
+		if c.dead {
+			return
+		}
+		for _, sig := range c.delayed {
+			s.sendLocked(c, sig)
+		}
+		c.delayed = nil
+		s.armKillLocked(c)
+	}))
+}
+
+// armKillLocked SIGKILLs c's group if c is still alive after KillTimeout.
+func (s *Supervisor) armKillLocked(c *child) {
+	c.timers = append(c.timers, time.AfterFunc(s.cfg.KillTimeout, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if c.dead {
+			return
+		}
+		s.log.Warn("kill timeout expired, killing process group", "pid", c.pid, "timeout", s.cfg.KillTimeout)
+		// The group, and the child itself in case it left the group.
+		_ = unix.Kill(-c.pid, unix.SIGKILL)
+		_ = c.cmd.Process.Kill()
+	}))
+}
+
+// sendLocked forwards sig to c's group, or to c alone with ChildOnly.
+func (s *Supervisor) sendLocked(c *child, sig syscall.Signal) {
+	if c.dead {
+		return
+	}
+	var err error
+	if s.cfg.ChildOnly {
+		err = c.cmd.Process.Signal(sig) // by pidfd: immune to pid reuse
+	} else {
+		err = unix.Kill(-c.pid, sig)
+	}
+	if err != nil {
+		s.log.Debug("signal not delivered", "pid", c.pid, "signal", sigName(sig), "error", err)
+		return
+	}
+	s.log.Debug("forwarded signal", "pid", c.pid, "signal", sigName(sig), "group", !s.cfg.ChildOnly)
+}
+
+// spawn starts a child on a dedicated goroutine and returns once it runs.
+func (s *Supervisor) spawn(files []*os.File, env []string) (*child, error) {
+	s.mu.Lock()
+	fg := s.foreground
+	s.mu.Unlock()
+
+	cmd := &exec.Cmd{
+		Path:       s.path,
+		Args:       s.cfg.Argv,
+		Env:        append(s.cfg.Env, env...),
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: files,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid:    true,
+			Foreground: fg, // implies Setpgid; Ctty 0 is the child's stdin
+			Pdeathsig:  syscall.SIGKILL,
+			Credential: s.cfg.Credential,
+		},
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go s.waitChild(c, fg, started)
+	if err := <-started; err != nil {
+		se := startError(s.cfg.Argv[0], err)
+		s.log.Error("cannot start child", "path", s.path, "error", se.Err)
+		return nil, se
+	}
+	s.log.Info("started child", "pid", c.pid, "path", s.path)
+	return c, nil
+}
+
+// waitChild forks c and is the one goroutine that waits for it.
+func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
+	// Pdeathsig fires when the forking thread exits (golang/go#27505). Lock
+	// this goroutine to its thread and never unlock: the thread lives until
+	// the child is reaped, and then exits with the goroutine.
+	runtime.LockOSThread()
+
+	s.forkMu.Lock()
+	err := c.cmd.Start()
+	if err == nil {
+		c.pid = c.cmd.Process.Pid
+		s.pids[c.pid] = struct{}{}
+	}
+	s.forkMu.Unlock()
+	started <- err
+	if err != nil {
+		return
+	}
+
+	// Wait for the exit without reaping: the zombie keeps its pid reserved
+	// while the rest of the group is signalled.
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, c.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	s.mu.Lock()
+	c.dead = true
+	for _, t := range c.timers {
+		t.Stop()
+	}
+	s.mu.Unlock()
+	if !s.cfg.ChildOnly {
+		// Tear down what the child left in its group (dumb-init does the same).
+		if unix.Kill(-c.pid, s.cfg.StopSignal) == nil {
+			s.log.Debug("signalled rest of process group", "pid", c.pid, "signal", sigName(s.cfg.StopSignal))
+		}
+	}
+
+	werr := c.cmd.Wait()
+	result := exitResult(c.cmd.ProcessState, werr)
+	if fg {
+		reclaimTerminal()
+	}
+	s.forkMu.Lock()
+	delete(s.pids, c.pid)
+	s.forkMu.Unlock()
+
+	s.log.Info("child exited", "pid", c.pid, "status", statusText(result))
+	s.mu.Lock()
+	c.err = result
+	close(c.done)
+	s.mu.Unlock()
+}
+
+func exitResult(ps *os.ProcessState, werr error) error {
+	if ps == nil {
+		return fmt.Errorf("wait for child: %w", werr)
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	switch {
+	case !ok:
+		return fmt.Errorf("wait for child: unexpected status %v", ps)
+	case ws.Signaled():
+		return &ExitError{Code: -1, Signal: ws.Signal()}
+	case ws.ExitStatus() != 0:
+		return &ExitError{Code: ws.ExitStatus()}
+	}
+	return nil
+}
+
+func statusText(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// isForeground reports whether stdin is leash's controlling terminal and
+// leash's process group is its foreground group. Only then does the child take
+// the terminal: a background leash must not steal it.
+func isForeground() bool {
+	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}
+
+// reclaimTerminal makes leash's group the terminal's foreground group again,
+// so whatever runs after leash in the same session can read the terminal. A
+// background group calling TIOCSPGRP gets SIGTTOU unless it blocks it; the
+// calling thread is locked and exits soon, so blocking there is harmless.
+func reclaimTerminal() {
+	var set unix.Sigset_t
+	set.Val[(unix.SIGTTOU-1)/64] |= 1 << ((uint(unix.SIGTTOU) - 1) % 64)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+		return
+	}
+	_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
+}
+
+func sigName(sig syscall.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}

@@ -1,0 +1,131 @@
+package supervisor_test
+
+import (
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/leash-dev/leash/internal/testchild"
+)
+
+// terminal is a minimal leash (superviseMain) running argv as the session
+// leader of a fresh pseudo-terminal, in its foreground group.
+type terminal struct {
+	ptmx  *os.File
+	leash *os.Process
+	rep   *testchild.Reports
+
+	mu     sync.Mutex
+	out    strings.Builder
+	update chan struct{} // poked after every read
+	eof    chan struct{}
+}
+
+func startTerminal(t *testing.T, argv ...string) *terminal {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skip("no pseudo-terminal:", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	rep, w := testchild.Pipe(t)
+	exe := self(t)
+	leash, err := os.StartProcess(exe, append([]string{exe}, argv...), &os.ProcAttr{
+		Env:   append(os.Environ(), envSupervise+"=1"),
+		Files: []*os.File{tty, tty, tty, w},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
+	})
+	tty.Close()
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leash.Kill() })
+	term := &terminal{ptmx: ptmx, leash: leash, rep: rep, update: make(chan struct{}, 1), eof: make(chan struct{})}
+	go func() {
+		defer close(term.eof)
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			term.mu.Lock()
+			term.out.Write(buf[:n])
+			term.mu.Unlock()
+			select {
+			case term.update <- struct{}{}:
+			default:
+			}
+			if err != nil { // EIO once the last slave descriptor closes
+				return
+			}
+		}
+	}()
+	return term
+}
+
+func (term *terminal) output() string {
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	return term.out.String()
+}
+
+// waitFor waits until the terminal has shown s.
+func (term *terminal) waitFor(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for !strings.Contains(term.output(), s) {
+		select {
+		case <-term.update:
+		case <-term.eof:
+			if !strings.Contains(term.output(), s) {
+				t.Fatalf("terminal closed without showing %q; output %q", s, term.output())
+			}
+		case <-deadline:
+			t.Fatalf("terminal did not show %q; output %q", s, term.output())
+		}
+	}
+}
+
+// exit waits for leash and returns its exit code; leash must have handed the
+// terminal back to its own group before exiting.
+func (term *terminal) exit(t *testing.T) int {
+	t.Helper()
+	term.rep.Expect(t, "leash foreground true", timeout)
+	st, err := term.leash.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.ExitCode()
+}
+
+func (term *terminal) write(t *testing.T, s string) {
+	t.Helper()
+	if _, err := term.ptmx.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tac reads the terminal until end of file: only possible in the foreground
+// group (a background reader gets SIGTTIN and stops).
+func TestTerminalInteractive(t *testing.T) {
+	term := startTerminal(t, "tac")
+	term.write(t, "one\ntwo\n\x04") // ^D at the start of a line: end of file
+	term.waitFor(t, "two\r\ntwo\r\none\r\n")
+	if code := term.exit(t); code != 0 {
+		t.Fatalf("exit %d, want 0; output %q", code, term.output())
+	}
+}
+
+// Ctrl-C reaches the looping child, not leash, and leash exits 128+SIGINT.
+func TestTerminalCtrlC(t *testing.T) {
+	term := startTerminal(t, "sh", "-c", "echo ready; while :; do sleep 1; done")
+	term.waitFor(t, "ready")
+	term.write(t, "\x03")
+	if code := term.exit(t); code != 130 {
+		t.Fatalf("exit %d, want 130; output %q", code, term.output())
+	}
+}
