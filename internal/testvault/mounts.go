@@ -152,35 +152,72 @@ func (s *Server) AppRole(t testing.TB, policies []string, ttl, maxTTL time.Durat
 	return a
 }
 
+// Signer signs JWTs with a fresh P-256 key (ES256).
+type Signer struct {
+	key *ecdsa.PrivateKey
+}
+
+// NewSigner generates a key.
+func NewSigner(t testing.TB) *Signer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Signer{key: key}
+}
+
+// PublicPEM returns the public key as PEM ("PUBLIC KEY").
+func (s *Signer) PublicPEM(t testing.TB) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(&s.key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// Sign returns a compact ES256 JWT carrying claims.
+func (s *Signer) Sign(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT"})
+	body, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding
+	signing := enc.EncodeToString(hdr) + "." + enc.EncodeToString(body)
+	sum := sha256.Sum256([]byte(signing))
+	r, sv, err := ecdsa.Sign(rand.Reader, s.key, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	sv.FillBytes(sig[32:])
+	return signing + "." + enc.EncodeToString(sig)
+}
+
 // JWTAuth is a JWT auth mount validating tokens signed by a local ECDSA key.
 type JWTAuth struct {
 	Mount, Role string
 	Issuer      string
 	Audience    string
 	Subject     string
-	key         *ecdsa.PrivateKey
+	*Signer
 }
 
 // JWT enables JWT auth with jwt_validation_pubkeys set to a fresh P-256 key
 // and a role "app" bound to Issuer/Audience/Subject.
 func (s *Server) JWT(t testing.TB, policies []string, ttl, maxTTL time.Duration) *JWTAuth {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	j := &JWTAuth{
 		Mount: s.EnableAuth(t, "jwt"), Role: "app",
 		Issuer: "https://ci.example.test", Audience: "leash-test", Subject: "workload-1",
-		key: key,
+		Signer: NewSigner(t),
 	}
 	s.Write(t, "auth/"+j.Mount+"/config", map[string]any{
-		"jwt_validation_pubkeys": []string{pub},
+		"jwt_validation_pubkeys": []string{j.PublicPEM(t)},
 		"bound_issuer":           j.Issuer,
 	})
 	s.Write(t, "auth/"+j.Mount+"/role/app", map[string]any{
@@ -195,29 +232,16 @@ func (s *Server) JWT(t testing.TB, policies []string, ttl, maxTTL time.Duration)
 	return j
 }
 
-// Sign returns a compact ES256 JWT for the role's issuer, audience and
-// subject, valid for validFor.
-func (j *JWTAuth) Sign(t testing.TB, validFor time.Duration) string {
+// Token returns a JWT for the role's issuer, audience and subject, valid
+// for validFor.
+func (j *JWTAuth) Token(t testing.TB, validFor time.Duration) string {
 	t.Helper()
 	now := time.Now()
-	claims := map[string]any{
+	return j.Sign(t, map[string]any{
 		"iss": j.Issuer, "aud": j.Audience, "sub": j.Subject,
 		"iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": now.Add(validFor).Unix(),
 		"jti": randHex(8),
-	}
-	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT"})
-	body, _ := json.Marshal(claims)
-	enc := base64.RawURLEncoding
-	signing := enc.EncodeToString(hdr) + "." + enc.EncodeToString(body)
-	sum := sha256.Sum256([]byte(signing))
-	r, sv, err := ecdsa.Sign(rand.Reader, j.key, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	sv.FillBytes(sig[32:])
-	return signing + "." + enc.EncodeToString(sig)
+	})
 }
 
 // Database mounts the database engine pointed at a PostgreSQL database and
