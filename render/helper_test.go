@@ -113,7 +113,7 @@ func childDirHolder() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
 	r, err := New(Options{Mode: Dir, Dir: os.Getenv("LEASH_DIR"), UID: -1, GID: -1},
-		[]Output{{Name: "pw", Kind: KindField, Secret: "s", Field: "password"}})
+		[]Output{{Name: "pw", Kind: Field, Secret: "s", Field: "password"}})
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(2)

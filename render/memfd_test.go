@@ -23,10 +23,10 @@ func memfdOutputs(t *testing.T) []Output {
 		t.Fatal(err)
 	}
 	return []Output{
-		{Name: "pw", Kind: KindField, Secret: "database/creds/app", Field: "password"},
-		{Name: "db.json", Kind: KindJSON, Secret: "database/creds/app"},
-		{Name: "app-env", Kind: KindDotenv, Secret: "database/creds/app"},
-		{Name: "conf", Kind: KindTemplate, Template: tmpl},
+		{Name: "pw", Kind: Field, Secret: "database/creds/app", Field: "password"},
+		{Name: "db.json", Kind: JSON, Secret: "database/creds/app"},
+		{Name: "app-env", Kind: Dotenv, Secret: "database/creds/app"},
+		{Name: "conf", Kind: TemplateKind, Template: tmpl},
 	}
 }
 
@@ -339,8 +339,8 @@ func TestNewRejectsBadOutputs(t *testing.T) {
 		{{Name: "a/b", Secret: "s"}},
 		{{Name: "a", Secret: "s"}, {Name: "a", Secret: "s"}},
 		{{Name: "a.b", Secret: "s"}, {Name: "a-b", Secret: "s"}},
-		{{Name: "a", Kind: KindField, Secret: "s"}},
-		{{Name: "a", Kind: KindTemplate}},
+		{{Name: "a", Kind: Field, Secret: "s"}},
+		{{Name: "a", Kind: TemplateKind}},
 		{{Name: "a"}},
 	} {
 		if r, err := New(Options{}, outs); err == nil {

@@ -17,26 +17,26 @@ import (
 type Kind int
 
 const (
-	// KindJSON renders the secret's Data as one JSON object with sorted keys,
+	// JSON renders the secret's Data as one JSON object with sorted keys,
 	// no HTML escaping and no trailing newline.
-	KindJSON Kind = iota
-	// KindField renders one field's value exactly (no newline added).
-	KindField
-	// KindDotenv renders KEY=value lines, sorted, quoted so any byte round-trips.
-	KindDotenv
-	// KindTemplate renders a text/template.
-	KindTemplate
+	JSON Kind = iota
+	// Field renders one field's value exactly (no newline added).
+	Field
+	// Dotenv renders KEY=value lines, sorted, quoted so any byte round-trips.
+	Dotenv
+	// TemplateKind renders a text/template.
+	TemplateKind
 )
 
 func (k Kind) String() string {
 	switch k {
-	case KindJSON:
+	case JSON:
 		return "json"
-	case KindField:
+	case Field:
 		return "field"
-	case KindDotenv:
+	case Dotenv:
 		return "dotenv"
-	case KindTemplate:
+	case TemplateKind:
 		return "template"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
@@ -45,7 +45,7 @@ func (k Kind) String() string {
 // Output is one rendered file.
 type Output struct {
 	Name     string    // letters, digits, . _ -; see ValidateName
-	Kind     Kind      // zero: KindJSON
+	Kind     Kind      // zero: JSON
 	Secret   string    // Spec.ID of the source secret for JSON, Field, Dotenv
 	Field    string    // Field only: the field name
 	Template *Template // Template only
@@ -119,15 +119,15 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 		}
 		envs[e] = o.Name
 		switch o.Kind {
-		case KindJSON, KindDotenv:
+		case JSON, Dotenv:
 			if o.Secret == "" {
 				return nil, fmt.Errorf("output %q: no secret", o.Name)
 			}
-		case KindField:
+		case Field:
 			if o.Secret == "" || o.Field == "" {
 				return nil, fmt.Errorf("output %q: field output needs a secret and a field", o.Name)
 			}
-		case KindTemplate:
+		case TemplateKind:
 			if o.Template == nil {
 				return nil, fmt.Errorf("output %q: no template", o.Name)
 			}
@@ -208,7 +208,7 @@ func (r *Renderer) Update(secrets map[string]Secret, inPlace bool) (changed bool
 }
 
 func (r *Renderer) renderOne(w *buffer, o Output, secrets map[string]Secret) error {
-	if o.Kind == KindTemplate {
+	if o.Kind == TemplateKind {
 		return o.Template.render(w, secrets)
 	}
 	s, ok := secrets[o.Secret]
@@ -216,19 +216,19 @@ func (r *Renderer) renderOne(w *buffer, o Output, secrets map[string]Secret) err
 		return fmt.Errorf("secret %q was not fetched", o.Secret)
 	}
 	switch o.Kind {
-	case KindJSON:
+	case JSON:
 		m := s.Data.m
 		if m == nil {
 			m = map[string]any{}
 		}
 		return appendJSON(w, m)
-	case KindField:
+	case Field:
 		v, ok := s.Data.m[o.Field]
 		if !ok {
 			return fmt.Errorf("secret %q has no field %q", o.Secret, o.Field)
 		}
 		return appendField(w, v)
-	case KindDotenv:
+	case Dotenv:
 		return appendDotenv(w, s.Data.m)
 	}
 	return fmt.Errorf("unknown kind %d", o.Kind)
