@@ -13,9 +13,8 @@ import (
 )
 
 // Real-time signal bounds as user space sees them. The kernel's SIGRTMIN is 32,
-// but glibc and musl reserve 32 and 33 for threads and setxid, so RTMIN means 34
-// in kill(1), Docker (STOPSIGNAL RTMIN+3 is 37) and systemd. The Go runtime
-// cannot deliver 32 and 33 through os/signal either.
+// but glibc reserves 32 and 33 for threads and setxid, so RTMIN means 34 in
+// kill(1), Docker (STOPSIGNAL RTMIN+3 is 37) and systemd.
 const (
 	RTMin syscall.Signal = 34
 	RTMax syscall.Signal = 64
@@ -109,12 +108,15 @@ func Name(sig os.Signal) string {
 }
 
 // Forwardable reports whether leash relays sig to its child: every catchable
-// signal 1-31 and every real-time signal RTMin..RTMax, except
+// signal 1-31 and every real-time signal RTMin+1..RTMax, except
 //   - SIGKILL and SIGSTOP, which cannot be caught;
 //   - SIGCHLD, which reports leash's own children (the reaper consumes it);
 //   - SIGURG, which the Go runtime sends to itself for preemption (envconsul#254);
 //   - SIGPROF, which the Go runtime keeps for profiling and never delivers to
-//     os/signal.
+//     os/signal;
+//   - RTMin (34), which the Go runtime reserves (musl's SIGSYNCCALL,
+//     golang/go#39343) and cannot catch: like 32 and 33 it keeps its default
+//     action, so it terminates leash (and, through Pdeathsig, the child).
 func Forwardable(sig os.Signal) bool {
 	s, ok := sig.(syscall.Signal)
 	if !ok {
@@ -124,7 +126,7 @@ func Forwardable(sig os.Signal) bool {
 	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF:
 		return false
 	}
-	return (s >= 1 && s <= 31) || (s >= RTMin && s <= RTMax)
+	return (s >= 1 && s <= 31) || (s > RTMin && s <= RTMax)
 }
 
 // ForwardableSignals lists every signal for which Forwardable is true, in

@@ -103,6 +103,7 @@ func TestForwardable(t *testing.T) {
 		syscall.SIGPROF: "Go runtime profiling",
 		32:              "libc internal",
 		33:              "libc internal",
+		34:              "reserved by the Go runtime",
 		0:               "not a signal",
 		65:              "out of range",
 	}
@@ -115,7 +116,7 @@ func TestForwardable(t *testing.T) {
 		syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
 		syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGCONT, syscall.SIGWINCH,
 		syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGABRT, syscall.SIGSEGV,
-		syscall.SIGSYS, syscall.SIGPWR, 34, 37, 64,
+		syscall.SIGSYS, syscall.SIGPWR, 35, 37, 64,
 	} {
 		if !signals.Forwardable(sig) {
 			t.Errorf("Forwardable(%s) = false, want true", signals.Name(sig))
@@ -124,9 +125,9 @@ func TestForwardable(t *testing.T) {
 	if signals.Forwardable(fakeSignal{}) {
 		t.Error("Forwardable(non-syscall signal) = true")
 	}
-	// 31 - KILL STOP CHLD URG PROF = 26 standard, 31 real-time.
-	if n := len(signals.ForwardableSignals()); n != 26+31 {
-		t.Errorf("len(ForwardableSignals()) = %d, want %d", n, 26+31)
+	// 31 - KILL STOP CHLD URG PROF = 26 standard, 35..64 = 30 real-time.
+	if n := len(signals.ForwardableSignals()); n != 26+30 {
+		t.Errorf("len(ForwardableSignals()) = %d, want %d", n, 26+30)
 	}
 }
 

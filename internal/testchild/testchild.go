@@ -42,6 +42,10 @@ const (
 	EnvShowFD = "LEASH_TESTCHILD_SHOW_FD"
 	// EnvExit, when set, makes the helper exit with that code after "ready".
 	EnvExit = "LEASH_TESTCHILD_EXIT"
+	// EnvCatchAll, when "1", also catches SIGURG and SIGCHLD, to prove nobody
+	// sends them. Run the helper with GODEBUG=asyncpreemptoff=1 then, or its
+	// own runtime's preemption signals are reported too.
+	EnvCatchAll = "LEASH_TESTCHILD_CATCH_ALL"
 )
 
 // Caught lists the signals the helper catches and reports: every signal the
@@ -82,6 +86,9 @@ func run() int {
 
 	sigs := make(chan os.Signal, 128)
 	signal.Notify(sigs, Caught()...)
+	if os.Getenv(EnvCatchAll) == "1" {
+		signal.Notify(sigs, syscall.SIGURG, syscall.SIGCHLD)
+	}
 
 	if os.Getenv(EnvSpawn) == "1" {
 		env := []string{EnvMode + "=report", EnvRole + "=grandchild"}
