@@ -27,5 +27,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...
 
+# A throwaway Vault dev server and PostgreSQL database, credentials rotating
+# every few seconds under examples/demo; cleans up on exit and on Ctrl-C.
+demo: build vault
+	$(GO) build -o bin/leash-demo-app ./examples/demo
+	$(GO) build -o bin/leash-demo ./examples/demo/run
+	./bin/leash-demo -leash bin/leash -vault $(VAULT_BIN) -app bin/leash-demo-app
+
 clean:
 	rm -rf bin
