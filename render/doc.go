@@ -19,10 +19,12 @@
 // # Memfd delivery: what the child sees
 //
 // Output i is the inherited file descriptor FirstFD+i (3, 4, ... by
-// default); its path /dev/fd/N is in NAME_FILE. The memfd is named
-// "leash:NAME" (visible in /proc/PID/fd), has mode 0400 and is owned by
-// Options.UID/GID. The child must run as that user (or root) to re-open
-// /dev/fd/N, because a re-open checks the inode mode like any open(2).
+// default), opened read-only; its path /dev/fd/N is in NAME_FILE. The memfd
+// is named "leash:NAME" (visible in /proc/PID/fd), has mode 0400 and is
+// owned by Options.UID/GID. A re-open of /dev/fd/N checks the inode mode
+// like any open(2): the child must run as that user (or root) to read it
+// that way, and a non-root child cannot re-open it for writing. A root
+// child could, which is why restart-mode memfds are sealed.
 //
 // After a restart (Update with inPlace=false) each changed output is a new
 // memfd sealed with F_SEAL_WRITE and F_SEAL_GROW: nobody, root included, can
@@ -34,9 +36,9 @@
 // To pick up new content the child must, after receiving the signal, open
 // /dev/fd/N again (a new open file description, offset 0) and read to EOF,
 // or pread from offset 0 on the inherited descriptor until EOF. It must not
-// keep reading from a descriptor it was reading before the signal: the
-// inherited descriptor shares its file offset with leash's copy and every
-// other inheritor. A reader that does not wait for the signal can observe a
+// just keep reading the inherited descriptor: its file offset is shared with
+// every process that inherited it and stays wherever the last read left it.
+// A reader that does not wait for the signal can observe a
 // half-written file; in-place memfds are not sealed, so a root child could
 // also write them.
 //
@@ -53,7 +55,11 @@
 // Files are 0400, written to an O_EXCL|O_NOFOLLOW temporary file and renamed
 // into place, so a reader always sees a complete file and no symlink or
 // pre-created file can redirect a write. The child gets
-// CREDENTIALS_DIRECTORY (systemd's convention) and NAME_FILE pointers. Close
-// removes the directory; directories left by leash processes that no longer
-// exist are removed by New.
+// CREDENTIALS_DIRECTORY (systemd's convention) and NAME_FILE pointers. With
+// Options.UID set the directory is chowned to the child's user, and a parent
+// that user cannot enter is refused up front. Close truncates and removes
+// the files and the directory. Each live leash holds a flock on its
+// directory; New removes leash-* directories whose lock is free, i.e. whose
+// leash died without cleaning up (the PID in the name is only informative:
+// PIDs are reused and differ across PID namespaces).
 package render

@@ -28,6 +28,7 @@ const (
 	TemplateKind
 )
 
+// String returns the kind's flag spelling: json, field, dotenv, template.
 func (k Kind) String() string {
 	switch k {
 	case JSON:

@@ -332,6 +332,7 @@ func collectStrings(v any, out *[]string) {
 // line and column, and never holds secret bytes.
 type TemplateError struct{ msg string }
 
+// Error returns the redacted message.
 func (e *TemplateError) Error() string { return e.msg }
 
 // templateFuncs returns the consul-template functions leash supports, with
