@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	case "dirholder":
 		childDirHolder()
 		return
+	case "nondumpable":
+		childNonDumpable()
+		return
 	}
 	code := m.Run()
 	if childBinDir != "" {
@@ -129,6 +132,32 @@ func childDirHolder() {
 		os.Exit(3)
 	}
 	os.Exit(0)
+}
+
+// childNonDumpable renders into memfds the way main runs leash: as a
+// non-root user with PR_SET_DUMPABLE 0 (which makes /proc/self/fd
+// root-owned). It prints the bytes read back from the child's descriptor.
+func childNonDumpable() {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	r, err := New(Options{UID: -1, GID: -1}, []Output{{Name: "pw", Kind: Field, Secret: "s", Field: "password"}})
+	if err == nil {
+		_, err = r.Update(map[string]Secret{"s": {Data: NewValues(map[string]any{"password": "nd-secret"})}}, false)
+	}
+	if err != nil {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	b := make([]byte, 64)
+	n, err := r.Files()[0].ReadAt(b, 0)
+	if err != nil && err != io.EOF {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	json.NewEncoder(os.Stdout).Encode(fmt.Sprintf("ok %d %s", os.Geteuid(), b[:n]))
+	r.Close()
 }
 
 var (

@@ -349,3 +349,15 @@ func TestNewRejectsBadOutputs(t *testing.T) {
 		}
 	}
 }
+
+// leash runs non-dumpable (main sets PR_SET_DUMPABLE 0), possibly as a
+// non-root user: the read-only re-open through /proc/self/fd must still
+// work.
+func TestMemfdNonDumpableNonRoot(t *testing.T) {
+	c := startChild(t, "nondumpable", true, nil)
+	var got string
+	c.readJSON(t, &got)
+	if got != "ok 65534 nd-secret" {
+		t.Fatalf("child: %s", got)
+	}
+}
