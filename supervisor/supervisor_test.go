@@ -469,50 +469,94 @@ func TestRestart(t *testing.T) {
 }
 
 // A stop request that arrives while the old child is being stopped is not
-// lost: the new child gets it.
-func TestRestartQueuesSignals(t *testing.T) {
-	rep, w := testchild.Pipe(t)
-	hold, holdW, err := os.Pipe()
+// lost: the new child gets it, whether it comes as a signal or as Run's
+// context being cancelled.
+func TestRestartQueuesStop(t *testing.T) {
+	for _, via := range []string{"signal", "context"} {
+		t.Run(via, func(t *testing.T) {
+			rep, w := testchild.Pipe(t)
+			hold, holdW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holdW.Close()
+			sup, err := supervisor.New(supervisor.Config{Argv: []string{self(t)}, KillTimeout: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := []string{testchild.EnvMode + "=report", testchild.EnvExitOn + "=15"}
+			if err := sup.Start([]*os.File{w, hold}, append(env, testchild.EnvHoldFD+"=4")); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			hold.Close()
+			rep.Ready(t, "child", timeout)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			run := make(chan error, 1)
+			go func() { run <- sup.Run(ctx) }()
+
+			_, w2 := testchild.Pipe(t)
+			restarted := make(chan error, 1)
+			go func() { restarted <- sup.Restart(context.Background(), []*os.File{w2}, env) }()
+			// The old child got the stop signal and holds on: the restart is
+			// in progress.
+			rep.Expect(t, "child sig 15", timeout)
+			if via == "signal" {
+				sup.Signal(syscall.SIGTERM)
+			} else {
+				cancel()
+			}
+			holdW.Close()
+			if err := <-restarted; err != nil {
+				t.Fatal(err)
+			}
+			w2.Close()
+			// The new child may get SIGTERM before it catches it; either way
+			// it ends because of it.
+			select {
+			case err := <-run:
+				var ee *supervisor.ExitError
+				if err != nil && !(errors.As(err, &ee) && ee.Signal == syscall.SIGTERM) {
+					t.Fatalf("Run = %v, want exit 0 after SIGTERM or killed by SIGTERM", err)
+				}
+			case <-time.After(timeout):
+				t.Fatal("queued stop request never reached the new child")
+			}
+		})
+	}
+}
+
+// A restart whose new child cannot start ends Run with the StartError.
+func TestRestartStartFailure(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "app")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho $$ >&3\nexec sleep 100\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sup, err := supervisor.New(supervisor.Config{Argv: []string{script}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer holdW.Close()
-	sup, err := supervisor.New(supervisor.Config{Argv: []string{self(t)}, KillTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := []string{testchild.EnvMode + "=report", testchild.EnvExitOn + "=15"}
-	if err := sup.Start([]*os.File{w, hold}, append(env, testchild.EnvHoldFD+"=4")); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	hold.Close()
-	rep.Ready(t, "child", timeout)
+	pid := startReportingPID(t, sup)
 	run := make(chan error, 1)
 	go func() { run <- sup.Run(context.Background()) }()
-
-	rep2, w2 := testchild.Pipe(t)
-	restarted := make(chan error, 1)
-	go func() { restarted <- sup.Restart(context.Background(), []*os.File{w2}, env) }()
-	// The old child got the stop signal and holds on: the restart is in progress.
-	rep.Expect(t, "child sig 15", timeout)
-	sup.Signal(syscall.SIGTERM)
-	holdW.Close()
-	if err := <-restarted; err != nil {
+	if err := os.Chmod(script, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w2.Close()
-	// The new child may get SIGTERM before it catches it; either way it dies of it.
+	err = sup.Restart(context.Background(), nil, nil)
+	var se *supervisor.StartError
+	if !errors.As(err, &se) || se.Code != 126 {
+		t.Fatalf("Restart = %v, want *StartError 126", err)
+	}
 	select {
-	case err := <-run:
-		var ee *supervisor.ExitError
-		if err != nil && !(errors.As(err, &ee) && ee.Signal == syscall.SIGTERM) {
-			t.Fatalf("Run = %v, want exit 0 after SIGTERM or killed by SIGTERM", err)
+	case got := <-run:
+		if got != err {
+			t.Fatalf("Run = %v, want Restart's error %v", got, err)
 		}
 	case <-time.After(timeout):
-		t.Fatal("queued SIGTERM never reached the new child")
+		t.Fatal("Run did not return")
 	}
-	_ = rep2
+	testchild.GroupGone(t, pid, timeout)
 }
 
 // The pipeline's processes all share the child's group and die with it.
