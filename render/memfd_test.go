@@ -361,3 +361,23 @@ func TestMemfdNonDumpableNonRoot(t *testing.T) {
 		t.Fatalf("child: %s", got)
 	}
 }
+
+// A child that reads its inherited descriptor directly moves the shared
+// offset; the next child handed Files() must still read from the start.
+func TestFilesRewindForNextChild(t *testing.T) {
+	r, err := New(Options{UID: -1, GID: -1}, memfdOutputs(t)[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Update(appSecret("whole"), true); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		b := make([]byte, 16)
+		n, _ := r.Files()[0].Read(b)
+		if string(b[:n]) != "whole" {
+			t.Fatalf("child %d read %q", i, b[:n])
+		}
+	}
+}

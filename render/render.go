@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"sync"
@@ -261,8 +262,9 @@ func (r *Renderer) deliver(i int, b []byte, inPlace bool) error {
 // order; the child must see Files()[i] as fd FirstFD+i (exec.Cmd.ExtraFiles
 // with FirstFD 3). They are separate open files from leash's read-write
 // ones, so the child can neither write through them nor move leash's
-// offset. Files is nil in Dir mode and before the first Update. The files
-// stay owned by the Renderer: do not close them.
+// offset. Each call rewinds them to offset 0 for the next child. Files is
+// nil in Dir mode and before the first Update. The files stay owned by the
+// Renderer: do not close them.
 func (r *Renderer) Files() []*os.File {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -273,6 +275,11 @@ func (r *Renderer) Files() []*os.File {
 	for i, m := range r.files {
 		if m == nil {
 			return nil
+		}
+		// A child that read the inherited descriptor moved its shared
+		// offset; the next child handed the same file starts at 0.
+		if _, err := m.ro.Seek(0, io.SeekStart); err != nil {
+			r.log.Warn("rewind memfd", "path", r.pathLocked(i), "error", err)
 		}
 		files[i] = m.ro
 	}
