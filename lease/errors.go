@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -71,12 +73,16 @@ func classify(err error) (out error, transient bool) {
 	}
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
-		var le *Error
-		if errors.As(err, &le) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+			errors.Is(err, context.DeadlineExceeded):
+			// Connection refused, resets, timeouts: the network or a restarting Vault.
+			return stripURL(err), true
+		default:
+			// Our own sentinels and *Error, unreadable files, malformed replies.
 			return err, false
 		}
-		// Connection refused, resets, timeouts: the network or a restarting Vault.
-		return fmt.Errorf("%w", stripURL(err)), true
 	}
 	msg := strings.Join(re.Errors, "; ")
 	switch {

@@ -742,7 +742,9 @@ func (m *Manager) Retire(old *Snapshot) {
 		if err := m.revokeToken(ctx, t); err != nil {
 			cerr, _ := classify(err)
 			m.log.Warn("revoke old token failed", "path", m.loginPath(), "error", cerr)
+			continue
 		}
+		m.log.Info("old token revoked", "path", m.loginPath())
 	}
 }
 

@@ -1,0 +1,345 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/leash-dev/leash/internal/testpg"
+	"github.com/leash-dev/leash/internal/testvault"
+)
+
+// Database credentials against a real PostgreSQL: renewed (Vault's lease
+// lookup shows the later expiry), handed over before max_ttl while the old
+// role still works, the old role dropped after Retire, the new one usable,
+// and everything revoked by Close.
+func TestDatabaseRenewHandOverRetire(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	db := testpg.Database(t)
+	db.Exec(t, "CREATE TABLE items (id int)")
+	creds := s.Database(t, db.VaultURL(), db.User, db.Password, 4*time.Second, 10*time.Second)
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{
+		Specs: []Spec{{ID: "db", Path: creds}},
+	})
+	snap1, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := snap1.Secrets["db"]
+	user1, pass1 := str(t, old, "username"), str(t, old, "password")
+	if err := db.Connect(user1, pass1); err != nil {
+		t.Fatalf("first credential: %v", err)
+	}
+	if !old.Renewable || old.LeaseDuration != 4*time.Second || old.Fingerprint == "" {
+		t.Fatalf("secret metadata: renewable=%v ttl=%s fp=%q", old.Renewable, old.LeaseDuration, old.Fingerprint)
+	}
+	ids := s.LeaseIDs(t, creds+"/")
+	if len(ids) != 1 || fingerprint(ids[0]) != old.Fingerprint {
+		t.Fatalf("vault holds leases %d, want exactly the issued one", len(ids))
+	}
+	stop := h.run()
+
+	h.log.wait(t, "lease renewed: name=db", 1, 20*time.Second)
+	if exp, _, ok := s.LeaseLookup(t, ids[0]); !ok || !exp.After(old.ExpiresAt) {
+		t.Fatalf("after renewal vault reports expiry %s (known=%v), want after the issued %s", exp, ok, old.ExpiresAt)
+	}
+
+	snap2 := h.next(20 * time.Second)
+	handedOver := time.Now()
+	maxExpiry := old.IssuedAt.Add(10 * time.Second)
+	if !handedOver.Before(maxExpiry) {
+		t.Fatalf("hand-over at %s, after the old lease's max ttl %s", handedOver, maxExpiry)
+	}
+	cur := snap2.Secrets["db"]
+	user2, pass2 := str(t, cur, "username"), str(t, cur, "password")
+	if user2 == user1 || cur.Fingerprint == old.Fingerprint || snap2.Seq != snap1.Seq+1 {
+		t.Fatalf("snapshot %d did not replace the credential", snap2.Seq)
+	}
+	if !db.RoleExists(t, user1) {
+		t.Fatal("old role dropped before Retire: the child may still use it")
+	}
+	if err := db.Connect(user2, pass2); err != nil {
+		t.Fatalf("new credential: %v", err)
+	}
+
+	h.m.Retire(snap1)
+	if db.RoleExists(t, user1) {
+		t.Fatal("old role still exists after Retire")
+	}
+	if !db.RoleExists(t, user2) {
+		t.Fatal("Retire dropped the current role")
+	}
+	if err := db.Connect(user2, pass2); err != nil {
+		t.Fatalf("current credential after Retire: %v", err)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := h.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if db.RoleExists(t, user2) {
+		t.Fatal("role still exists after Close")
+	}
+	if ids := s.LeaseIDs(t, creds+"/"); len(ids) != 0 {
+		t.Fatalf("%d leases left after Close", len(ids))
+	}
+}
+
+// A PKI certificate with generate_lease is replaced before its NotAfter.
+func TestPKIRotatedBeforeNotAfter(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	issue := s.PKI(t, time.Minute)
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{
+		Specs: []Spec{{ID: "cert", Path: issue, Params: map[string]string{"common_name": "web.example.test", "ttl": "6s"}}},
+	})
+	snap1, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := snap1.Secrets["cert"]
+	na1 := certNotAfter(str(t, c1, "certificate"))
+	if c1.Fingerprint == "" || c1.Renewable || na1.IsZero() || c1.ExpiresAt.After(na1) {
+		t.Fatalf("cert: fp=%q renewable=%v notAfter=%s expires=%s", c1.Fingerprint, c1.Renewable, na1, c1.ExpiresAt)
+	}
+	h.run()
+	snap2 := h.next(20 * time.Second)
+	if now := time.Now(); !now.Before(na1) {
+		t.Fatalf("new certificate at %s, after the old NotAfter %s", now, na1)
+	}
+	c2 := snap2.Secrets["cert"]
+	if str(t, c2, "serial_number") == str(t, c1, "serial_number") {
+		t.Fatal("rotation kept the same certificate")
+	}
+	if na2 := certNotAfter(str(t, c2, "certificate")); !na2.After(na1) {
+		t.Fatalf("new NotAfter %s not after old %s", na2, na1)
+	}
+	h.m.Retire(snap1)
+	h.log.wait(t, "lease retired: name=cert", 1, 5*time.Second)
+}
+
+// A KV v2 secret in CLI form ("mount/app"): refreshes without a change emit
+// nothing; one change emits exactly one snapshot with the new version.
+func TestKVv2ChangeYieldsOneSnapshot(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	mount := s.KV(t, 2)
+	kv := s.Client.KVv2(mount)
+	ctx := context.Background()
+	if _, err := kv.Put(ctx, "app", map[string]any{"api_key": "one"}); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{
+		Specs:         []Spec{{ID: "app", Path: mount + "/app"}},
+		StaticRefresh: 100 * time.Millisecond,
+	})
+	snap1, err := h.m.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := snap1.Secrets["app"]
+	if str(t, sec, "api_key") != "one" || sec.Version != 1 || sec.Fingerprint != "" || !sec.ExpiresAt.IsZero() {
+		t.Fatalf("kv v2 read: version %d fp %q expires %s", sec.Version, sec.Fingerprint, sec.ExpiresAt)
+	}
+	raw := sec.Raw.Map()
+	if _, ok := raw["metadata"]; !ok {
+		t.Fatal("Raw lacks the KV v2 metadata")
+	}
+	h.run()
+	h.log.wait(t, "secret unchanged: name=app", 3, 10*time.Second)
+	select {
+	case s := <-h.m.Updates():
+		t.Fatalf("snapshot %d without a change", s.Seq)
+	default:
+	}
+	if _, err := kv.Put(ctx, "app", map[string]any{"api_key": "two"}); err != nil {
+		t.Fatal(err)
+	}
+	snap2 := h.next(10 * time.Second)
+	if got := snap2.Secrets["app"]; str(t, got, "api_key") != "two" || got.Version != 2 {
+		t.Fatalf("after change: version %d", got.Version)
+	}
+	n := h.log.count("secret unchanged: name=app")
+	h.log.wait(t, "secret unchanged: name=app", n+3, 10*time.Second)
+	select {
+	case s := <-h.m.Updates():
+		t.Fatalf("second snapshot %d for one change", s.Seq)
+	default:
+	}
+}
+
+// KV v1 and the explicit KV v2 data/ form read the same way.
+func TestKVForms(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	v1 := s.KV(t, 1)
+	s.Write(t, v1+"/app", map[string]any{"k": "v1"})
+	v2 := s.KV(t, 2)
+	if _, err := s.Client.KVv2(v2).Put(context.Background(), "app", map[string]any{"k": "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: []Spec{
+		{ID: "v1", Path: v1 + "/app"},
+		{ID: "v2data", Path: v2 + "/data/app"},
+	}})
+	snap, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if str(t, snap.Secrets["v1"], "k") != "v1" || snap.Secrets["v1"].Version != 0 {
+		t.Fatal("kv v1 read")
+	}
+	if str(t, snap.Secrets["v2data"], "k") != "v2" || snap.Secrets["v2data"].Version != 1 {
+		t.Fatal("kv v2 data/ form read")
+	}
+}
+
+// auth/token/create/ROLE: the auth block is the credential, and it is renewed.
+func TestTokenCreateRenewed(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	create := s.TokenRole(t, time.Minute)
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{
+		Specs: []Spec{{ID: "tok", Path: create, Params: map[string]string{"ttl": "4s"}}},
+	})
+	snap, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := snap.Secrets["tok"]
+	child := str(t, sec, "client_token")
+	if !sec.Renewable || sec.LeaseDuration != 4*time.Second {
+		t.Fatalf("token credential renewable=%v ttl=%s", sec.Renewable, sec.LeaseDuration)
+	}
+	stop := h.run()
+	h.log.wait(t, "lease renewed: name=tok", 2, 20*time.Second)
+	look, err := s.Client.Auth().Token().Lookup(child)
+	if err != nil {
+		t.Fatalf("child token after renewals: %v", err)
+	}
+	ttl, err := look.TokenTTL()
+	if exp := time.Now().Add(ttl); err != nil || !exp.After(sec.ExpiresAt) {
+		t.Fatalf("vault reports expiry %s (err %v), want after the issued %s", exp, err, sec.ExpiresAt)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := h.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client.Auth().Token().Lookup(child); err == nil {
+		t.Fatal("child token valid after Close")
+	}
+}
+
+// Permission denied and a bad path fail Start at once with typed errors
+// naming the path; what was already issued is revoked.
+func TestStartFailures(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	create := s.TokenRole(t, time.Minute)
+	kv := s.KV(t, 2)
+	limited := s.LimitedToken(t, `
+path "`+create+`" { capabilities = ["update"] }
+path "sys/leases/revoke" { capabilities = ["update"] }`)
+	tests := []struct {
+		name  string
+		token string
+		path  string
+		want  error
+	}{
+		{"permission denied", limited, kv + "/app", ErrPermissionDenied},
+		{"unmounted path", s.RootToken, "no-such-mount/app", ErrNotFound},
+		{"missing kv secret", s.RootToken, kv + "/missing", ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, s, []string{"VAULT_TOKEN=" + tt.token}, Config{Specs: []Spec{
+				{ID: "ok", Path: create, Params: map[string]string{"ttl": "1m"}},
+				{ID: "bad", Path: tt.path},
+			}})
+			start := time.Now()
+			_, err := h.m.Start(context.Background())
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Start: %v, want %v", err, tt.want)
+			}
+			var le *Error
+			if !errors.As(err, &le) || le.Path != tt.path {
+				t.Fatalf("error %v does not name path %s", err, tt.path)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("permanent failure took %s: it must not wait for the startup deadline", d)
+			}
+			// The token credential that may have been issued was revoked.
+			if n := h.log.count("lease issued: name=ok"); n != h.log.count("lease revoked: name=ok") {
+				t.Fatalf("issued %d, revoked %d", n, h.log.count("lease revoked: name=ok"))
+			}
+		})
+	}
+}
+
+// An unreachable Vault fails Start with ErrUnreachable at the deadline.
+func TestStartUnreachable(t *testing.T) {
+	t.Parallel()
+	m, err := New(Config{
+		Env:            []string{"VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN=x", "VAULT_MAX_RETRIES=0"},
+		Specs:          []Spec{{ID: "a", Path: "secret/a"}},
+		StartupTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Start(context.Background())
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Start: %v, want ErrUnreachable", err)
+	}
+}
+
+// A token the user gave is never revoked; leash's leases are.
+func TestCloseKeepsUserToken(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	create := s.TokenRole(t, time.Minute)
+	user := s.LimitedToken(t, `
+path "`+create+`" { capabilities = ["update"] }
+path "sys/leases/revoke" { capabilities = ["update"] }`)
+	tokenFile := writeFile(t, "token", user+"\n")
+	h := newHarness(t, s, nil, Config{
+		Auth:  AuthConfig{TokenFile: tokenFile},
+		Specs: []Spec{{ID: "tok", Path: create, Params: map[string]string{"ttl": "1m"}}},
+	})
+	snap, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := str(t, snap.Secrets["tok"], "client_token")
+	if err := h.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client.Auth().Token().Lookup(user); err != nil {
+		t.Fatalf("user token revoked by Close: %v", err)
+	}
+	if _, err := s.Client.Auth().Token().Lookup(child); err == nil {
+		t.Fatal("leash's credential survived Close")
+	}
+}
+
+// Check reports a missing capability without fetching anything.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	kv := s.KV(t, 2)
+	tok := s.LimitedToken(t, `path "`+kv+`/data/ok" { capabilities = ["read"] }`)
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + tok}, Config{Specs: []Spec{
+		{ID: "ok", Path: kv + "/ok"}, {ID: "no", Path: kv + "/no"},
+	}})
+	err := h.m.Check(context.Background())
+	var le *Error
+	if !errors.Is(err, ErrPermissionDenied) || !errors.As(err, &le) || le.Path != kv+"/no" {
+		t.Fatalf("Check: %v, want permission denied naming %s/no", err, kv)
+	}
+}
