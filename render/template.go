@@ -56,13 +56,19 @@ type tmplSecret struct {
 }
 
 // ParseTemplate parses text as template name. env serves the template's
-// `env` function (nil: os.Getenv); main should pass a function that hides
-// leash's own credentials. Every `secret` call must have literal string
+// `env` function; nil means os.Getenv with every VAULT_* and BAO_* variable
+// reading as empty, so leash's own credentials never reach an output. Every `secret` call must have literal string
 // arguments so that [Template.Refs] can list what to fetch before the first
 // render. Parse errors carry the line number ("template: NAME:3: ...").
 func ParseTemplate(name, text string, env func(string) string) (*Template, error) {
 	if env == nil {
-		env = os.Getenv
+		env = func(k string) string {
+			// leash's own credentials are never template input.
+			if strings.HasPrefix(k, "VAULT_") || strings.HasPrefix(k, "BAO_") {
+				return ""
+			}
+			return os.Getenv(k)
+		}
 	}
 	funcs := templateFuncs(env)
 	funcs["secret"] = func(string, ...string) (*tmplSecret, error) {

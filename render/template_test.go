@@ -195,6 +195,15 @@ func TestTemplateFunctions(t *testing.T) {
 	}
 }
 
+func TestTemplateDefaultEnvHidesVaultVariables(t *testing.T) {
+	t.Setenv("VAULT_TOKEN", "hvs.leak")
+	t.Setenv("LEASH_TEST_PLAIN", "plain")
+	got, err := execTemplate(t, `{{ env "VAULT_TOKEN" }}{{ env "BAO_TOKEN" }}{{ env "LEASH_TEST_PLAIN" }}`, nil)
+	if err != nil || got != "plain" {
+		t.Fatalf("got %q err %v", got, err)
+	}
+}
+
 func TestTemplateRefs(t *testing.T) {
 	tmpl, err := ParseTemplate("refs", `{{ define "db" }}{{ with secret "database/creds/app" }}{{ .Data.username }}{{ end }}{{ end }}
 {{ with secret "secret/data/app" }}{{ .Data.data.x }}{{ end }}
