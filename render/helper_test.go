@@ -214,7 +214,8 @@ func startChild(t *testing.T, mode string, asNobody bool, files []*os.File, env 
 	}
 	cmd := exec.Command(childBinary(t))
 	cmd.Dir = "/"
-	cmd.Env = append([]string{childEnv + "=" + mode, "PATH=/usr/bin:/bin"}, env...)
+	// atexit_sleep_ms: a -race child otherwise sleeps 1s in os.Exit.
+	cmd.Env = append([]string{childEnv + "=" + mode, "PATH=/usr/bin:/bin", "GORACE=atexit_sleep_ms=0"}, env...)
 	cmd.ExtraFiles = files
 	cmd.Stderr = os.Stderr
 	if asNobody {
