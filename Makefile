@@ -34,5 +34,12 @@ demo: build vault
 	$(GO) build -o bin/leash-demo ./examples/demo/run
 	./bin/leash-demo -leash bin/leash -vault $(VAULT_BIN) -app bin/leash-demo-app
 
+# leash vs Vault Agent exec mode, consul-template, tini and a direct exec
+# (bench/doc.go). BENCH_SHORT=1: one iteration each, for CI; the full run
+# takes tens of minutes and writes bench/results.md.
+BENCH_SHORT ?=
+bench: vault
+	BENCH_SHORT=$(BENCH_SHORT) LEASH_REQUIRE_VAULT=1 LEASH_VAULT_BIN=$(VAULT_BIN) $(GO) test -tags bench -run TestBench -count=1 -timeout 3h -v ./bench/
+
 clean:
 	rm -rf bin

@@ -41,10 +41,11 @@ const (
 type Request struct {
 	Time    time.Time // when the request arrived at the proxy
 	Method  string
-	Path    string // Vault path without the "/v1/" prefix: "sys/leases/renew"
-	LeaseID string // the lease_id field of a JSON request body (renew, revoke); else ""
-	Status  int    // status sent to the client; 0 if it got none (reset, down, canceled)
-	Fault   string // "" when forwarded untouched, else FaultStatus, FaultReset or FaultDown
+	Path    string    // Vault path without the "/v1/" prefix: "sys/leases/renew"
+	LeaseID string    // the lease_id field of a JSON request body (renew, revoke); else ""
+	Done    time.Time // when the proxy finished with it (answered, reset or dropped)
+	Status  int       // status sent to the client; 0 if it got none (reset, down, canceled)
+	Fault   string    // "" when forwarded untouched, else FaultStatus, FaultReset or FaultDown
 }
 
 // fault is a queued fault for requests whose path starts with prefix.
@@ -72,7 +73,7 @@ type Proxy struct {
 	delay    time.Duration
 	faults   []*fault
 	conns    map[*trackedConn]struct{}
-	log      []Request
+	log      []*Request
 	refused  []time.Time
 	changed  chan struct{} // closed and replaced whenever log or refused grows
 	closed   bool
@@ -264,23 +265,22 @@ func (p *Proxy) takeFault(path string) *fault {
 	return nil
 }
 
-// record appends r to the log and returns its index.
-func (p *Proxy) record(r Request) int {
+// record appends r to the log.
+func (p *Proxy) record(r *Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.log = append(p.log, r)
 	p.notifyLocked()
-	return len(p.log) - 1
 }
 
-func (p *Proxy) finish(i, status int, fault string) {
+// finish completes a logged request (one a Reset dropped is updated unseen).
+func (p *Proxy) finish(r *Request, status int, fault string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if i < len(p.log) { // Reset may have cleared the log meanwhile
-		p.log[i].Status = status
-		if fault != "" {
-			p.log[i].Fault = fault
-		}
+	r.Done = time.Now()
+	r.Status = status
+	if fault != "" {
+		r.Fault = fault
 	}
 }
 
@@ -290,14 +290,14 @@ func (p *Proxy) notifyLocked() {
 }
 
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	req := Request{Time: time.Now(), Method: r.Method, Path: trimPath(r.URL.Path), LeaseID: peekLeaseID(r)}
-	i := p.record(req)
+	req := &Request{Time: time.Now(), Method: r.Method, Path: trimPath(r.URL.Path), LeaseID: peekLeaseID(r)}
+	p.record(req)
 
 	p.mu.Lock()
 	down, delay, downCtx := p.down, p.delay, p.downCtx
 	p.mu.Unlock()
 	if down { // the request raced with Down
-		p.finish(i, 0, FaultDown)
+		p.finish(req, 0, FaultDown)
 		hijackReset(w)
 		return
 	}
@@ -313,7 +313,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			p.finishCanceled(i, downCtx, w)
+			p.finishCanceled(req, downCtx, w)
 			return
 		}
 	}
@@ -325,36 +325,36 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
 		}
 		vaultError(w, f.code, fmt.Sprintf("vaultproxy: injected status %d", f.code))
-		p.finish(i, f.code, FaultStatus)
+		p.finish(req, f.code, FaultStatus)
 	case f != nil && f.kind == FaultReset:
 		buf := &bufferedWriter{header: make(http.Header)}
 		p.rp.ServeHTTP(buf, r)
 		if ctx.Err() != nil {
-			p.finishCanceled(i, downCtx, w)
+			p.finishCanceled(req, downCtx, w)
 			return
 		}
-		p.finish(i, 0, FaultReset)
+		p.finish(req, 0, FaultReset)
 		writeHalfAndReset(w, buf)
 	default:
 		sw := &statusWriter{ResponseWriter: w}
 		p.rp.ServeHTTP(sw, r)
 		if ctx.Err() != nil && sw.status == 0 {
-			p.finishCanceled(i, downCtx, w)
+			p.finishCanceled(req, downCtx, w)
 			return
 		}
-		p.finish(i, sw.status, "")
+		p.finish(req, sw.status, "")
 	}
 }
 
 // finishCanceled records a request that ended because the proxy went down
 // (and resets its connection) or because its client left.
-func (p *Proxy) finishCanceled(i int, downCtx context.Context, w http.ResponseWriter) {
+func (p *Proxy) finishCanceled(req *Request, downCtx context.Context, w http.ResponseWriter) {
 	if downCtx.Err() != nil {
-		p.finish(i, 0, FaultDown)
+		p.finish(req, 0, FaultDown)
 		hijackReset(w)
 		return
 	}
-	p.finish(i, 0, "")
+	p.finish(req, 0, "")
 }
 
 // Log returns a copy of every request received since the start or the last
@@ -362,7 +362,11 @@ func (p *Proxy) finishCanceled(i int, downCtx context.Context, w http.ResponseWr
 func (p *Proxy) Log() []Request {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Request(nil), p.log...)
+	out := make([]Request, len(p.log))
+	for i, r := range p.log {
+		out[i] = *r
+	}
+	return out
 }
 
 // Counts returns the number of requests per "METHOD path" ("PUT sys/leases/renew").

@@ -98,7 +98,7 @@ func TestForwardsAndCounts(t *testing.T) {
 	}
 }
 
-func TestRecordsLeaseIDOfRenewals(t *testing.T) {
+func TestRecordsLeaseIDOfRequestBodies(t *testing.T) {
 	t.Parallel()
 	v := testvault.Shared(t)
 	p := vaultproxy.Start(t, v.Addr)
@@ -112,17 +112,21 @@ func TestRecordsLeaseIDOfRenewals(t *testing.T) {
 	if sec.LeaseID == "" {
 		t.Fatal("pki issue returned no lease")
 	}
-	if _, err := c.Sys().Renew(sec.LeaseID, 60); err != nil {
+	// PKI leases cannot be renewed; a revocation carries lease_id the same way.
+	if err := c.Sys().Revoke(sec.LeaseID); err != nil {
 		t.Fatal(err)
 	}
-	var renewals []vaultproxy.Request
+	var revokes []vaultproxy.Request
 	for _, r := range p.Log() {
-		if r.Path == "sys/leases/renew" {
-			renewals = append(renewals, r)
+		if r.Path == "sys/leases/revoke" {
+			revokes = append(revokes, r)
 		}
 	}
-	if len(renewals) != 1 || renewals[0].LeaseID != sec.LeaseID || renewals[0].Method != http.MethodPut {
-		t.Fatalf("renewals = %+v, want one PUT with lease %s", renewals, sec.LeaseID)
+	if len(revokes) != 1 || revokes[0].LeaseID != sec.LeaseID || revokes[0].Method != http.MethodPut || revokes[0].Status != 204 {
+		t.Fatalf("revocations = %+v, want one PUT with lease %s answered 204", revokes, sec.LeaseID)
+	}
+	if revokes[0].Done.Before(revokes[0].Time) {
+		t.Errorf("Done %v before Time %v", revokes[0].Done, revokes[0].Time)
 	}
 }
 

@@ -1,0 +1,113 @@
+// Command child is the benchmark's stand-in application. Every wrapper under
+// test (leash, Vault Agent, consul-template, tini, a direct exec) runs this
+// same binary, so differences in the numbers are the wrapper's.
+//
+// It reports events as lines on a FIFO the harness reads (a FIFO by path,
+// because wrappers do not pass extra descriptors through):
+//
+//	start PID N USER   started; N credentials were readable, USER is the first one's username
+//	reload PID N USER  got the reload signal (HUP) and re-read its credentials
+//	usr1 PID           got SIGUSR1 (signal forwarding latency)
+//	term PID COUNT     got SIGTERM or SIGINT after COUNT SIGUSR1s; exits 0 right after
+//
+// Only usernames are reported, never passwords.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	fifo := flag.String("fifo", "", "FIFO to report events on")
+	creds := flag.String("cred", "", "comma-separated credential sources: file:ENV (path in $ENV), env:ENV (value in $ENV), path:FILE")
+	exit := flag.Bool("exit", false, "exit right after reporting start")
+	flag.Parse()
+
+	// Install handlers before reporting start, so no signal sent after the
+	// harness sees "start" can hit the default action.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+
+	out, err := os.OpenFile(*fifo, os.O_WRONLY, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(2)
+	}
+	pid := os.Getpid()
+	report := func(format string, args ...any) {
+		// One write per line: atomic on a FIFO (below PIPE_BUF).
+		out.Write([]byte(fmt.Sprintf(format, args...) + "\n"))
+	}
+
+	n, user := readCreds(*creds)
+	report("start %d %d %s", pid, n, user)
+	if *exit {
+		return
+	}
+	usr1 := 0
+	for s := range sigs {
+		switch s {
+		case syscall.SIGUSR1:
+			usr1++
+			report("usr1 %d", pid)
+		case syscall.SIGHUP:
+			n, user := readCreds(*creds)
+			report("reload %d %d %s", pid, n, user)
+		default:
+			report("term %d %d", pid, usr1)
+			os.Exit(0)
+		}
+	}
+}
+
+// readCreds reads every source and returns how many were non-empty and the
+// first one's username ("-" when none).
+func readCreds(spec string) (int, string) {
+	n, first := 0, "-"
+	if spec == "" {
+		return 0, first
+	}
+	for _, src := range strings.Split(spec, ",") {
+		kind, name, _ := strings.Cut(src, ":")
+		var b []byte
+		switch kind {
+		case "env":
+			b = []byte(os.Getenv(name))
+		case "file":
+			b, _ = os.ReadFile(os.Getenv(name)) // re-opens /dev/fd/N: sees replaced bytes
+		case "path":
+			b, _ = os.ReadFile(name)
+		}
+		b = bytes.TrimSpace(b)
+		if len(b) == 0 {
+			continue
+		}
+		n++
+		if first == "-" {
+			first = username(b)
+		}
+	}
+	return n, first
+}
+
+// username extracts the username from a JSON credential, or takes the bytes
+// as the username itself.
+func username(b []byte) string {
+	if b[0] == '{' {
+		var v struct {
+			Username string `json:"username"`
+		}
+		if json.Unmarshal(b, &v) == nil && v.Username != "" {
+			return v.Username
+		}
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}

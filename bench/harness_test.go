@@ -1,0 +1,501 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/leash-dev/leash/internal/testpg"
+	"github.com/leash-dev/leash/internal/testvault"
+)
+
+// env is one benchmark run: the binaries, Vault, PostgreSQL and the report.
+type env struct {
+	t     *testing.T
+	short bool
+	root  string // repository root
+	work  string // scratch directory for configs, FIFOs and rendered files
+	cache string // .cache/bench: built binaries
+
+	leash, child, ct, vault, tini string
+	buildErr                      map[string]string // wrapper -> why it is missing
+
+	v       *testvault.Server
+	db      *testpg.DB
+	dbMount string // database engine mount; roles are added per scenario
+
+	md  *report
+	seq int
+}
+
+// wrapper is one way of running the child: leash, a peer or a baseline.
+type wrapper struct {
+	name   string
+	signal bool // can hand over credentials with a reload signal
+	// argv returns the command line and extra environment for sc, writing
+	// any config files it needs into sc.dir.
+	argv func(e *env, sc *scenario) ([]string, []string, error)
+}
+
+// scenario describes one run of a wrapper.
+type scenario struct {
+	addr     string   // Vault address the wrapper talks to (direct or the proxy)
+	token    string   // a fresh token for this run only
+	creds    []string // Vault paths of the database credentials
+	exit     bool     // the child exits right after start
+	onRotate string   // "restart" or "signal"
+	dir      string
+	fifo     string
+}
+
+// event is one line the child reported on the FIFO.
+type event struct {
+	at   time.Time
+	kind string // start, reload, usr1, term
+	pid  int
+	n    int    // credentials readable (start, reload) or SIGUSR1 count (term)
+	user string // first credential's username
+	line string
+}
+
+// proc is a running wrapper.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	started time.Time
+	events  chan event
+	fifo    *os.File
+	stderr  *lockedBuffer
+	done    chan struct{} // closed when Wait returned
+	exitAt  time.Time
+	waitErr error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 4<<20 {
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func repoRoot(t *testing.T) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no repository root above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// setup builds every binary it can; a wrapper that fails to build is
+// recorded, not fatal.
+func setup(t *testing.T) *env {
+	e := &env{t: t, short: os.Getenv("BENCH_SHORT") != "" && os.Getenv("BENCH_SHORT") != "0",
+		root: repoRoot(t), work: t.TempDir(), buildErr: map[string]string{}, md: &report{}}
+	e.cache = filepath.Join(e.root, ".cache", "bench")
+	if err := os.MkdirAll(e.cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The stand-in application.
+	e.child = filepath.Join(e.cache, "child")
+	if out, err := e.goBuild(e.root, e.child, "./bench/child"); err != nil {
+		t.Fatalf("build child: %v\n%s", err, out)
+	}
+	// leash as `make build` builds it: static, stripped.
+	e.leash = filepath.Join(e.cache, "leash")
+	if out, err := e.goBuild(e.root, e.leash, "-trimpath", "-ldflags", "-s -w", "."); err != nil {
+		e.buildErr["leash"] = firstLines(string(out), 6)
+		e.leash = ""
+	}
+	// consul-template from the pinned tools module.
+	e.ct = filepath.Join(e.root, ".cache", "bin", "consul-template")
+	if out, err := e.goBuild(filepath.Join(e.root, "tools", "consul-template"), e.ct, "github.com/hashicorp/consul-template"); err != nil {
+		e.buildErr["consul-template"] = firstLines(string(out), 6)
+		e.ct = ""
+	}
+	e.vault = testvault.Require(t)
+	e.tini = "/usr/bin/tini"
+	if _, err := os.Stat(e.tini); err != nil {
+		e.buildErr["tini"] = "no /usr/bin/tini (apt-get install -y tini)"
+		e.tini = ""
+	}
+	e.v = testvault.Shared(t)
+	e.db = testpg.Database(t)
+	path := e.v.Database(t, e.db.VaultURL(), e.db.User, e.db.Password, time.Hour, time.Hour)
+	e.dbMount = strings.TrimSuffix(path, "/creds/app")
+	return e
+}
+
+func (e *env) goBuild(dir, out string, args ...string) ([]byte, error) {
+	cmd := exec.Command("go", append([]string{"build", "-o", out}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd.CombinedOutput()
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "; ")
+}
+
+// roles creates n database roles with the given TTLs on the shared mount and
+// returns their creds paths.
+func (e *env) roles(prefix string, n int, ttl, maxTTL time.Duration) []string {
+	e.t.Helper()
+	var paths []string
+	for i := range n {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		e.v.Write(e.t, e.dbMount+"/roles/"+name, map[string]any{
+			"db_name": "pg",
+			"creation_statements": []string{
+				`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+			},
+			"default_ttl": int(ttl.Seconds()),
+			"max_ttl":     int(maxTTL.Seconds()),
+		})
+		paths = append(paths, e.dbMount+"/creds/"+name)
+	}
+	return paths
+}
+
+// token returns a fresh renewable token with the root policy for one run, so
+// a wrapper that revokes its token on exit cannot take Vault's root with it;
+// revoking it afterwards revokes every lease the run left behind.
+func (e *env) token() string {
+	e.t.Helper()
+	sec, err := e.v.Client.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"root"}, TTL: "2h"})
+	if err != nil {
+		e.t.Fatalf("create run token: %v", err)
+	}
+	return sec.Auth.ClientToken
+}
+
+func (e *env) revoke(token string) {
+	e.v.Client.Auth().Token().RevokeTree(token) // may already be revoked by the wrapper
+}
+
+// newScenario returns a scenario with a fresh dir, FIFO and token.
+func (e *env) newScenario(addr string, creds []string) *scenario {
+	e.seq++
+	dir := filepath.Join(e.work, fmt.Sprintf("run%d", e.seq))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "events")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return &scenario{addr: addr, token: e.token(), creds: creds, dir: dir, fifo: fifo, onRotate: "restart"}
+}
+
+// start launches w for sc. The returned proc's events carry the child's
+// reports; stop it with stop or wait for it to exit.
+func (e *env) start(w wrapper, sc *scenario) (*proc, error) {
+	argv, extraEnv, err := w.argv(e, sc)
+	if err != nil {
+		return nil, err
+	}
+	// O_RDWR: opening does not wait for a writer, and the FIFO never reports
+	// EOF between children (restarts).
+	fifo, err := os.OpenFile(sc.fifo, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{name: w.name, events: make(chan event, 1<<16), fifo: fifo, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	go func() {
+		r := bufio.NewReader(fifo)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			ev := event{at: time.Now(), line: strings.TrimSpace(line)}
+			f := strings.Fields(ev.line)
+			if len(f) > 0 {
+				ev.kind = f[0]
+			}
+			if len(f) > 1 {
+				ev.pid, _ = strconv.Atoi(f[1])
+			}
+			if len(f) > 2 {
+				ev.n, _ = strconv.Atoi(f[2])
+			}
+			if len(f) > 3 {
+				ev.user = f[3]
+			}
+			p.events <- ev
+		}
+	}()
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Dir = sc.dir
+	p.cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + sc.dir}, extraEnv...)
+	p.cmd.Stdout = p.stderr
+	p.cmd.Stderr = p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.started = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		fifo.Close()
+		return nil, err
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		p.exitAt = time.Now()
+		close(p.done)
+	}()
+	e.t.Cleanup(func() { p.kill() })
+	return p, nil
+}
+
+// next returns the next event of one of kinds within timeout, dropping others.
+func (p *proc) next(timeout time.Duration, kinds ...string) (event, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case ev := <-p.events:
+			for _, k := range kinds {
+				if ev.kind == k {
+					return ev, nil
+				}
+			}
+		case <-p.done:
+			// Drain what the child reported before the wrapper exited.
+			select {
+			case ev := <-p.events:
+				for _, k := range kinds {
+					if ev.kind == k {
+						return ev, nil
+					}
+				}
+				continue
+			default:
+			}
+			return event{}, fmt.Errorf("%s exited (%v) before reporting %v: %s", p.name, p.waitErr, kinds, p.tail())
+		case <-deadline.C:
+			return event{}, fmt.Errorf("%s: no %v within %v: %s", p.name, kinds, timeout, p.tail())
+		}
+	}
+}
+
+func (p *proc) tail() string {
+	s := p.stderr.String()
+	if len(s) > 1500 {
+		s = "..." + s[len(s)-1500:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// wait waits up to timeout for the wrapper to exit.
+func (p *proc) wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("%s did not exit within %v", p.name, timeout)
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// exitCode is the wrapper's exit code, 128+N for a signal, -1 while running.
+func (p *proc) exitCode() int {
+	if !p.exited() || p.cmd.ProcessState == nil {
+		return -1
+	}
+	ws := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// maxRSS is the wrapper's peak resident set in bytes (wait4 rusage; its
+// children's peaks are included, and the child here is small).
+func (p *proc) maxRSS() int64 {
+	if p.cmd.ProcessState == nil {
+		return 0
+	}
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss * 1024
+	}
+	return 0
+}
+
+// stop sends SIGTERM and waits; SIGKILL to the group after timeout.
+func (p *proc) stop(timeout time.Duration) {
+	if p.exited() {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if p.wait(timeout) != nil {
+		p.kill()
+	}
+}
+
+func (p *proc) kill() {
+	if !p.exited() {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.fifo.Close()
+}
+
+// rss reads VmRSS of pid in bytes (0 if gone).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// cpuTime reads utime+stime of pid (without children).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// --- statistics ---
+
+type summary struct {
+	n                       int
+	min, p50, p90, p99, max float64
+}
+
+func summarize(xs []float64) summary {
+	if len(xs) == 0 {
+		return summary{}
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	rank := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return summary{n: len(s), min: s[0], p50: rank(0.5), p90: rank(0.9), p99: rank(0.99), max: s[len(s)-1]}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+func mb(b int64) float64         { return float64(b) / (1 << 20) }
+
+// --- report ---
+
+type report struct {
+	buf bytes.Buffer
+}
+
+func (r *report) p(format string, args ...any) { fmt.Fprintf(&r.buf, format+"\n", args...) }
+
+func (r *report) table(header []string, rows [][]string) {
+	r.p("| %s |", strings.Join(header, " | "))
+	seps := make([]string, len(header))
+	for i := range seps {
+		seps[i] = "---"
+	}
+	r.p("|%s|", strings.Join(seps, "|"))
+	for _, row := range rows {
+		r.p("| %s |", strings.Join(row, " | "))
+	}
+	r.p("")
+}
+
+func f2(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
+func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
+
+// ratio formats a/b as "0.12x" (leash / peer).
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "-"
+	}
+	r := a / b
+	if r < 0.1 {
+		return strconv.FormatFloat(r, 'f', 3, 64) + "x"
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64) + "x"
+}
+
+func errCell(err error) string {
+	s := strings.ReplaceAll(err.Error(), "|", "/")
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 160 {
+		s = s[:160] + "..."
+	}
+	return "failed: " + s
+}
+
+var errSkip = errors.New("skipped")
+
+// withTimeout is a context for one wait in a scenario.
+func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

@@ -1,0 +1,768 @@
+//go:build bench
+
+package bench
+
+import (
+	"debug/elf"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/leash-dev/leash/internal/vaultproxy"
+)
+
+func (e *env) pick(short, full int) int {
+	if e.short {
+		return short
+	}
+	return full
+}
+
+func (e *env) pickD(short, full time.Duration) time.Duration {
+	if e.short {
+		return short
+	}
+	return full
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+// proxy starts a counting proxy in front of Vault for one run.
+func (e *env) proxy() *vaultproxy.Proxy {
+	e.t.Helper()
+	return vaultproxy.Start(e.t, e.v.Addr)
+}
+
+// ---------------------------------------------------------------- floor
+
+func (e *env) benchFloor() {
+	creds := e.roles(fmt.Sprintf("floor%d_", e.seq), 1, time.Hour, time.Hour)
+	var lat []float64
+	n := e.pick(3, 50)
+	for range n {
+		t0 := time.Now()
+		sec, err := e.v.Client.Logical().Read(creds[0])
+		if err != nil {
+			e.md.p("## Floor\n\nfailed: %v\n", err)
+			return
+		}
+		lat = append(lat, ms(time.Since(t0)))
+		e.v.Client.Sys().Revoke(sec.LeaseID)
+	}
+	s := summarize(lat)
+	e.md.p("## Floor: one `database/creds` read")
+	e.md.p("")
+	e.md.p("In-process Go client straight to Vault (no process start): the least any wrapper can add. %d reads.", n)
+	e.md.p("")
+	e.md.table([]string{"p50 ms", "p90 ms", "p99 ms", "min ms", "max ms"},
+		[][]string{{f2(s.p50), f2(s.p90), f2(s.p99), f2(s.min), f2(s.max)}})
+}
+
+// ---------------------------------------------------------------- startup
+
+type startResult struct {
+	start, exit []float64 // ms from launch
+	rss         []float64 // MB, peak (wait4)
+	err         error
+}
+
+func (e *env) benchStartup() {
+	iters := e.pick(1, 15)
+	e.md.p("## Start-up latency and peak memory")
+	e.md.p("")
+	e.md.p("Launch of the wrapper until the child has started with every credential readable (the child reports on a FIFO), then the child exits at once. "+
+		"`to exit` includes each wrapper's own shutdown (leash revokes its leases and token). Peak RSS from wait4. %d runs each, interleaved.", iters)
+	e.md.p("")
+	ws := []wrapper{direct, leash, vaultAgent, consulTemplate}
+	for _, n := range []int{1, 10} {
+		creds := e.roles(fmt.Sprintf("start%d_%d_", n, e.seq), n, time.Hour, time.Hour)
+		res := map[string]*startResult{}
+		for _, w := range ws {
+			res[w.name] = &startResult{}
+		}
+		for range iters {
+			for _, w := range ws {
+				r := res[w.name]
+				if r.err != nil {
+					continue
+				}
+				start, exit, peak, err := e.startOnce(w, creds)
+				if err != nil {
+					r.err = err
+					continue
+				}
+				r.start = append(r.start, ms(start))
+				r.exit = append(r.exit, ms(exit))
+				r.rss = append(r.rss, mb(peak))
+			}
+		}
+		base := summarize(res["direct"].start).p50
+		ls := summarize(res["leash"].start)
+		lr := summarize(res["leash"].rss)
+		var rows [][]string
+		for _, w := range ws {
+			r := res[w.name]
+			if r.err != nil {
+				rows = append(rows, []string{w.name, errCell(r.err), "", "", "", "", "", "", "", ""})
+				continue
+			}
+			s, x, m := summarize(r.start), summarize(r.exit), summarize(r.rss)
+			added := "-"
+			if w.name != "direct" {
+				added = f2(s.p50 - base)
+			}
+			rs, rm := "-", "-"
+			if w.name != "leash" && w.name != "direct" {
+				rs, rm = ratio(ls.p50, s.p50), ratio(lr.p50, m.p50)
+			}
+			rows = append(rows, []string{w.name, strconv.Itoa(s.n), f2(s.p50), f2(s.p90), f2(s.p99), added, f2(x.p50), f1(m.p50), rs, rm})
+		}
+		e.md.p("### %d database credential(s)", n)
+		e.md.p("")
+		e.md.table([]string{"wrapper", "runs", "start p50 ms", "p90 ms", "p99 ms", "added over direct p50 ms", "to exit p50 ms", "peak RSS p50 MB", "leash/peer start", "leash/peer RSS"}, rows)
+	}
+}
+
+// startOnce runs w once with the child exiting right after start.
+func (e *env) startOnce(w wrapper, creds []string) (start, exit time.Duration, peak int64, err error) {
+	sc := e.newScenario(e.v.Addr, creds)
+	defer e.revoke(sc.token)
+	sc.exit = true
+	if w.name == "direct" || w.name == "tini" {
+		sc.creds = nil
+	}
+	p, err := e.start(w, sc)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer p.kill()
+	ev, err := p.next(90*time.Second, "start")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if ev.n != len(sc.creds) {
+		return 0, 0, 0, fmt.Errorf("child saw %d of %d credentials", ev.n, len(sc.creds))
+	}
+	if err := p.wait(60 * time.Second); err != nil {
+		return 0, 0, 0, err
+	}
+	if c := p.exitCode(); c != 0 {
+		return 0, 0, 0, fmt.Errorf("%s exited %d: %s", w.name, c, p.tail())
+	}
+	return ev.at.Sub(p.started), p.exitAt.Sub(p.started), p.maxRSS(), nil
+}
+
+// ---------------------------------------------------------------- sizes
+
+func (e *env) benchSizes() {
+	e.md.p("## Binary size")
+	e.md.p("")
+	e.md.p("leash is built like `make build` (CGO_ENABLED=0, -trimpath, -s -w). The Vault binary is the test server build (Vault Agent ships inside the full Vault binary).")
+	e.md.p("")
+	var rows [][]string
+	leashSize := fileSize(e.leash)
+	for _, b := range []struct{ name, path string }{
+		{"leash", e.leash}, {"vault (agent)", e.vault}, {"consul-template", e.ct},
+		{"tini", e.tini}, {"tini-static", "/usr/bin/tini-static"},
+	} {
+		if b.path == "" {
+			rows = append(rows, []string{b.name, "not available", "", ""})
+			continue
+		}
+		sz := fileSize(b.path)
+		r := "-"
+		if b.name != "leash" {
+			r = ratio(float64(leashSize), float64(sz))
+		}
+		rows = append(rows, []string{b.name, f1(mb(sz)), linkage(b.path), r})
+	}
+	e.md.table([]string{"binary", "MB", "linking", "leash/peer"}, rows)
+}
+
+func fileSize(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func linkage(p string) string {
+	f, err := elf.Open(p)
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	kind := "static"
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			kind = "dynamic"
+		}
+	}
+	if f.Section(".symtab") == nil {
+		kind += ", stripped"
+	}
+	return kind
+}
+
+// ---------------------------------------------------------------- shutdown
+
+func (e *env) benchShutdown() {
+	iters := e.pick(1, 5)
+	idle := e.pickD(time.Second, 5*time.Second)
+	e.md.p("## Idle memory and shutdown")
+	e.md.p("")
+	e.md.p("The child waits; after %v idle the wrapper's VmRSS is read, then SIGTERM goes to the wrapper. Times from the SIGTERM: "+
+		"the child got it (it exits right away), the last lease/token revocation request Vault answered (counting proxy), the wrapper exited. "+
+		"`leases left` is what Vault still holds for the run after the wrapper exited. %d runs each.", idle, iters)
+	e.md.p("")
+	var rows [][]string
+	for _, n := range []int{1, 10} {
+		var leashIdle float64
+		for _, w := range []wrapper{leash, vaultAgent, consulTemplate} {
+			var idleRSS, child, revoked, exit, left []float64
+			var codes []string
+			var err error
+			for range iters {
+				var r shutdownResult
+				r, err = e.shutdownOnce(w, n, idle)
+				if err != nil {
+					break
+				}
+				idleRSS = append(idleRSS, mb(r.idleRSS))
+				child = append(child, ms(r.child))
+				if r.revoked > 0 {
+					revoked = append(revoked, ms(r.revoked))
+				}
+				exit = append(exit, ms(r.exit))
+				left = append(left, float64(r.left))
+				codes = append(codes, strconv.Itoa(r.code))
+			}
+			if err != nil {
+				rows = append(rows, []string{w.name, strconv.Itoa(n), errCell(err), "", "", "", "", "", ""})
+				continue
+			}
+			m := summarize(idleRSS).p50
+			rr := "-"
+			if w.name == "leash" {
+				leashIdle = m
+			} else {
+				rr = ratio(leashIdle, m)
+			}
+			rev := "never"
+			if len(revoked) > 0 {
+				rev = f1(summarize(revoked).p50)
+			}
+			rows = append(rows, []string{w.name, strconv.Itoa(n), f1(m), rr, f1(summarize(child).p50), rev, f1(summarize(exit).p50),
+				f1(summarize(left).p50), strings.Join(uniq(codes), ",")})
+		}
+	}
+	e.md.table([]string{"wrapper", "creds", "idle RSS MB", "leash/peer RSS", "child got TERM ms", "last revoke ms", "wrapper exit ms", "leases left", "exit code"}, rows)
+}
+
+type shutdownResult struct {
+	idleRSS              int64
+	child, revoked, exit time.Duration
+	left, code           int
+}
+
+func (e *env) shutdownOnce(w wrapper, n int, idle time.Duration) (shutdownResult, error) {
+	var r shutdownResult
+	px := e.proxy()
+	defer px.Close()
+	prefix := fmt.Sprintf("shut%d_", e.seq)
+	creds := e.roles(prefix, n, time.Hour, time.Hour)
+	sc := e.newScenario(px.Addr(), creds)
+	defer e.revoke(sc.token)
+	p, err := e.start(w, sc)
+	if err != nil {
+		return r, err
+	}
+	defer p.kill()
+	if _, err := p.next(90*time.Second, "start"); err != nil {
+		return r, err
+	}
+	time.Sleep(idle) // the idle period being measured, not a synchronisation
+	r.idleRSS = rss(p.cmd.Process.Pid)
+	t0 := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	ev, err := p.next(60*time.Second, "term")
+	if err != nil {
+		return r, err
+	}
+	r.child = ev.at.Sub(t0)
+	if err := p.wait(60 * time.Second); err != nil {
+		return r, err
+	}
+	r.exit = p.exitAt.Sub(t0)
+	r.code = p.exitCode()
+	for _, q := range px.Log() {
+		if q.Time.After(t0) && (strings.HasPrefix(q.Path, "sys/leases/revoke") || strings.HasPrefix(q.Path, "auth/token/revoke")) && q.Status/100 == 2 {
+			r.revoked = max(r.revoked, q.Done.Sub(t0))
+		}
+	}
+	for i := range n {
+		r.left += len(e.v.LeaseIDs(e.t, fmt.Sprintf("%s/creds/%s%d/", e.dbMount, prefix, i)))
+	}
+	return r, nil
+}
+
+func uniq(xs []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// ---------------------------------------------------------------- signals
+
+func (e *env) benchSignals() {
+	count := e.pick(200, 10000)
+	e.md.p("## Signal forwarding")
+	e.md.p("")
+	e.md.p("SIGUSR1 to the wrapper's pid until the child's handler reports it on the FIFO, one at a time (ping-pong, as fast as the round trip allows), %d signals each. "+
+		"`direct` signals the child itself (the floor). Lost/duplicated: the child's own count at SIGTERM vs signals sent. Latencies in microseconds.", count)
+	e.md.p("")
+	creds := e.roles(fmt.Sprintf("sig%d_", e.seq), 1, time.Hour, time.Hour)
+	var rows [][]string
+	var direct50 float64
+	for _, w := range []wrapper{direct, tini, leash, vaultAgent, consulTemplate} {
+		lat, rate, lost, err := e.signalsOnce(w, creds, count)
+		if err != nil {
+			rows = append(rows, []string{w.name, errCell(err), "", "", "", "", "", ""})
+			continue
+		}
+		s := summarize(lat)
+		over := "-"
+		if w.name == "direct" {
+			direct50 = s.p50
+		} else {
+			over = f1(s.p50 - direct50)
+		}
+		rows = append(rows, []string{w.name, strconv.Itoa(s.n), f1(s.p50), f1(s.p90), f1(s.p99), f1(s.max), over, fmt.Sprintf("%.0f", rate), lost})
+	}
+	e.md.table([]string{"wrapper", "signals", "p50 us", "p90 us", "p99 us", "max us", "p50 over direct us", "signals/s", "lost/duplicated"}, rows)
+}
+
+func (e *env) signalsOnce(w wrapper, creds []string, count int) (lat []float64, rate float64, lost string, err error) {
+	sc := e.newScenario(e.v.Addr, creds)
+	defer e.revoke(sc.token)
+	if w.name == "direct" || w.name == "tini" {
+		sc.creds = nil
+	}
+	p, err := e.start(w, sc)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	defer p.kill()
+	if _, err := p.next(90*time.Second, "start"); err != nil {
+		return nil, 0, "", err
+	}
+	pid := p.cmd.Process.Pid
+	began := time.Now()
+	for i := range count {
+		t0 := time.Now()
+		syscall.Kill(pid, syscall.SIGUSR1)
+		ev, err := p.next(2*time.Second, "usr1")
+		if err != nil {
+			if i == 0 {
+				return nil, 0, "", fmt.Errorf("SIGUSR1 not forwarded within 2s")
+			}
+			return nil, 0, "", fmt.Errorf("signal %d of %d: %w", i+1, count, err)
+		}
+		lat = append(lat, us(ev.at.Sub(t0)))
+	}
+	rate = float64(count) / time.Since(began).Seconds()
+	syscall.Kill(pid, syscall.SIGTERM)
+	ev, err := p.next(30*time.Second, "term")
+	if err != nil {
+		return lat, rate, "?", nil
+	}
+	switch {
+	case ev.n == count:
+		lost = "0/0"
+	case ev.n < count:
+		lost = fmt.Sprintf("%d lost", count-ev.n)
+	default:
+		lost = fmt.Sprintf("%d duplicated", ev.n-count)
+	}
+	p.wait(30 * time.Second)
+	return lat, rate, lost, nil
+}
+
+// ---------------------------------------------------------------- rotation
+
+func (e *env) benchRotation() {
+	ttl := envDuration("BENCH_ROTATION_TTL", 12*time.Second)
+	rotations := e.pick(1, 5)
+	e.md.p("## Rotation latency")
+	e.md.p("")
+	e.md.p("Database credentials with ttl = max_ttl = %v, so every wrapper must fetch a new one before expiry. Latency: from the moment Vault's answer with the new credential "+
+		"passed the counting proxy to the moment the child reported the new username (signal mode: its HUP handler re-read the credential; restart mode: the new child started). "+
+		"`partial` counts reads in which the child did not see a complete credential. %d rotations each.", ttl, rotations)
+	e.md.p("")
+	var rows [][]string
+	leash50 := map[string]float64{}
+	for _, c := range []struct {
+		w    wrapper
+		mode string
+	}{{leash, "signal"}, {leash, "restart"}, {consulTemplate, "signal"}, {consulTemplate, "restart"}, {vaultAgent, "restart"}} {
+		lat, fetch, partial, err := e.rotationOnce(c.w, c.mode, ttl, rotations)
+		name := c.w.name + " (" + c.mode + ")"
+		if err != nil && len(lat) == 0 {
+			rows = append(rows, []string{name, errCell(err), "", "", "", "", "", ""})
+			continue
+		}
+		s := summarize(lat)
+		r := "-"
+		if c.w.name == "leash" {
+			leash50[c.mode] = s.p50
+		} else {
+			r = ratio(leash50[c.mode], s.p50)
+		}
+		note := ""
+		if err != nil {
+			note = " (" + errCell(err) + ")"
+		}
+		rows = append(rows, []string{name, strconv.Itoa(s.n) + note, f2(s.p50), f2(s.p90), f2(s.max), f2(summarize(fetch).p50), strconv.Itoa(partial), r})
+	}
+	e.md.table([]string{"wrapper (mode)", "rotations", "p50 ms", "p90 ms", "max ms", "creds fetch p50 ms", "partial", "leash/peer"}, rows)
+}
+
+func (e *env) rotationOnce(w wrapper, mode string, ttl time.Duration, rotations int) (lat, fetch []float64, partial int, err error) {
+	px := e.proxy()
+	defer px.Close()
+	creds := e.roles(fmt.Sprintf("rot%d_", e.seq), 1, ttl, ttl)
+	sc := e.newScenario(px.Addr(), creds)
+	defer e.revoke(sc.token)
+	sc.onRotate = mode
+	p, err := e.start(w, sc)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer p.kill()
+	ev, err := p.next(90*time.Second, "start")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	user := ev.user
+	for len(lat) < rotations {
+		ev, err := p.next(2*ttl+10*time.Second, "start", "reload")
+		if err != nil {
+			return lat, fetch, partial, err
+		}
+		if ev.n != 1 || ev.user == "?" {
+			partial++
+			continue
+		}
+		if ev.user == user {
+			continue
+		}
+		user = ev.user
+		var issued vaultproxy.Request
+		for _, q := range px.Log() {
+			if q.Path == creds[0] && q.Status == 200 && !q.Done.IsZero() && q.Done.Before(ev.at) && q.Done.After(issued.Done) {
+				issued = q
+			}
+		}
+		if issued.Done.IsZero() {
+			return lat, fetch, partial, fmt.Errorf("new credential %s without a creds request through the proxy", user)
+		}
+		lat = append(lat, ms(ev.at.Sub(issued.Done)))
+		fetch = append(fetch, ms(issued.Done.Sub(issued.Time)))
+	}
+	return lat, fetch, partial, nil
+}
+
+// ---------------------------------------------------------------- scale
+
+func (e *env) benchScale() {
+	n := e.pick(20, 1000)
+	ttl := envDuration("BENCH_SCALE_TTL", e.pickD(10*time.Second, 60*time.Second))
+	window := e.pickD(12*time.Second, 3*ttl)
+	e.md.p("## Many short leases")
+	e.md.p("")
+	e.md.p("%d database credentials (one role each, ttl %v, max_ttl 1h, renewable) in one wrapper. After every credential reached the child, the counting proxy watches for %v. "+
+		"Requests per lease per TTL counts renewals and re-reads; token renewals are listed apart. Spread: the 5th to 95th percentile of each lease's first renewal instant, as a share of the TTL (jitter). "+
+		"CPU is the wrapper's user+system time in the window.", n, ttl, window)
+	e.md.p("")
+	var rows [][]string
+	var leashCPU, leashRSS float64
+	for _, w := range []wrapper{leash, vaultAgent, consulTemplate} {
+		r, err := e.scaleOnce(w, n, ttl, window)
+		if err != nil {
+			rows = append(rows, []string{w.name, errCell(err), "", "", "", "", "", "", "", ""})
+			continue
+		}
+		rc, rr := "-", "-"
+		if w.name == "leash" {
+			leashCPU, leashRSS = r.cpuPerLeaseHour, r.rss
+		} else {
+			rc, rr = ratio(leashCPU, r.cpuPerLeaseHour), ratio(leashRSS, r.rss)
+		}
+		rows = append(rows, []string{w.name, f1(r.startup.Seconds()), f2(r.perLeasePerTTL), strconv.Itoa(r.renewals), strconv.Itoa(r.rereads), strconv.Itoa(r.token),
+			strconv.Itoa(r.maxPerSec), f1(r.spread * 100), f2(r.cpuPerLeaseHour * 1000), rc, f1(r.rss), rr})
+	}
+	e.md.table([]string{"wrapper", "all started s", "requests/lease/TTL", "renewals", "re-reads", "token renewals", "max renewals in 1s", "spread % of TTL", "CPU ms/lease/hour", "leash/peer CPU", "RSS MB", "leash/peer RSS"}, rows)
+}
+
+type scaleResult struct {
+	startup                             time.Duration
+	renewals, rereads, token, maxPerSec int
+	perLeasePerTTL, spread              float64
+	cpuPerLeaseHour                     float64 // CPU seconds
+	rss                                 float64 // MB
+}
+
+func (e *env) scaleOnce(w wrapper, n int, ttl, window time.Duration) (scaleResult, error) {
+	var r scaleResult
+	px := e.proxy()
+	defer px.Close()
+	creds := e.roles(fmt.Sprintf("scale%d_", e.seq), n, ttl, time.Hour)
+	sc := e.newScenario(px.Addr(), creds)
+	defer e.revoke(sc.token)
+	p, err := e.start(w, sc)
+	if err != nil {
+		return r, err
+	}
+	defer p.stop(30 * time.Second)
+	ev, err := p.next(10*time.Minute, "start")
+	if err != nil {
+		return r, err
+	}
+	if ev.n != n {
+		return r, fmt.Errorf("child saw %d of %d credentials", ev.n, n)
+	}
+	r.startup = ev.at.Sub(p.started)
+	pid := p.cmd.Process.Pid
+	px.Reset()
+	cpu0, t0 := cpuTime(pid), time.Now()
+	time.Sleep(window) // the observation window being measured
+	cpu1, el := cpuTime(pid), time.Since(t0)
+	r.rss = mb(rss(pid))
+	if p.exited() {
+		return r, fmt.Errorf("%s exited during the window (code %d): %s", w.name, p.exitCode(), p.tail())
+	}
+	isCred := map[string]bool{}
+	for _, c := range creds {
+		isCred[c] = true
+	}
+	var renewTimes []time.Time
+	first := map[string]time.Time{}
+	for _, q := range px.Log() {
+		switch {
+		case q.Path == "sys/leases/renew":
+			r.renewals++
+			renewTimes = append(renewTimes, q.Time)
+			if _, ok := first[q.LeaseID]; !ok && q.LeaseID != "" {
+				first[q.LeaseID] = q.Time
+			}
+		case isCred[q.Path]:
+			r.rereads++
+		case strings.HasPrefix(q.Path, "auth/token/renew"):
+			r.token++
+		}
+	}
+	r.maxPerSec = vaultproxy.MaxInWindow(renewTimes, time.Second)
+	ttls := el.Seconds() / ttl.Seconds()
+	r.perLeasePerTTL = float64(r.renewals+r.rereads) / float64(n) / ttls
+	r.cpuPerLeaseHour = (cpu1 - cpu0).Seconds() / float64(n) / el.Hours()
+	var firsts []float64
+	for _, t := range first {
+		firsts = append(firsts, t.Sub(t0).Seconds())
+	}
+	if len(firsts) > 1 {
+		sort.Float64s(firsts)
+		last := float64(len(firsts) - 1)
+		r.spread = (firsts[int(0.95*last)] - firsts[int(0.05*last)]) / ttl.Seconds()
+	}
+	return r, nil
+}
+
+// ---------------------------------------------------------------- outage
+
+func (e *env) benchOutage() {
+	ttl := envDuration("BENCH_OUTAGE_TTL", e.pickD(10*time.Second, 2*time.Minute))
+	var outages []time.Duration
+	for _, s := range strings.Split(os.Getenv("BENCH_OUTAGES"), ",") {
+		if d, err := time.ParseDuration(strings.TrimSpace(s)); err == nil && d > 0 {
+			outages = append(outages, d)
+		}
+	}
+	if len(outages) == 0 {
+		if e.short {
+			outages = []time.Duration{ttl / 2}
+		} else {
+			outages = []time.Duration{30 * time.Second, ttl + ttl/4}
+		}
+	}
+	e.md.p("## Vault outage")
+	e.md.p("")
+	e.md.p("One database credential (ttl %v, renewable, max_ttl 1h) through the counting proxy. After the wrapper's first renewal the proxy goes down "+
+		"(every connection reset, so attempts can be counted) for the given time, then comes back. Attempts/s and the busiest second measure retry storms; "+
+		"recovery is from Vault's return to the first successful request. `child cred valid` checks PostgreSQL: the child's role exists and is VALID UNTIL a future time. "+
+		"Past the TTL, the safe outcome is that the child is stopped when its credential expires (fail closed).", ttl)
+	e.md.p("")
+	var rows [][]string
+	for _, d := range outages {
+		for _, w := range []wrapper{leash, vaultAgent, consulTemplate} {
+			r, err := e.outageOnce(w, ttl, d)
+			if err != nil {
+				rows = append(rows, []string{w.name, d.String(), errCell(err), "", "", "", "", "", ""})
+				continue
+			}
+			rows = append(rows, []string{w.name, d.String(), strconv.Itoa(r.attempts), f2(r.rate), strconv.Itoa(r.maxPerSec), r.recovery, r.childValid, r.restarts, r.outcome})
+		}
+	}
+	e.md.table([]string{"wrapper", "outage", "attempts", "attempts/s", "max in 1s", "recovery", "child cred valid after", "child restarts", "outcome"}, rows)
+}
+
+type outageResult struct {
+	attempts, maxPerSec int
+	rate                float64
+	recovery            string
+	childValid          string
+	restarts            string
+	outcome             string
+}
+
+func (e *env) outageOnce(w wrapper, ttl, outage time.Duration) (outageResult, error) {
+	var r outageResult
+	px := e.proxy()
+	defer px.Close()
+	creds := e.roles(fmt.Sprintf("out%d_", e.seq), 1, ttl, time.Hour)
+	sc := e.newScenario(px.Addr(), creds)
+	defer e.revoke(sc.token)
+	p, err := e.start(w, sc)
+	if err != nil {
+		return r, err
+	}
+	defer p.stop(30 * time.Second)
+	ev, err := p.next(90*time.Second, "start")
+	if err != nil {
+		return r, err
+	}
+	user := ev.user
+	ctx, cancel := withTimeout(2 * ttl)
+	err = px.Wait(ctx, "sys/leases/renew", 1)
+	cancel()
+	if err != nil {
+		return r, fmt.Errorf("no renewal within 2 TTLs: %v", err)
+	}
+	tDown := time.Now()
+	px.Down()
+	time.Sleep(outage) // the outage being simulated
+	tUp := time.Now()
+	px.Up()
+	var refused []time.Time
+	for _, t := range px.Refused() {
+		if !t.Before(tDown) && t.Before(tUp) {
+			refused = append(refused, t)
+		}
+	}
+	r.attempts = len(refused)
+	r.rate = float64(r.attempts) / tUp.Sub(tDown).Seconds()
+	r.maxPerSec = vaultproxy.MaxInWindow(refused, time.Second)
+
+	// Recovery: the first 2xx answer after Vault came back.
+	recoverWait := max(ttl, 60*time.Second)
+	r.recovery = "none in " + recoverWait.String()
+	deadline := time.Now().Add(recoverWait)
+	for time.Now().Before(deadline) && !p.exited() {
+		seen := px.Requests("")
+		found := false
+		for _, q := range px.Log() {
+			if q.Time.After(tUp) && q.Status/100 == 2 {
+				r.recovery = f2(ms(q.Done.Sub(tUp))) + " ms"
+				found = true
+				break
+			}
+		}
+		if found {
+			break
+		}
+		ctx, cancel := withTimeout(time.Until(deadline))
+		px.Wait(ctx, "", seen+1)
+		cancel()
+	}
+
+	valid, err := e.pgRoleValid(user)
+	switch {
+	case err != nil:
+		r.childValid = "? " + err.Error()
+	case valid:
+		r.childValid = "yes"
+	default:
+		r.childValid = "no"
+	}
+	starts, terms := 0, 0
+	for len(p.events) > 0 {
+		ev := <-p.events
+		switch ev.kind {
+		case "start":
+			starts++
+		case "term":
+			terms++
+		}
+	}
+	r.restarts = strconv.Itoa(starts)
+	switch {
+	case p.exited():
+		r.outcome = fmt.Sprintf("wrapper exited %d", p.exitCode())
+	case terms > 0 && starts == 0:
+		r.outcome = "child stopped, wrapper running"
+	case valid:
+		r.outcome = "child running with a valid credential"
+	default:
+		r.outcome = "child running with an expired/revoked credential"
+	}
+	return r, nil
+}
+
+// pgRoleValid reports whether the PostgreSQL role exists and is valid now.
+func (e *env) pgRoleValid(role string) (bool, error) {
+	ctx, cancel := withTimeout(10 * time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, e.db.URL)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(ctx)
+	var valid bool
+	err = conn.QueryRow(ctx, "SELECT coalesce(rolvaliduntil > now(), true) FROM pg_roles WHERE rolname = $1", role).Scan(&valid)
+	if err == pgx.ErrNoRows {
+		return false, nil
+	}
+	return valid, err
+}
+
+func (e *env) pgVersion() string {
+	ctx, cancel := withTimeout(10 * time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, e.db.URL)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&v); err != nil {
+		return err.Error()
+	}
+	return v
+}
