@@ -229,11 +229,11 @@ func demo(o options) (code int) {
 	}
 	say("AppRole login for leash: policy allows %s and sys/leases/revoke only", credsPath)
 	// leash and the app.
-	args := []string{"--auth", "approle", "--role-id-file", roleIDFile, "--secret-id-file", secretIDFile,
-		"--log-level", "info", "-s", secretFlag, "--on-rotate", "signal", "--reload-grace", "2s",
-		"--", o.app, "-var", fileVar, "-rotations", strconv.Itoa(o.rotations)}
+	flags := []string{"--log-level", "info", "-s", secretFlag, "--on-rotate", "signal", "--reload-grace", "2s"}
+	args := append([]string{"--auth", "approle", "--role-id-file", roleIDFile, "--secret-id-file", secretIDFile}, flags...)
+	args = append(args, "--", o.app, "-var", fileVar, "-rotations", strconv.Itoa(o.rotations))
 	say("running: leash --auth approle --role-id-file role-id --secret-id-file secret-id %s -- demo-app -var %s -rotations %d",
-		strings.Join(args[6:13], " "), fileVar, o.rotations)
+		strings.Join(flags, " "), fileVar, o.rotations)
 	say("the app prints as 'app', leash logs as 'leash'; the app exits after %d rotations", o.rotations)
 	if stopWatching() {
 		return fail("interrupted")

@@ -1,0 +1,544 @@
+package examples
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leash-dev/leash/internal/testpg"
+	"github.com/leash-dev/leash/internal/testvault"
+	"gopkg.in/yaml.v3"
+)
+
+// binDir holds the binaries the tests build, once per test binary.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "leash-examples-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var builds struct {
+	sync.Mutex
+	done map[string]error
+}
+
+// build compiles the main package pkg (a module path) into binDir once and
+// returns the binary's path.
+func build(t *testing.T, pkg, name string) string {
+	t.Helper()
+	builds.Lock()
+	defer builds.Unlock()
+	if builds.done == nil {
+		builds.done = map[string]error{}
+	}
+	out := filepath.Join(binDir, name)
+	err, ok := builds.done[pkg]
+	if !ok {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err = cmd.Run(); err != nil {
+			err = fmt.Errorf("go build %s: %v\n%s", pkg, err, stderr.String())
+		}
+		builds.done[pkg] = err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func leashBin(t *testing.T) string { return build(t, "github.com/leash-dev/leash", "leash") }
+
+// cleanEnv is the test's environment without anything that would change
+// leash's behaviour (LEASH_*, VAULT_*, PG*).
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "LEASH_") || strings.HasPrefix(k, "VAULT_") || strings.HasPrefix(k, "BAO_") || strings.HasPrefix(k, "PG") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// exitCode runs cmd and returns its exit status and combined output.
+func exitCode(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("run %s: %v", cmd.Path, err)
+	return 0, ""
+}
+
+func TestConfigsValidate(t *testing.T) {
+	leash := leashBin(t)
+	files, err := filepath.Glob("*.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 4 {
+		t.Fatalf("found %d example configs (%v), want one per case", len(files), files)
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			cmd := exec.Command(leash, "validate", "-c", f)
+			cmd.Env = cleanEnv()
+			code, out := exitCode(t, cmd)
+			if code != 0 || !strings.Contains(out, "ok:") {
+				t.Errorf("leash validate -c %s: exit %d\n%s", f, code, out)
+			}
+		})
+	}
+	// A control: validate does reject a config it should, so the passes
+	// above mean something.
+	t.Run("control", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "bad.hcl")
+		if err := os.WriteFile(bad, []byte("secret = [\"db=database/creds/app\"]\nno_such_key = true\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(leash, "validate", "-c", bad)
+		cmd.Env = cleanEnv()
+		if code, out := exitCode(t, cmd); code != 78 {
+			t.Errorf("leash validate of a config with an unknown key: exit %d, want 78\n%s", code, out)
+		}
+	})
+}
+
+func TestExampleProgramsBuild(t *testing.T) {
+	for _, pkg := range []string{"demo", "demo/run", "postgres"} {
+		t.Run(pkg, func(t *testing.T) {
+			build(t, "github.com/leash-dev/leash/examples/"+pkg, strings.ReplaceAll(pkg, "/", "-"))
+		})
+	}
+}
+
+// k8sObject is the part of a Kubernetes object the test looks at.
+type k8sObject struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name      string `yaml:"name"`
+		Namespace string `yaml:"namespace"`
+	} `yaml:"metadata"`
+	Spec struct {
+		Template struct {
+			Spec podSpec `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+type podSpec struct {
+	ServiceAccountName            string           `yaml:"serviceAccountName"`
+	TerminationGracePeriodSeconds int              `yaml:"terminationGracePeriodSeconds"`
+	ShareProcessNamespace         bool             `yaml:"shareProcessNamespace"`
+	InitContainers                []map[string]any `yaml:"initContainers"`
+	Volumes                       []map[string]any `yaml:"volumes"`
+	Containers                    []struct {
+		Name         string           `yaml:"name"`
+		Command      []string         `yaml:"command"`
+		Args         []string         `yaml:"args"`
+		VolumeMounts []map[string]any `yaml:"volumeMounts"`
+		Env          []struct {
+			Name  string `yaml:"name"`
+			Value string `yaml:"value"`
+		} `yaml:"env"`
+	} `yaml:"containers"`
+}
+
+// TestKubernetesManifest parses deployment.yaml and checks the layout the
+// example promises: one container whose entrypoint is leash, no sidecar,
+// no init container, no volume, and the Dockerfile's ENTRYPOINT/CMD agree.
+func TestKubernetesManifest(t *testing.T) {
+	f, err := os.Open("kubernetes/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	objs := map[string]k8sObject{}
+	for {
+		var o k8sObject
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("deployment.yaml: %v", err)
+		}
+		if o.APIVersion == "" || o.Kind == "" || o.Metadata.Name == "" {
+			t.Fatalf("deployment.yaml: an object without apiVersion, kind or name: %+v", o)
+		}
+		objs[o.Kind] = o
+	}
+	sa, ok := objs["ServiceAccount"]
+	if !ok {
+		t.Fatal("no ServiceAccount")
+	}
+	dep, ok := objs["Deployment"]
+	if !ok {
+		t.Fatal("no Deployment")
+	}
+	if dep.APIVersion != "apps/v1" {
+		t.Errorf("Deployment apiVersion %q, want apps/v1", dep.APIVersion)
+	}
+	pod := dep.Spec.Template.Spec
+	if pod.ServiceAccountName != sa.Metadata.Name || dep.Metadata.Namespace != sa.Metadata.Namespace {
+		t.Errorf("pod runs as %s/%s, the manifest's ServiceAccount is %s/%s",
+			dep.Metadata.Namespace, pod.ServiceAccountName, sa.Metadata.Namespace, sa.Metadata.Name)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers, want 1 (no sidecar)", len(pod.Containers))
+	}
+	if len(pod.InitContainers) != 0 || len(pod.Volumes) != 0 || len(pod.Containers[0].VolumeMounts) != 0 || pod.ShareProcessNamespace {
+		t.Errorf("want no init container, volume or shared process namespace; got %d, %d, %d, %v",
+			len(pod.InitContainers), len(pod.Volumes), len(pod.Containers[0].VolumeMounts), pod.ShareProcessNamespace)
+	}
+	c := pod.Containers[0]
+	if len(c.Command) < 2 || filepath.Base(c.Command[0]) != "leash" || c.Command[len(c.Command)-1] != "--" || len(c.Args) == 0 {
+		t.Errorf("command %q args %q: want leash ... -- as the prefix of the app's command", c.Command, c.Args)
+	}
+	for _, e := range c.Env {
+		if strings.Contains(e.Name, "TOKEN") || strings.Contains(e.Name, "PASSWORD") || strings.Contains(e.Name, "SECRET") {
+			t.Errorf("env %s: the example must not put secrets in the environment", e.Name)
+		}
+	}
+	// kubernetes.hcl: kill_timeout 20s and stop_delay 5s, plus time to revoke.
+	if pod.TerminationGracePeriodSeconds <= 25 {
+		t.Errorf("terminationGracePeriodSeconds %d: must exceed leash's stop_delay + kill_timeout (25s)", pod.TerminationGracePeriodSeconds)
+	}
+
+	// The Dockerfile bakes in the same entrypoint and command.
+	df, err := os.ReadFile("kubernetes/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	instr := map[string][]string{}
+	for _, line := range strings.Split(string(df), "\n") {
+		key, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if key == "ENTRYPOINT" || key == "CMD" {
+			var argv []string
+			if err := json.Unmarshal([]byte(rest), &argv); err != nil {
+				t.Errorf("Dockerfile %s is not exec form: %v", key, err)
+			}
+			instr[key] = argv
+		}
+	}
+	if !equal(instr["ENTRYPOINT"], c.Command) || !equal(instr["CMD"], c.Args) {
+		t.Errorf("Dockerfile ENTRYPOINT %q CMD %q differ from the Deployment's command %q args %q",
+			instr["ENTRYPOINT"], instr["CMD"], c.Command, c.Args)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lines streams a command's output line by line for tests that wait on
+// what it prints.
+type lines struct {
+	ch   chan string
+	mu   sync.Mutex
+	all  strings.Builder
+	done chan struct{}
+}
+
+func streamLines(r io.Reader) *lines {
+	l := &lines{ch: make(chan string, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		defer close(l.ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.all.WriteString(sc.Text() + "\n")
+			l.mu.Unlock()
+			l.ch <- sc.Text()
+		}
+	}()
+	return l
+}
+
+func (l *lines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.all.String()
+}
+
+// waitFor returns the submatches of the first line matching re, failing
+// the test at the deadline or when the output ends.
+func (l *lines) waitFor(t *testing.T, re *regexp.Regexp, limit time.Duration, context func() string) []string {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		select {
+		case line, ok := <-l.ch:
+			if !ok {
+				t.Fatalf("output ended before a line matching %q:\n%s", re, context())
+			}
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no line matching %q after %s:\n%s", re, limit, context())
+		}
+	}
+}
+
+// vaultSetup runs examples/postgres/setup.sh, the README's Vault commands,
+// with the real vault CLI against the shared dev server, pointed at a fresh
+// database. It returns the database and a token holding only the
+// app-readonly policy the script wrote.
+func vaultSetup(t *testing.T, ttl, maxTTL string) (*testvault.Server, *testpg.DB, string) {
+	t.Helper()
+	srv := testvault.Shared(t)
+	db := testpg.Database(t)
+	cmd := exec.Command("bash", "postgres/setup.sh")
+	cmd.Env = cleanEnv(
+		"PATH="+filepath.Dir(testvault.Bin())+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"HOME="+t.TempDir(),
+		"VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken,
+		"PGHOST="+db.Host, "PGPORT="+strconv.Itoa(db.Port), "PGDATABASE="+db.Name,
+		"VAULT_PG_USER="+db.User, "VAULT_PG_PASSWORD="+db.Password,
+		"DEFAULT_TTL="+ttl, "MAX_TTL="+maxTTL,
+	)
+	if code, out := exitCode(t, cmd); code != 0 {
+		t.Fatalf("postgres/setup.sh: exit %d\n%s", code, out)
+	}
+	sec := srv.Write(t, "auth/token/create", map[string]any{"policies": []string{"app-readonly"}, "ttl": "10m"})
+	return srv, db, sec.Auth.ClientToken
+}
+
+// leaseCheck fails the test when Vault still holds app-readonly leases or
+// PostgreSQL still has the roles the app used.
+func leaseCheck(t *testing.T, srv *testvault.Server, db *testpg.DB, users ...string) {
+	t.Helper()
+	if ids := srv.LeaseIDs(t, "database/creds/app-readonly/"); len(ids) > 0 {
+		t.Errorf("%d leases left in Vault after leash exited", len(ids))
+	}
+	for _, u := range users {
+		if db.RoleExists(t, u) {
+			t.Errorf("role %s still exists after leash exited", u)
+		}
+	}
+}
+
+// TestPostgresExample runs examples/postgres as its README says: setup.sh,
+// then leash -c postgres.hcl -- app, with credentials that last seconds, and
+// waits for the app to swap pools to a new credential and query with it.
+func TestPostgresExample(t *testing.T) {
+	leash := leashBin(t)
+	app := build(t, "github.com/leash-dev/leash/examples/postgres", "postgres-app")
+	srv, db, token := vaultSetup(t, "4s", "8s")
+	db.Exec(t, "CREATE TABLE orders (id int)")
+
+	cmd := exec.Command(leash, "-c", "postgres.hcl", "--", app, "-interval", "50ms")
+	cmd.Env = cleanEnv("VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+token,
+		"PGHOST="+db.Host, "PGPORT="+strconv.Itoa(db.Port), "PGDATABASE="+db.Name, "PGSSLMODE=disable")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	out := streamLines(stdout)
+	ctx := func() string { return "app:\n" + out.String() + "leash:\n" + stderr.String() }
+
+	first := out.waitFor(t, regexp.MustCompile(`connected as (\S+)`), 30*time.Second, ctx)[1]
+	out.waitFor(t, regexp.MustCompile(`query ok as `+regexp.QuoteMeta(first)), 10*time.Second, ctx)
+	m := out.waitFor(t, regexp.MustCompile(`reloaded: now (\S+) \(was (\S+)\)`), 30*time.Second, ctx)
+	second := m[1]
+	if second == first || m[2] != first {
+		t.Fatalf("reload from %s to %s, want a new credential after %s", m[2], second, first)
+	}
+	out.waitFor(t, regexp.MustCompile(`query ok as `+regexp.QuoteMeta(second)), 10*time.Second, ctx)
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-out.done
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("leash: %v\n%s", err, ctx())
+	}
+	for _, bad := range []string{"query failed", "query ran as", "reload failed", "error:"} {
+		if strings.Contains(out.String(), bad) {
+			t.Errorf("app reported %q:\n%s", bad, ctx())
+		}
+	}
+	leaseCheck(t, srv, db, first, second)
+}
+
+// TestLegacyExample runs psql, unchanged, under leash -c legacy.hcl: the
+// user name comes from the rendered pg_service.conf and the password from
+// the rendered .pgpass.
+func TestLegacyExample(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("no psql on PATH")
+	}
+	leash := leashBin(t)
+	srv, db, token := vaultSetup(t, "1m", "2m")
+	cmd := exec.Command(leash, "-c", "legacy.hcl", "--", psql, "service=app", "-tA", "-c", "SELECT current_user")
+	cmd.Env = cleanEnv("VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+token,
+		"PGHOST="+db.Host, "PGPORT="+strconv.Itoa(db.Port), "PGDATABASE="+db.Name, "PGSSLMODE=disable")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("leash -c legacy.hcl -- psql: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	user := strings.TrimSpace(stdout.String())
+	if !strings.HasPrefix(user, "v-") || strings.Contains(user, "\n") {
+		t.Fatalf("psql logged in as %q, want one Vault-issued role\nstderr:\n%s", user, stderr.String())
+	}
+	leaseCheck(t, srv, db, user)
+}
+
+// demoCmd runs `make demo`'s program with the binaries built here.
+func demoCmd(t *testing.T, extra ...string) *exec.Cmd {
+	t.Helper()
+	bin := testvault.Require(t)
+	args := append([]string{
+		"-leash", leashBin(t),
+		"-vault", bin,
+		"-app", build(t, "github.com/leash-dev/leash/examples/demo", "demo-app"),
+	}, extra...)
+	cmd := exec.Command(build(t, "github.com/leash-dev/leash/examples/demo/run", "demo-run"), args...)
+	pgURL := testpg.AdminURL()
+	cmd.Env = cleanEnv("LEASH_TEST_PG_URL=" + pgURL)
+	return cmd
+}
+
+// TestDemo runs the demo end to end in its short mode (one rotation) with
+// PostgreSQL, and with child tokens when PostgreSQL is not used.
+func TestDemo(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  []string
+	}{
+		{"postgres", nil, []string{"PostgreSQL role v-", "roles left in PostgreSQL:  0", "dropped database"}},
+		{"tokens", []string{"-no-pg"}, []string{"Vault token with accessor"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := demoCmd(t, append([]string{"-rotations", "1"}, tc.flags...)...)
+			code, out := exitCode(t, cmd)
+			if code != 0 {
+				t.Fatalf("demo: exit %d\n%s", code, out)
+			}
+			want := append([]string{
+				"rotation 1 of 1", "leases left in Vault:      0", "leash's login tokens left: 0",
+				"leash.lease: lease issued", "leash.lease: lease rotated", "ok: rotated 1 times",
+			}, tc.want...)
+			if tc.name == "postgres" && strings.Contains(out, "PostgreSQL is not reachable") {
+				if os.Getenv("LEASH_REQUIRE_VAULT") == "1" {
+					t.Fatalf("PostgreSQL not reachable:\n%s", out)
+				}
+				t.Skip("PostgreSQL not reachable")
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("demo output lacks %q\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// TestDemoInterrupt sends Ctrl-C's SIGINT to the demo while the app runs:
+// leash must stop it and revoke, and the demo must clean up and exit 130.
+func TestDemoInterrupt(t *testing.T) {
+	cmd := demoCmd(t, "-rotations", "5")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	out := streamLines(stdout)
+	out.waitFor(t, regexp.MustCompile(`app +\| holding `), 60*time.Second, out.String)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { <-out.done; done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.Fatalf("demo did not exit within 60s of SIGINT:\n%s", out.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("demo after SIGINT: %v, want exit 130\n%s", err, out.String())
+	}
+	for _, w := range []string{"leases left in Vault:      0", "leash's login tokens left: 0", "stopped by signal"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("demo output lacks %q\n%s", w, out.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
