@@ -85,6 +85,10 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 	}
 	sec, err := m.anon.Logical().WriteWithContext(ctx, m.loginPath(), body)
 	if err != nil {
+		if cerr, transient := classify(err); !transient && errors.Is(cerr, ErrUnsupported) {
+			// Auth methods answer 400 for a wrong secret_id or a rejected JWT.
+			return nil, &Error{Op: "login", Path: m.loginPath(), Err: fmt.Errorf("%w: %w", ErrPermissionDenied, cerr)}
+		}
 		return nil, err
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {

@@ -671,6 +671,11 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 }
 
 func (m *Manager) entryFailed(e *entry, op string, err error) {
+	if errors.Is(err, ErrPermissionDenied) && m.canLogin() && m.tok.next.After(m.now()) {
+		// The token may be gone (revoked, or Vault lost its storage): let
+		// the token step check it now and log in again if so.
+		m.tok.next = m.now()
+	}
 	d := backoff(e.failures, m.retryBase, m.retryMax, m.rand())
 	e.failures++
 	e.next = m.now().Add(d)
