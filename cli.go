@@ -58,6 +58,7 @@ type Options struct {
 	NoRevoke        bool          `name:"no-revoke" env:"LEASH_NO_REVOKE" help:"Do not revoke leases and leash's token on exit."`
 	SignalChildOnly bool          `name:"signal-child-only" help:"Send signals only to the child, not to its process group."`
 	User            string        `name:"user" env:"LEASH_USER" placeholder:"USER[:GROUP]" help:"Run the child as USER (name or id), with its groups or GROUP."`
+	Mlock           bool          `name:"mlock" env:"LEASH_MLOCK" help:"Lock leash's memory so secrets are never swapped out (needs RLIMIT_MEMLOCK or CAP_IPC_LOCK)."`
 	AuditFile       string        `name:"audit-file" env:"LEASH_AUDIT_FILE" placeholder:"FILE" help:"Append audit events (JSON lines, mode 0600, no secrets) to FILE."`
 	StatusAddr      string        `name:"status-addr" env:"LEASH_STATUS_ADDR" placeholder:"ADDR" help:"Serve /healthz, /v1/leases and /metrics on a Unix socket path or loopback host:port."`
 }

@@ -122,7 +122,7 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 		for _, ref := range tmpl.Refs() {
 			refs[ref.ID()] = ref
 		}
-		if err := addOutput(render.Output{Name: name, Kind: render.Template, Template: tmpl}, "--template "+t); err != nil {
+		if err := addOutput(render.Output{Name: name, Kind: render.TemplateKind, Template: tmpl}, "--template "+t); err != nil {
 			return nil, err
 		}
 	}
