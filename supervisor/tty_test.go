@@ -129,3 +129,24 @@ func TestTerminalCtrlC(t *testing.T) {
 		t.Fatalf("exit %d, want 130; output %q", code, term.output())
 	}
 }
+
+// An interactive shell with job control works as the child: it puts its own
+// foreground job (cat) in charge of the terminal, Ctrl-C stops only that job,
+// and the shell's exit status becomes leash's.
+func TestTerminalJobControlShell(t *testing.T) {
+	if _, err := os.Stat("/bin/bash"); err != nil {
+		t.Skip("no bash")
+	}
+	term := startTerminal(t, "/bin/bash", "--norc", "--noprofile", "-m", "-i")
+	term.write(t, "PS1='p$((40+2))> '; echo go-$((6*7)); cat\n")
+	term.waitFor(t, "go-42") // readline is done with the terminal; cat comes next
+	term.write(t, "hello\n")
+	term.waitFor(t, "hello\r\nhello\r\n") // the terminal's echo, then cat's
+	term.write(t, "\x03")
+	term.waitFor(t, "p42> ") // the first prompt since cat: bash reads again
+	term.write(t, "echo \"cat ended $?\"; exit 3\n")
+	term.waitFor(t, "cat ended 130")
+	if code := term.exit(t); code != 3 {
+		t.Fatalf("exit %d, want 3; output %q", code, term.output())
+	}
+}
