@@ -1,0 +1,130 @@
+package lease
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/leash-dev/leash/internal/testvault"
+)
+
+func TestClientEnvironment(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "https://process-env.invalid:8200")
+	t.Setenv("VAULT_TOKEN", "process-token")
+	t.Setenv("VAULT_NAMESPACE", "process-ns")
+	tests := []struct {
+		name     string
+		env      []string
+		wantAddr string
+		wantNS   string
+	}{
+		{"injected env replaces the process env", []string{"VAULT_ADDR=http://127.0.0.1:1234"}, "http://127.0.0.1:1234", ""},
+		{"default address like the CLI", []string{}, "https://127.0.0.1:8200", ""},
+		{"OpenBao names when VAULT_ names are unset", []string{"BAO_ADDR=http://bao:8200", "BAO_NAMESPACE=team"}, "http://bao:8200", "team"},
+		{"VAULT_ names win", []string{"BAO_ADDR=http://bao:8200", "VAULT_ADDR=http://vault:8200"}, "http://vault:8200", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := New(Config{Env: tt.env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.client.Address(); got != tt.wantAddr {
+				t.Errorf("address %q, want %q", got, tt.wantAddr)
+			}
+			if got := m.client.Namespace(); got != tt.wantNS {
+				t.Errorf("namespace %q, want %q", got, tt.wantNS)
+			}
+			if m.client.Token() != "" {
+				t.Error("client picked up the process VAULT_TOKEN")
+			}
+		})
+	}
+}
+
+func TestClientEnvironmentErrors(t *testing.T) {
+	for _, env := range [][]string{
+		{"VAULT_SKIP_VERIFY=maybe"},
+		{"VAULT_MAX_RETRIES=x"},
+		{"VAULT_CACERT=/nonexistent/ca.pem"},
+	} {
+		if _, err := New(Config{Env: env}); err == nil {
+			t.Errorf("New with %v: no error", env)
+		}
+	}
+}
+
+func TestScrubEnv(t *testing.T) {
+	m, err := New(Config{Env: []string{"VAULT_TOKEN=a", "BAO_TOKEN=b", "VAULT_ADDR=http://x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.ScrubEnv(); !slices.Equal(got, []string{"VAULT_TOKEN", "BAO_TOKEN"}) {
+		t.Fatalf("ScrubEnv = %v", got)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"unknown method":    {Auth: AuthConfig{Method: "ldap"}},
+		"approle no files":  {Auth: AuthConfig{Method: "approle"}},
+		"jwt no role":       {Auth: AuthConfig{Method: "jwt", JWTFile: "/x"}},
+		"duplicate id":      {Specs: []Spec{{ID: "a", Path: "x"}, {ID: "a", Path: "y"}}},
+		"empty path":        {Specs: []Spec{{ID: "a"}}},
+		"fraction too high": {RotateFraction: 1.5},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New accepted %+v", name, cfg)
+		}
+	}
+}
+
+// The token comes from BAO_TOKEN, ~/.vault-token, and VAULT_ADDR may be a
+// unix socket, all as the vault CLI (and OpenBao's) would have it.
+func TestTokenSourcesAndUnixSocket(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	kv := s.KV(t, 1)
+	s.Write(t, kv+"/app", map[string]any{"k": "v"})
+	spec := []Spec{{ID: "app", Path: kv + "/app"}}
+
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".vault-token"), []byte(s.RootToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "vault.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(s.Addr)
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(u)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	for name, env := range map[string][]string{
+		"BAO_TOKEN":      {"BAO_ADDR=" + s.Addr, "BAO_TOKEN=" + s.RootToken},
+		"~/.vault-token": {"VAULT_ADDR=" + s.Addr, "HOME=" + home},
+		"unix socket":    {"VAULT_ADDR=unix://" + sock, "VAULT_TOKEN=" + s.RootToken},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, err := New(Config{Env: env, Specs: spec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, err := m.Start(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if str(t, snap.Secrets["app"], "k") != "v" {
+				t.Fatal("wrong value")
+			}
+		})
+	}
+}
