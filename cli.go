@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,7 +67,7 @@ type Options struct {
 // RunCmd is `leash run`, also the default command.
 type RunCmd struct {
 	Options
-	Command []string `arg:"" name:"command" passthrough:"all" help:"The command to run and its arguments, after --."`
+	Command []string `arg:"" optional:"" name:"command" passthrough:"all" help:"The command to run and its arguments, after --."`
 }
 
 // ValidateCmd is `leash validate`.
@@ -124,6 +125,13 @@ func parseCLI(args []string) (*CLI, *kong.Context, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Everything after the first "--" is the child's argv, never parsed.
+	// Kong alone would keep that "--" for an explicit `run` but drop it for
+	// the default command, so split here.
+	var child []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, child = args[:i], slices.Clone(args[i+1:])
+	}
 	kctx, err := parser.Parse(args)
 	if exit >= 0 {
 		// --help: kong printed it and asked to exit.
@@ -135,6 +143,16 @@ func parseCLI(args []string) (*CLI, *kong.Context, error) {
 			return nil, nil, err
 		}
 		return nil, nil, &usageError{err}
+	}
+	if child != nil {
+		if !strings.HasPrefix(kctx.Command(), "run") {
+			return nil, nil, &usageError{fmt.Errorf("%s takes no command after --", strings.Fields(kctx.Command())[0])}
+		}
+		if len(cli.Run.Command) > 0 {
+			// `leash app -- x`: the child's own "--" argument.
+			cli.Run.Command = append(cli.Run.Command, "--")
+		}
+		cli.Run.Command = append(cli.Run.Command, child...)
 	}
 	return &cli, kctx, nil
 }

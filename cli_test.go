@@ -117,3 +117,23 @@ func TestConfigFileBadEnumIsReported(t *testing.T) {
 		t.Fatalf("err = %v, want an error naming delivery", err)
 	}
 }
+
+func TestParseCLIExplicitRunKeepsChildDashDash(t *testing.T) {
+	for args, want := range map[string][]string{
+		"run -- -- x":       {"--", "x"},
+		"run app -- x":      {"app", "--", "x"},
+		"-s a=b/c app --x":  {"app", "--x"},
+		"run -s a=b/c -- y": {"y"},
+	} {
+		cli, _, err := parseCLI(strings.Fields(args))
+		if err != nil {
+			t.Fatalf("%s: %v", args, err)
+		}
+		if !slices.Equal(cli.Run.Command, want) {
+			t.Errorf("%s: child argv %q, want %q", args, cli.Run.Command, want)
+		}
+	}
+	if _, _, err := parseCLI([]string{"validate", "--", "true"}); err == nil {
+		t.Error("validate accepted a command")
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -244,5 +243,3 @@ func TestEnvAndProcHoldNoSecret(t *testing.T) {
 		t.Errorf("secret or token in leash's trace log")
 	}
 }
-
-var _ = exec.Command
