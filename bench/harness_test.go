@@ -60,6 +60,7 @@ type scenario struct {
 	token    string   // a fresh token for this run only
 	creds    []string // Vault paths of the database credentials
 	exit     bool     // the child exits right after start
+	timed    bool     // run under /usr/bin/time to measure peak RSS (see proc.peakRSS)
 	onRotate string   // "restart" or "signal"
 	dir      string
 	fifo     string
@@ -86,6 +87,7 @@ type proc struct {
 	done    chan struct{} // closed when Wait returned
 	exitAt  time.Time
 	waitErr error
+	rssFile string // /usr/bin/time output when scenario.timed
 }
 
 type lockedBuffer struct {
@@ -267,6 +269,14 @@ func (e *env) start(w wrapper, sc *scenario) (*proc, error) {
 			p.events <- ev
 		}
 	}()
+	if sc.timed {
+		// A child forked by this (large) Go process inherits its memory
+		// high-water mark into ru_maxrss at exec (vfork shares the mm), so
+		// wait4 here would report at least the harness's own RSS. GNU time
+		// forks from a small process.
+		p.rssFile = filepath.Join(sc.dir, "maxrss")
+		argv = append([]string{"/usr/bin/time", "-f", "%M", "-o", p.rssFile}, argv...)
+	}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = sc.dir
 	p.cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + sc.dir}, extraEnv...)
@@ -357,17 +367,21 @@ func (p *proc) exitCode() int {
 	return ws.ExitStatus()
 }
 
-// maxRSS is the wrapper's peak resident set in bytes (wait4 rusage; its
-// children's peaks are included, and the child here is small).
-func (p *proc) maxRSS() int64 {
-	if p.cmd.ProcessState == nil {
+// peakRSS is the wrapper's peak resident set in bytes, as GNU time reports
+// it from wait4 (the largest of the wrapper and the small child); 0 when the
+// scenario was not timed.
+func (p *proc) peakRSS() int64 {
+	b, err := os.ReadFile(p.rssFile)
+	if err != nil {
 		return 0
 	}
-	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss * 1024
-	}
-	return 0
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	kb, _ := strconv.ParseInt(lines[len(lines)-1], 10, 64) // a "Command exited" line may come first
+	return kb * 1024
 }
+
+// hwm reads VmHWM (peak RSS) of a running pid in bytes.
+func hwm(pid int) int64 { return procStatus(pid, "VmHWM:") }
 
 // stop sends SIGTERM and waits; SIGKILL to the group after timeout.
 func (p *proc) stop(timeout time.Duration) {
@@ -390,13 +404,16 @@ func (p *proc) kill() {
 }
 
 // rss reads VmRSS of pid in bytes (0 if gone).
-func rss(pid int) int64 {
+func rss(pid int) int64 { return procStatus(pid, "VmRSS:") }
+
+// procStatus reads a kB field of /proc/PID/status in bytes.
+func procStatus(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb * 1024
 		}
