@@ -63,8 +63,10 @@ path "sys/leases/revoke" { capabilities = ["update"] }`)
 				for _, tok := range h.m.tokens {
 					secrets = append(secrets, string(tok.value))
 				}
-				secrets = append(secrets, string(h.m.unwrapped))
 				h.m.mu.Unlock()
+				h.m.authMu.Lock()
+				secrets = append(secrets, string(h.m.unwrapped))
+				h.m.authMu.Unlock()
 				secrets = append(secrets, s.LeaseIDs(t, creds+"/")...)
 			}
 			collect(snap1)

@@ -34,12 +34,16 @@ type Manager struct {
 	wrapToken secretString
 	unwrapped secretString
 
-	mu      sync.Mutex // guards everything below
-	tok     *token     // current token
-	tokens  []*token   // tokens leash logged in with and has not revoked
-	entries []*entry   // in Spec order
-	held    map[string]*held
-	snap    *Snapshot
+	// entries and the schedule fields of tokens belong to the goroutine
+	// running Start, Run or Check. Network calls happen without mu, so
+	// Retire never waits for a slow Vault request of Run.
+	entries []*entry // in Spec order
+
+	mu     sync.Mutex       // guards the fields below and token.leases
+	tok    *token           // current token
+	tokens []*token         // tokens leash logged in with and has not revoked
+	held   map[string]*held // leases leash holds and has not revoked, by fingerprint
+	snap   *Snapshot        // last emitted
 }
 
 // New validates cfg and builds a client from its environment. It does not
@@ -100,6 +104,8 @@ func (m *Manager) ScrubEnv() []string {
 func (m *Manager) Updates() <-chan *Snapshot { return m.updates }
 
 func (m *Manager) currentToken() *token {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.tok
 }
 
@@ -118,9 +124,7 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
 	m.setToken(tok)
-	m.mu.Unlock()
 	m.log.Info("logged in", "path", m.loginPath(), "ttl", tok.ttl, "renewable", tok.renewable)
 
 	fctx, fcancel := context.WithCancel(sctx)
@@ -147,13 +151,11 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	wg.Wait()
 
 	now := m.now()
-	m.mu.Lock()
 	for i, e := range m.entries {
 		if results[i] != nil {
 			m.apply(e, results[i], now)
 		}
 	}
-	m.mu.Unlock()
 	if err := firstError(errs); err != nil {
 		if errors.Is(err, ErrPermissionDenied) {
 			err = m.explainDenied(err)
@@ -163,8 +165,6 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 		m.revokeAll(cctx)
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.warnTokenBound()
 	return m.emit(), nil
 }
@@ -254,13 +254,16 @@ func (m *Manager) retry(outer, sctx context.Context, op, path string, fn func(co
 // setToken makes t current. The previous token stops being renewed and its
 // leases count as ending with it.
 func (m *Manager) setToken(t *token) {
-	if old := m.tok; old != nil {
-		old.hard = true
-		old.next = time.Time{}
-	}
+	m.mu.Lock()
+	old := m.tok
 	m.tok = t
 	if t.own {
 		m.tokens = append(m.tokens, t)
+	}
+	m.mu.Unlock()
+	if old != nil {
+		old.hard = true
+		old.next = time.Time{}
 	}
 	m.client.SetToken(string(t.value))
 	m.planToken(t, m.now())
@@ -299,13 +302,18 @@ func (m *Manager) apply(e *entry, is *issued, now time.Time) {
 	e.failures = 0
 	e.hash = is.hash
 	if h := is.lease; h != nil {
+		m.mu.Lock()
 		m.held[h.fp] = h
 		if h.owner != nil {
 			h.owner.leases++
 		}
+		m.mu.Unlock()
 	}
 	m.planEntry(e, now)
-	exp, _ := e.expiry()
+	exp, bound := e.expiry()
+	if bound {
+		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
+	}
 	m.log.Info("lease issued", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 		"ttl", is.secret.LeaseDuration, "expires", fmtTime(exp), "version", is.secret.Version)
 }
@@ -375,16 +383,20 @@ func (m *Manager) warnTokenBound() {
 
 // emit builds a snapshot of the current secrets and publishes it (latest wins).
 func (m *Manager) emit() *Snapshot {
+	m.mu.Lock()
 	seq := uint64(1)
 	if m.snap != nil {
 		seq = m.snap.Seq + 1
 	}
+	m.mu.Unlock()
 	s := &Snapshot{Seq: seq, Secrets: make(map[string]*Secret, len(m.entries))}
 	for _, e := range m.entries {
 		s.Secrets[e.spec.ID] = e.cur
 	}
+	m.mu.Lock()
 	first := m.snap == nil
 	m.snap = s
+	m.mu.Unlock()
 	if !first {
 		select {
 		case m.updates <- s:
@@ -412,9 +424,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		m.mu.Lock()
 		next := m.nextEvent()
-		m.mu.Unlock()
 		wait := time.Hour
 		if !next.IsZero() {
 			wait = max(next.Sub(m.now()), 0)
@@ -445,16 +455,16 @@ func (m *Manager) nextEvent() time.Time {
 			ts = append(ts, exp)
 		}
 	}
+	m.mu.Lock()
 	for _, h := range m.held {
 		ts = append(ts, h.expires) // prune held leases once they expire
 	}
+	m.mu.Unlock()
 	return earliest(ts...)
 }
 
 // step does everything that is due.
 func (m *Manager) step(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	now := m.now()
 	m.prune(now)
 	if t := m.tok; !t.next.IsZero() && !now.Before(t.next) {
@@ -490,6 +500,8 @@ func (m *Manager) step(ctx context.Context) error {
 
 // prune forgets held leases that have expired on their own (never retired).
 func (m *Manager) prune(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for fp, h := range m.held {
 		if !h.expires.IsZero() && !now.Before(h.expires) && !m.isCurrent(h) {
 			m.dropHeld(fp, h)
@@ -817,9 +829,7 @@ func (m *Manager) Check(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	m.mu.Lock()
 	m.setToken(tok)
-	m.mu.Unlock()
 	defer func() {
 		if tok.own {
 			m.revokeToken(context.WithoutCancel(ctx), tok)
