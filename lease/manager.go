@@ -27,8 +27,8 @@ type Manager struct {
 	// The schedule's clock and randomness (r in [0,1)); tests replace them.
 	now  func() time.Time
 	rand func() float64
-	// Retry parameters for runtime failures.
-	retryBase, retryMax time.Duration
+	// sched holds the renewal, hand-over and retry parameters.
+	sched schedule
 
 	authMu    sync.Mutex // guards the approle unwrap cache
 	wrapToken secretString
@@ -74,12 +74,11 @@ func New(cfg Config) (*Manager, error) {
 	anon.ClearToken()
 	m := &Manager{
 		cfg: cfg, env: env, client: c, anon: anon, log: log,
-		updates:   make(chan *Snapshot, 1),
-		now:       time.Now,
-		rand:      rand.Float64,
-		retryBase: 500 * time.Millisecond,
-		retryMax:  30 * time.Second,
-		held:      map[string]*held{},
+		updates: make(chan *Snapshot, 1),
+		now:     time.Now,
+		rand:    rand.Float64,
+		sched:   defaultSchedule,
+		held:    map[string]*held{},
 	}
 	for _, s := range cfg.Specs {
 		m.entries = append(m.entries, &entry{spec: s})
@@ -276,16 +275,16 @@ func (m *Manager) planToken(t *token, now time.Time) {
 	case t.expires.IsZero():
 		t.next = time.Time{}
 	case !t.hard:
-		t.next = renewAt(now, t.expires, t.r)
+		t.next = m.sched.renewAt(now, t.expires, t.r)
 	case m.canLogin():
-		t.next = rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, now)
+		t.next = m.sched.rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, now)
 	default:
 		t.next = time.Time{}
 	}
 }
 
 func (m *Manager) rotateBefore(ttl time.Duration) time.Duration {
-	return rotateBefore(ttl, m.cfg.RotateBefore, m.cfg.RotateFraction)
+	return m.sched.rotateBefore(ttl, m.cfg.RotateBefore, m.cfg.RotateFraction)
 }
 
 // apply installs a fetch result as the entry's current credential. The
@@ -338,7 +337,7 @@ func (m *Manager) rotatePoint(e *entry) time.Time {
 	if exp.IsZero() {
 		return time.Time{}
 	}
-	return rotateAt(exp, m.rotateBefore(e.ttl), e.r, e.cur.IssuedAt)
+	return m.sched.rotateAt(exp, m.rotateBefore(e.ttl), e.r, e.cur.IssuedAt)
 }
 
 // renewing reports whether the entry is kept alive by renewal rather than
@@ -357,7 +356,7 @@ func (m *Manager) planEntry(e *entry, now time.Time) {
 	case e.renewing():
 		// Renewal first, even when the hand-over point of a short lease
 		// comes earlier: hand-over is the fallback when renewal fails.
-		e.next = renewAt(now, exp, e.r)
+		e.next = m.sched.renewAt(now, exp, e.r)
 	default:
 		e.next = m.rotatePoint(e)
 	}
@@ -532,7 +531,7 @@ func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelF
 // tokenStep renews the current token or logs in again.
 func (m *Manager) tokenStep(ctx context.Context, t *token) {
 	now := m.now()
-	if !t.hard && (t.failures == 0 || !m.canLogin() || now.Before(rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, t.issued))) {
+	if !t.hard && (t.failures == 0 || !m.canLogin() || now.Before(m.sched.rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, t.issued))) {
 		c, cancel := m.callCtx(ctx)
 		err := m.renewToken(c, t)
 		cancel()
@@ -541,7 +540,11 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 			m.planToken(t, m.now())
 			m.log.Debug("token renewed", "path", m.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second), "expires", fmtTime(t.expires))
 			if t.hard {
-				m.log.Info("token reached its max ttl", "path", m.loginPath(), "expires", fmtTime(t.expires))
+				if m.canLogin() {
+					m.log.Info("token reached its max ttl; logging in again before it expires", "path", m.loginPath(), "expires", fmtTime(t.expires))
+				} else {
+					m.log.Warn("token reached its max ttl and cannot be re-obtained; its leases die with it", "path", m.loginPath(), "expires", fmtTime(t.expires))
+				}
 				m.replanAll()
 			}
 			return
@@ -561,7 +564,7 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 }
 
 func (m *Manager) tokenFailed(t *token, op string, err error) {
-	d := backoff(t.failures, m.retryBase, m.retryMax, m.rand())
+	d := m.sched.retry(t.failures, m.rand())
 	t.failures++
 	t.next = m.now().Add(d)
 	if !t.expires.IsZero() && t.next.After(t.expires) {
@@ -610,8 +613,13 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	}
 	if bound && e.lease.owner == m.tok {
 		// A new credential from the same token would die with it.
-		if !m.canLogin() || !m.relogin(ctx) {
-			e.next = exp
+		if !m.canLogin() {
+			e.next = exp // nothing to do but report the loss then
+			return false
+		}
+		if !m.relogin(ctx) {
+			e.failures++
+			e.next = earliest(m.tok.next, exp)
 			return false
 		}
 	}
@@ -667,7 +675,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 	if err != nil {
 		cerr, _ := classify(err)
 		m.entryFailed(e, "refresh", cerr)
-		if later := m.now().Add(min(m.cfg.StaticRefresh, m.retryMax)); e.next.Before(later) {
+		if later := m.now().Add(min(m.cfg.StaticRefresh, m.sched.retryMax)); e.next.Before(later) {
 			e.next = later
 		}
 		return false
@@ -688,7 +696,7 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 		// the token step check it now and log in again if so.
 		m.tok.next = m.now()
 	}
-	d := backoff(e.failures, m.retryBase, m.retryMax, m.rand())
+	d := m.sched.retry(e.failures, m.rand())
 	e.failures++
 	e.next = m.now().Add(d)
 	if exp, _ := e.expiry(); !exp.IsZero() && e.next.After(exp) {

@@ -2,30 +2,41 @@ package lease
 
 import "time"
 
-// Schedule arithmetic: pure functions of times, durations and a random
-// number r in [0,1) drawn by the caller, so tests pin every point.
-
-const (
-	// minRotateBefore is the smallest hand-over margin: enough for a fetch
-	// and a child reload even on short test leases.
-	minRotateBefore = 3 * time.Second
-	// rotateJitter spreads hand-overs of a fleet over up to a quarter of the
-	// margin (consul-template's pkiCert jitter was always 0 through an
+// schedule holds the renewal and hand-over parameters. Its methods are pure
+// functions of times, durations and a random number r in [0,1) drawn by the
+// caller, so tests pin every point. A Manager carries its own copy (no
+// package globals), tests change it per Manager.
+type schedule struct {
+	// renewJitter moves a renewal up to this fraction of the remaining
+	// time earlier than two thirds.
+	renewJitter float64
+	// rotateJitter spreads hand-overs of a fleet over up to this fraction of
+	// the margin (consul-template's pkiCert jitter was always 0 through an
 	// integer division, so fleets rotated in lockstep).
-	rotateJitter = 0.25
-	// renewJitter moves a renewal up to this fraction of the remaining time
-	// earlier than two thirds.
-	renewJitter = 0.1
-)
+	rotateJitter float64
+	// minRotateBefore is the smallest hand-over margin: enough for a fetch
+	// and a child reload even on short leases.
+	minRotateBefore time.Duration
+	// retryBase and retryMax bound the backoff after runtime failures.
+	retryBase, retryMax time.Duration
+}
+
+var defaultSchedule = schedule{
+	renewJitter:     0.1,
+	rotateJitter:    0.25,
+	minRotateBefore: 3 * time.Second,
+	retryBase:       500 * time.Millisecond,
+	retryMax:        30 * time.Second,
+}
 
 // renewAt returns when to renew a lease expiring at expires: about two
 // thirds of the remaining time, up to renewJitter of it earlier, never later.
-func renewAt(now, expires time.Time, r float64) time.Time {
+func (s schedule) renewAt(now, expires time.Time, r float64) time.Time {
 	remaining := expires.Sub(now)
 	if remaining <= 0 {
 		return now
 	}
-	frac := 2.0/3.0 - renewJitter*r
+	frac := 2.0/3.0 - s.renewJitter*r
 	return now.Add(time.Duration(float64(remaining) * frac))
 }
 
@@ -33,7 +44,7 @@ func renewAt(now, expires time.Time, r float64) time.Time {
 // the configured duration, else fraction of ttl, else a third of ttl; at
 // least minRotateBefore but never more than three quarters of the lease, so
 // a fresh credential is not replaced at once (a loop of re-issues).
-func rotateBefore(ttl, configured time.Duration, fraction float64) time.Duration {
+func (s schedule) rotateBefore(ttl, configured time.Duration, fraction float64) time.Duration {
 	rb := configured
 	if rb <= 0 && fraction > 0 {
 		rb = time.Duration(float64(ttl) * fraction)
@@ -41,15 +52,15 @@ func rotateBefore(ttl, configured time.Duration, fraction float64) time.Duration
 	if rb <= 0 {
 		rb = ttl / 3
 	}
-	rb = max(rb, minRotateBefore)
+	rb = max(rb, s.minRotateBefore)
 	return min(rb, ttl*3/4)
 }
 
 // rotateAt returns when to fetch the replacement for a credential expiring
 // at expires: margin before expiry, moved earlier by up to rotateJitter of
 // the margin, but not before notBefore (the issue time).
-func rotateAt(expires time.Time, margin time.Duration, r float64, notBefore time.Time) time.Time {
-	at := expires.Add(-margin - time.Duration(float64(margin)*rotateJitter*r))
+func (s schedule) rotateAt(expires time.Time, margin time.Duration, r float64, notBefore time.Time) time.Time {
+	at := expires.Add(-margin - time.Duration(float64(margin)*s.rotateJitter*r))
 	if at.Before(notBefore) {
 		return notBefore
 	}
@@ -66,6 +77,11 @@ func backoff(attempt int, base, ceiling time.Duration, r float64) time.Duration 
 	}
 	d = min(d, ceiling)
 	return d/2 + time.Duration(float64(d/2)*r)
+}
+
+// retry returns the wait before runtime retry number attempt.
+func (s schedule) retry(attempt int, r float64) time.Duration {
+	return backoff(attempt, s.retryBase, s.retryMax, r)
 }
 
 // earliest returns the earliest non-zero time, or zero.

@@ -25,7 +25,7 @@ func TestRenewAt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := renewAt(t0, t0.Add(tt.remaining), tt.r).Sub(t0)
+			got := defaultSchedule.renewAt(t0, t0.Add(tt.remaining), tt.r).Sub(t0)
 			if d := got - tt.want; d < -time.Millisecond || d > time.Millisecond {
 				t.Fatalf("renewAt = +%s, want +%s", got, tt.want)
 			}
@@ -37,7 +37,7 @@ func TestRenewAtJitterBounds(t *testing.T) {
 	exp := t0.Add(time.Hour)
 	for i := range 101 {
 		r := float64(i) / 101
-		got := renewAt(t0, exp, r).Sub(t0)
+		got := defaultSchedule.renewAt(t0, exp, r).Sub(t0)
 		if got > 40*time.Minute || got < 34*time.Minute {
 			t.Fatalf("r=%v: renewAt +%s outside [34m, 40m]", r, got)
 		}
@@ -61,7 +61,7 @@ func TestRotateBefore(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := rotateBefore(tt.ttl, tt.cfg, tt.fraction); got != tt.want {
+			if got := defaultSchedule.rotateBefore(tt.ttl, tt.cfg, tt.fraction); got != tt.want {
 				t.Fatalf("rotateBefore(%s, %s, %v) = %s, want %s", tt.ttl, tt.cfg, tt.fraction, got, tt.want)
 			}
 		})
@@ -83,7 +83,7 @@ func TestRotateAt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := rotateAt(exp, tt.margin, tt.r, tt.notBefore); !got.Equal(tt.want) {
+			if got := defaultSchedule.rotateAt(exp, tt.margin, tt.r, tt.notBefore); !got.Equal(tt.want) {
 				t.Fatalf("rotateAt = %s, want %s", got, tt.want)
 			}
 		})
@@ -96,7 +96,7 @@ func TestRotateAtJitterSpreads(t *testing.T) {
 	exp := t0.Add(24 * time.Hour)
 	seen := map[time.Time]bool{}
 	for i := range 10 {
-		seen[rotateAt(exp, 8*time.Hour, float64(i)/10, t0)] = true
+		seen[defaultSchedule.rotateAt(exp, 8*time.Hour, float64(i)/10, t0)] = true
 	}
 	if len(seen) != 10 {
 		t.Fatalf("10 jitter values gave %d distinct rotate points", len(seen))
@@ -164,5 +164,49 @@ func TestDataCannotBePrinted(t *testing.T) {
 	m["nested"].(map[string]any)["k"] = "changed"
 	if d.m["nested"].(map[string]any)["k"] != "hunter2" {
 		t.Fatal("Map is not a deep copy")
+	}
+}
+
+// planEntry picks renewal, hand-over or refresh from an entry's state; the
+// clock is the Manager's field, fixed here.
+func TestPlanEntry(t *testing.T) {
+	m, err := New(Config{Env: []string{}, StaticRefresh: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.now = func() time.Time { return t0 }
+	renewable := &token{expires: t0.Add(time.Hour)}                // not hard: does not bound
+	dying := &token{expires: t0.Add(10 * time.Minute), hard: true} // bounds the lease
+	tests := []struct {
+		name string
+		e    entry
+		want time.Time
+	}{
+		{"static refreshes", entry{}, t0.Add(time.Minute)},
+		{"renewable lease renews at two thirds", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute,
+		}, t0.Add(20 * time.Minute)},
+		{"renewal capped: hand over a third before expiry", entry{
+			lease: &held{owner: renewable}, renewable: true, maxed: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute,
+		}, t0.Add(20 * time.Minute)},
+		{"non-renewable with configured jitter r=1", entry{
+			lease: &held{owner: renewable}, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute, r: 1,
+		}, t0.Add(30*time.Minute - 10*time.Minute - 150*time.Second)},
+		{"dying token bounds the lease", entry{
+			lease: &held{owner: dying}, renewable: true, leaseExp: t0.Add(time.Hour), ttl: 6 * time.Minute,
+		}, t0.Add(8 * time.Minute)},
+		{"certificate NotAfter before the lease", entry{
+			lease: &held{owner: renewable}, leaseExp: t0.Add(time.Hour), notAfter: t0.Add(30 * time.Minute), ttl: 30 * time.Minute,
+		}, t0.Add(20 * time.Minute)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := tt.e
+			e.cur = &Secret{IssuedAt: t0}
+			m.planEntry(&e, t0)
+			if !e.next.Equal(tt.want) {
+				t.Fatalf("next = +%s, want +%s", e.next.Sub(t0), tt.want.Sub(t0))
+			}
+		})
 	}
 }
