@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -473,13 +475,7 @@ func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 
 	// Wait for the exit without reaping: the zombie keeps its pid reserved
 	// while the rest of the group is signalled.
-	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, c.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	s.awaitExit(c, fg)
 	s.mu.Lock()
 	c.dead = true
 	for _, t := range c.timers {
@@ -507,6 +503,84 @@ func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 	c.err = result
 	close(c.done)
 	s.mu.Unlock()
+}
+
+// siginfo codes for SIGCHLD (<asm-generic/siginfo.h>).
+const (
+	cldStopped = 5
+)
+
+// awaitExit returns once c has exited, leaving it unreaped. On a terminal it
+// also does job control: when the child is stopped from the terminal (Ctrl-Z)
+// leash takes the terminal back and stops itself, so the shell that started
+// leash regains control; when leash is continued (fg), it hands the terminal
+// to the child again and continues it.
+func (s *Supervisor) awaitExit(c *child, fg bool) {
+	opts := unix.WEXITED | unix.WNOWAIT
+	if fg {
+		opts |= unix.WSTOPPED
+	}
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, c.pid, &info, opts, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || info.Code != cldStopped {
+			return
+		}
+		// Consume the stop report (WNOWAIT left it), without reaping.
+		var consumed unix.Siginfo
+		for errors.Is(unix.Waitid(unix.P_PID, c.pid, &consumed, unix.WSTOPPED|unix.WNOHANG, nil), unix.EINTR) {
+		}
+		sig := syscall.Signal(siginfoStatus(&info))
+		pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+		if (sig == unix.SIGTTIN || sig == unix.SIGTTOU) && pgrp == unix.Getpgrp() {
+			// Stopped for touching the terminal before leash handed it
+			// over (after a resume): hand it over and carry on.
+			s.log.Debug("child stopped in the background; handing it the terminal", "pid", c.pid, "signal", sigName(sig))
+		} else if orphanedPgrp() {
+			// Nobody could continue a stopped leash (no job-control shell
+			// above it, or leash is PID 1): let the child carry on.
+			s.log.Info("child stopped with no job control above leash; continuing it", "pid", c.pid, "signal", sigName(sig))
+		} else {
+			s.log.Info("child stopped; stopping leash", "pid", c.pid, "signal", sigName(sig))
+			reclaimTerminal()
+			_ = unix.Kill(unix.Getpid(), unix.SIGSTOP)
+			// Continued (the shell's fg, or a SIGCONT).
+		}
+		_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, c.pid)
+		_ = unix.Kill(-c.pid, unix.SIGCONT)
+	}
+}
+
+// orphanedPgrp reports whether leash's process group is orphaned: no parent
+// in the same session could continue it after a stop (POSIX's rule for
+// discarding terminal stop signals). leash is alone in its group.
+func orphanedPgrp() bool {
+	ppid := unix.Getppid()
+	if ppid <= 0 {
+		return true
+	}
+	psid, err1 := unix.Getsid(ppid)
+	sid, err2 := unix.Getsid(0)
+	ppgrp, err3 := unix.Getpgid(ppid)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return true
+	}
+	return psid != sid || ppgrp == unix.Getpgrp()
+}
+
+// siginfoStatus returns si_status of a SIGCHLD siginfo: after si_pid and
+// si_uid in the union, which starts after signo, errno and code, aligned to
+// the pointer size.
+func siginfoStatus(info *unix.Siginfo) int32 {
+	off := 12 + 8
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		off = 16 + 8
+	}
+	b := (*[unsafe.Sizeof(unix.Siginfo{})]byte)(unsafe.Pointer(info))
+	return int32(binary.NativeEndian.Uint32(b[off:]))
 }
 
 func exitResult(ps *os.ProcessState, werr error) error {

@@ -1,7 +1,9 @@
 package supervisor_test
 
 import (
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/leash-dev/leash/internal/testchild"
 )
@@ -28,15 +31,21 @@ type terminal struct {
 
 func startTerminal(t *testing.T, argv ...string) *terminal {
 	t.Helper()
+	exe := self(t)
+	return startPTY(t, append([]string{exe}, argv...), envSupervise+"=1")
+}
+
+// startPTY runs argv as the session leader of a fresh pseudo-terminal.
+func startPTY(t *testing.T, argv []string, env ...string) *terminal {
+	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Skip("no pseudo-terminal:", err)
 	}
 	t.Cleanup(func() { ptmx.Close() })
 	rep, w := testchild.Pipe(t)
-	exe := self(t)
-	leash, err := os.StartProcess(exe, append([]string{exe}, argv...), &os.ProcAttr{
-		Env:   append(os.Environ(), envSupervise+"=1"),
+	leash, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
+		Env:   append(os.Environ(), env...),
 		Files: []*os.File{tty, tty, tty, w},
 		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
 	})
@@ -76,12 +85,18 @@ func (term *terminal) output() string {
 // waitFor waits until the terminal has shown s.
 func (term *terminal) waitFor(t *testing.T, s string) {
 	t.Helper()
+	term.waitForN(t, s, 1)
+}
+
+// waitForN waits until the terminal has shown s n times.
+func (term *terminal) waitForN(t *testing.T, s string, n int) {
+	t.Helper()
 	deadline := time.After(timeout)
-	for !strings.Contains(term.output(), s) {
+	for strings.Count(term.output(), s) < n {
 		select {
 		case <-term.update:
 		case <-term.eof:
-			if !strings.Contains(term.output(), s) {
+			if strings.Count(term.output(), s) < n {
 				t.Fatalf("terminal closed without showing %q; output %q", s, term.output())
 			}
 		case <-deadline:
@@ -148,5 +163,60 @@ func TestTerminalJobControlShell(t *testing.T) {
 	term.waitFor(t, "cat ended 130")
 	if code := term.exit(t); code != 3 {
 		t.Fatalf("exit %d, want 3; output %q", code, term.output())
+	}
+}
+
+// Ctrl-Z stops the child, and leash stops itself so the job-control shell
+// that started it regains the terminal; fg continues both, and the child has
+// the terminal again.
+func TestTerminalCtrlZ(t *testing.T) {
+	if _, err := os.Stat("/bin/bash"); err != nil {
+		t.Skip("no bash")
+	}
+	term := startPTY(t, []string{"/bin/bash", "--norc", "--noprofile", "-i"})
+	term.write(t, "PS1='p$((40+2))> '\n")
+	term.waitFor(t, "p42> ")
+	term.write(t, envSupervise+"=1 "+self(t)+" cat\n")
+	// bash discards typeahead while it starts or continues a job.
+	term.catReading(t)
+	term.write(t, "one\n")
+	term.waitForN(t, "one\r\n", 2) // the terminal's echo, then cat's
+	term.write(t, "\x1a")
+	term.waitFor(t, "Stopped")
+	term.waitForN(t, "p42> ", 2) // bash prompts again
+	term.write(t, "fg\n")
+	term.catReading(t)
+	term.write(t, "two\n")
+	term.waitForN(t, "two\r\n", 2)
+	term.write(t, "\x04")
+	term.waitForN(t, "p42> ", 3)
+	term.write(t, "echo rc-$?; exit\n")
+	term.waitFor(t, "rc-0")
+}
+
+// catReading waits until a cat in the terminal's session is the foreground
+// group and asleep (in read). It polls /proc: no event says "reading".
+func (term *terminal) catReading(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		fg, err := unix.IoctlGetInt(int(term.ptmx.Fd()), unix.TIOCGPGRP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range testchild.GroupMembers(fg) {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+			if err != nil {
+				continue
+			}
+			f := strings.Fields(string(stat))
+			if len(f) > 5 && f[1] == "(cat)" && f[2] == "S" && f[5] == strconv.Itoa(term.leash.Pid) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cat not reading in the foreground; output %q", term.output())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
