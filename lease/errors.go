@@ -84,9 +84,12 @@ func classify(err error) (out error, transient bool) {
 			return err, false
 		}
 	}
-	msg := strings.Join(re.Errors, "; ")
+	msg := vaultMessage(re.Errors)
 	switch {
 	case re.StatusCode == http.StatusForbidden:
+		if msg == "" || msg == ErrPermissionDenied.Error() {
+			return ErrPermissionDenied, false
+		}
 		return fmt.Errorf("%w (vault: %s)", ErrPermissionDenied, msg), false
 	case re.StatusCode == http.StatusNotFound:
 		return ErrNotFound, false
@@ -128,4 +131,20 @@ func stripURL(err error) error {
 		}
 	}
 	return err
+}
+
+// vaultMessage flattens Vault's error list, which nests go-multierror text
+// ("2 errors occurred:\n\t* permission denied\n\t* invalid token").
+func vaultMessage(errs []string) string {
+	var parts []string
+	for _, e := range errs {
+		for _, line := range strings.Split(e, "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasSuffix(line, "errors occurred:") || strings.HasSuffix(line, "error occurred:") {
+				continue
+			}
+			parts = append(parts, strings.TrimPrefix(line, "* "))
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -210,3 +210,13 @@ func TestPlanEntry(t *testing.T) {
 		})
 	}
 }
+
+func TestVaultMessage(t *testing.T) {
+	got := vaultMessage([]string{"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"})
+	if got != "permission denied; invalid token" {
+		t.Fatalf("vaultMessage = %q", got)
+	}
+	if got := vaultMessage([]string{"unknown role r"}); got != "unknown role r" {
+		t.Fatalf("vaultMessage = %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -341,5 +342,38 @@ func TestCheck(t *testing.T) {
 	var le *Error
 	if !errors.Is(err, ErrPermissionDenied) || !errors.As(err, &le) || le.Path != kv+"/no" {
 		t.Fatalf("Check: %v, want permission denied naming %s/no", err, kv)
+	}
+}
+
+// A certificate issued without a lease (generate_lease=false) expires at its
+// NotAfter and is replaced before it.
+func TestPKIWithoutLeaseUsesNotAfter(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	issue := s.PKI(t, time.Minute)
+	mount := strings.TrimSuffix(issue, "/issue/web")
+	s.Write(t, mount+"/roles/nolease", map[string]any{
+		"allowed_domains": "example.test", "allow_subdomains": true, "generate_lease": false,
+		"max_ttl": "1m", "key_type": "ec", "key_bits": 256,
+	})
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{
+		Specs: []Spec{{ID: "cert", Path: mount + "/issue/nolease", Params: map[string]string{"common_name": "a.example.test", "ttl": "5s"}}},
+	})
+	snap1, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := snap1.Secrets["cert"]
+	na1 := certNotAfter(str(t, c1, "certificate"))
+	if c1.Fingerprint != "" || !c1.ExpiresAt.Equal(na1) {
+		t.Fatalf("fingerprint %q, expires %s, want none and NotAfter %s", c1.Fingerprint, c1.ExpiresAt, na1)
+	}
+	h.run()
+	snap2 := h.next(20 * time.Second)
+	if now := time.Now(); !now.Before(na1) {
+		t.Fatalf("replaced at %s, after NotAfter %s", now, na1)
+	}
+	if certNotAfter(str(t, snap2.Secrets["cert"], "certificate")).Equal(na1) {
+		t.Fatal("certificate not replaced")
 	}
 }
