@@ -41,36 +41,41 @@ func TestMain(m *testing.M) {
 
 var builds struct {
 	sync.Mutex
-	done map[string]error
+	done map[string]built
+}
+
+type built struct {
+	path string
+	err  error
 }
 
 // build compiles the main package pkg (a module path) into binDir once and
 // returns the binary's path.
-func build(t *testing.T, pkg, name string) string {
+func build(t *testing.T, pkg string) string {
 	t.Helper()
 	builds.Lock()
 	defer builds.Unlock()
 	if builds.done == nil {
-		builds.done = map[string]error{}
+		builds.done = map[string]built{}
 	}
-	out := filepath.Join(binDir, name)
-	err, ok := builds.done[pkg]
+	b, ok := builds.done[pkg]
 	if !ok {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
+		b.path = filepath.Join(binDir, strings.NewReplacer("/", "_", ".", "_").Replace(pkg))
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err = cmd.Run(); err != nil {
-			err = fmt.Errorf("go build %s: %v\n%s", pkg, err, stderr.String())
+		if err := cmd.Run(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, stderr.String())
 		}
-		builds.done[pkg] = err
+		builds.done[pkg] = b
 	}
-	if err != nil {
-		t.Fatal(err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return out
+	return b.path
 }
 
-func leashBin(t *testing.T) string { return build(t, "github.com/leash-dev/leash", "leash") }
+func leashBin(t *testing.T) string { return build(t, "github.com/leash-dev/leash") }
 
 // cleanEnv is the test's environment without anything that would change
 // leash's behaviour (LEASH_*, VAULT_*, PG*).
@@ -138,7 +143,7 @@ func TestConfigsValidate(t *testing.T) {
 func TestExampleProgramsBuild(t *testing.T) {
 	for _, pkg := range []string{"demo", "demo/run", "postgres"} {
 		t.Run(pkg, func(t *testing.T) {
-			build(t, "github.com/leash-dev/leash/examples/"+pkg, strings.ReplaceAll(pkg, "/", "-"))
+			build(t, "github.com/leash-dev/leash/examples/"+pkg)
 		})
 	}
 }
@@ -347,12 +352,19 @@ func vaultSetup(t *testing.T, ttl, maxTTL string) (*testvault.Server, *testpg.DB
 	return srv, db, sec.Auth.ClientToken
 }
 
-// leaseCheck fails the test when Vault still holds app-readonly leases or
+// leaseCheck fails the test when Vault holds app-readonly leases that were
+// not there before (leases left by another test are not this one's) or
 // PostgreSQL still has the roles the app used.
-func leaseCheck(t *testing.T, srv *testvault.Server, db *testpg.DB, users ...string) {
+func leaseCheck(t *testing.T, srv *testvault.Server, db *testpg.DB, before []string, users ...string) {
 	t.Helper()
-	if ids := srv.LeaseIDs(t, "database/creds/app-readonly/"); len(ids) > 0 {
-		t.Errorf("%d leases left in Vault after leash exited", len(ids))
+	old := map[string]bool{}
+	for _, id := range before {
+		old[id] = true
+	}
+	for _, id := range srv.LeaseIDs(t, "database/creds/app-readonly/") {
+		if !old[id] {
+			t.Errorf("lease left in Vault after leash exited")
+		}
 	}
 	for _, u := range users {
 		if db.RoleExists(t, u) {
@@ -366,9 +378,10 @@ func leaseCheck(t *testing.T, srv *testvault.Server, db *testpg.DB, users ...str
 // waits for the app to swap pools to a new credential and query with it.
 func TestPostgresExample(t *testing.T) {
 	leash := leashBin(t)
-	app := build(t, "github.com/leash-dev/leash/examples/postgres", "postgres-app")
+	app := build(t, "github.com/leash-dev/leash/examples/postgres")
 	srv, db, token := vaultSetup(t, "4s", "8s")
 	db.Exec(t, "CREATE TABLE orders (id int)")
+	before := srv.LeaseIDs(t, "database/creds/app-readonly/")
 
 	cmd := exec.Command(leash, "-c", "postgres.hcl", "--", app, "-interval", "50ms")
 	cmd.Env = cleanEnv("VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+token,
@@ -407,7 +420,7 @@ func TestPostgresExample(t *testing.T) {
 			t.Errorf("app reported %q:\n%s", bad, ctx())
 		}
 	}
-	leaseCheck(t, srv, db, first, second)
+	leaseCheck(t, srv, db, before, first, second)
 }
 
 // TestLegacyExample runs psql, unchanged, under leash -c legacy.hcl: the
@@ -420,6 +433,7 @@ func TestLegacyExample(t *testing.T) {
 	}
 	leash := leashBin(t)
 	srv, db, token := vaultSetup(t, "1m", "2m")
+	before := srv.LeaseIDs(t, "database/creds/app-readonly/")
 	cmd := exec.Command(leash, "-c", "legacy.hcl", "--", psql, "service=app", "-tA", "-c", "SELECT current_user")
 	cmd.Env = cleanEnv("VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+token,
 		"PGHOST="+db.Host, "PGPORT="+strconv.Itoa(db.Port), "PGDATABASE="+db.Name, "PGSSLMODE=disable")
@@ -432,7 +446,7 @@ func TestLegacyExample(t *testing.T) {
 	if !strings.HasPrefix(user, "v-") || strings.Contains(user, "\n") {
 		t.Fatalf("psql logged in as %q, want one Vault-issued role\nstderr:\n%s", user, stderr.String())
 	}
-	leaseCheck(t, srv, db, user)
+	leaseCheck(t, srv, db, before, user)
 }
 
 // demoCmd runs `make demo`'s program with the binaries built here.
@@ -442,9 +456,9 @@ func demoCmd(t *testing.T, extra ...string) *exec.Cmd {
 	args := append([]string{
 		"-leash", leashBin(t),
 		"-vault", bin,
-		"-app", build(t, "github.com/leash-dev/leash/examples/demo", "demo-app"),
+		"-app", build(t, "github.com/leash-dev/leash/examples/demo"),
 	}, extra...)
-	cmd := exec.Command(build(t, "github.com/leash-dev/leash/examples/demo/run", "demo-run"), args...)
+	cmd := exec.Command(build(t, "github.com/leash-dev/leash/examples/demo/run"), args...)
 	pgURL := testpg.AdminURL()
 	cmd.Env = cleanEnv("LEASH_TEST_PG_URL=" + pgURL)
 	return cmd

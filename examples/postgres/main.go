@@ -45,6 +45,7 @@ func main() {
 	interval := flag.Duration("interval", 200*time.Millisecond, "pause between a worker's queries")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
+	log.SetOutput(os.Stdout) // stderr is leash's log
 	if err := run(*workers, *interval); err != nil {
 		log.Printf("error: %v", err)
 		os.Exit(1)
