@@ -53,6 +53,7 @@ func TestDatabaseRenewHandOverRetire(t *testing.T) {
 	if !handedOver.Before(maxExpiry) {
 		t.Fatalf("hand-over at %s, after the old lease's max ttl %s", handedOver, maxExpiry)
 	}
+	t.Logf("hand-over %s before the old lease's max ttl", maxExpiry.Sub(handedOver).Round(time.Millisecond))
 	cur := snap2.Secrets["db"]
 	user2, pass2 := str(t, cur, "username"), str(t, cur, "password")
 	if user2 == user1 || cur.Fingerprint == old.Fingerprint || snap2.Seq != snap1.Seq+1 {

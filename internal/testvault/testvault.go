@@ -77,13 +77,7 @@ func repoRoot() string {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			// tools/vault has its own go.mod; the repo root is the one with .git or .cache.
-			if _, err := os.Stat(filepath.Join(dir, ".cache")); err == nil {
-				return dir
-			}
-			if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
-				return dir
-			}
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
@@ -116,7 +110,10 @@ func New(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Stop)
+	t.Cleanup(func() {
+		s.Stop()
+		os.RemoveAll(s.home)
+	})
 	return s
 }
 
