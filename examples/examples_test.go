@@ -330,12 +330,13 @@ func (l *lines) waitFor(t *testing.T, re *regexp.Regexp, limit time.Duration, co
 
 // vaultSetup runs examples/postgres/setup.sh, the README's Vault commands,
 // with the real vault CLI against the shared dev server, pointed at a fresh
-// database. It returns the database and a token holding only the
-// app-readonly policy the script wrote.
+// database in a throwaway cluster that checks passwords (scram-sha-256), so
+// a login proves the credential was delivered. It returns the database and
+// a token holding only the app-readonly policy the script wrote.
 func vaultSetup(t *testing.T, ttl, maxTTL string) (*testvault.Server, *testpg.DB, string) {
 	t.Helper()
 	srv := testvault.Shared(t)
-	db := testpg.Database(t)
+	db := testpg.NewCluster(t).Database(t)
 	cmd := exec.Command("bash", "postgres/setup.sh")
 	cmd.Env = cleanEnv(
 		"PATH="+filepath.Dir(testvault.Bin())+string(os.PathListSeparator)+os.Getenv("PATH"),
