@@ -535,21 +535,29 @@ func (s *Supervisor) awaitExit(c *child, fg bool) {
 		}
 		sig := syscall.Signal(siginfoStatus(&info))
 		pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP)
-		if (sig == unix.SIGTTIN || sig == unix.SIGTTOU) && pgrp == unix.Getpgrp() {
-			// Stopped for touching the terminal before leash handed it
-			// over (after a resume): hand it over and carry on.
+		switch {
+		case (sig == unix.SIGTTIN || sig == unix.SIGTTOU) && pgrp == unix.Getpgrp():
+			// It touched the terminal before leash handed it over (just
+			// after a resume): hand it over and carry on.
 			s.log.Debug("child stopped in the background; handing it the terminal", "pid", c.pid, "signal", sigName(sig))
-		} else if orphanedPgrp() {
+		case orphanedPgrp():
 			// Nobody could continue a stopped leash (no job-control shell
-			// above it, or leash is PID 1): let the child carry on.
+			// above it, or leash is PID 1). Undo a Ctrl-Z rather than hang;
+			// leave any other stop (kill -STOP) to whoever sent it.
+			if sig != unix.SIGTSTP {
+				s.log.Info("child stopped", "pid", c.pid, "signal", sigName(sig))
+				continue
+			}
 			s.log.Info("child stopped with no job control above leash; continuing it", "pid", c.pid, "signal", sigName(sig))
-		} else {
+		default:
+			// Mirror the stop to the shell, which takes the terminal back.
 			s.log.Info("child stopped; stopping leash", "pid", c.pid, "signal", sigName(sig))
-			reclaimTerminal()
 			_ = unix.Kill(unix.Getpid(), unix.SIGSTOP)
-			// Continued (the shell's fg, or a SIGCONT).
+			// Continued: fg gave leash the terminal; bg did not.
 		}
-		_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, c.pid)
+		if pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP); pgrp == unix.Getpgrp() {
+			_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, c.pid)
+		}
 		_ = unix.Kill(-c.pid, unix.SIGCONT)
 	}
 }

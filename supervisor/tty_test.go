@@ -153,12 +153,14 @@ func TestTerminalJobControlShell(t *testing.T) {
 		t.Skip("no bash")
 	}
 	term := startTerminal(t, "/bin/bash", "--norc", "--noprofile", "-m", "-i")
+	term.shellReading(t)
 	term.write(t, "PS1='p$((40+2))> '; echo go-$((6*7)); cat\n")
 	term.waitFor(t, "go-42") // readline is done with the terminal; cat comes next
 	term.write(t, "hello\n")
 	term.waitFor(t, "hello\r\nhello\r\n") // the terminal's echo, then cat's
 	term.write(t, "\x03")
 	term.waitFor(t, "p42> ") // the first prompt since cat: bash reads again
+	term.shellReading(t)
 	term.write(t, "echo \"cat ended $?\"; exit 3\n")
 	term.waitFor(t, "cat ended 130")
 	if code := term.exit(t); code != 3 {
@@ -174,29 +176,49 @@ func TestTerminalCtrlZ(t *testing.T) {
 		t.Skip("no bash")
 	}
 	term := startPTY(t, []string{"/bin/bash", "--norc", "--noprofile", "-i"})
+	term.shellReading(t)
 	term.write(t, "PS1='p$((40+2))> '\n")
 	term.waitFor(t, "p42> ")
+	// bash discards typeahead while it starts, stops or continues a job, so
+	// every line waits until its reader is waiting for input.
+	term.shellReading(t)
 	term.write(t, envSupervise+"=1 "+self(t)+" cat\n")
-	// bash discards typeahead while it starts or continues a job.
 	term.catReading(t)
 	term.write(t, "one\n")
 	term.waitForN(t, "one\r\n", 2) // the terminal's echo, then cat's
 	term.write(t, "\x1a")
 	term.waitFor(t, "Stopped")
 	term.waitForN(t, "p42> ", 2) // bash prompts again
+	term.shellReading(t)
 	term.write(t, "fg\n")
 	term.catReading(t)
 	term.write(t, "two\n")
 	term.waitForN(t, "two\r\n", 2)
 	term.write(t, "\x04")
 	term.waitForN(t, "p42> ", 3)
+	term.shellReading(t)
 	term.write(t, "echo rc-$?; exit\n")
 	term.waitFor(t, "rc-0")
 }
 
 // catReading waits until a cat in the terminal's session is the foreground
-// group and asleep (in read). It polls /proc: no event says "reading".
+// group and asleep (in read).
 func (term *terminal) catReading(t *testing.T) {
+	t.Helper()
+	term.reading(t, "cat", func(string) bool { return true })
+}
+
+// shellReading waits until bash, leading the session, has the terminal and
+// waits for input in readline's poll (not for a job in wait).
+func (term *terminal) shellReading(t *testing.T) {
+	t.Helper()
+	term.reading(t, "bash", func(wchan string) bool { return strings.HasPrefix(wchan, "poll_schedule_timeout") })
+}
+
+// reading waits until a process named comm in the terminal's session is in
+// the foreground group, asleep, with a wait channel that ok accepts. It polls
+// /proc: no event says "waiting for input".
+func (term *terminal) reading(t *testing.T, comm string, ok func(wchan string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -209,14 +231,30 @@ func (term *terminal) catReading(t *testing.T) {
 			if err != nil {
 				continue
 			}
+			wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", p))
 			f := strings.Fields(string(stat))
-			if len(f) > 5 && f[1] == "(cat)" && f[2] == "S" && f[5] == strconv.Itoa(term.leash.Pid) {
+			if len(f) > 5 && f[1] == "("+comm+")" && f[2] == "S" && f[5] == strconv.Itoa(term.leash.Pid) && ok(string(wchan)) {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cat not reading in the foreground; output %q", term.output())
+			t.Fatalf("%s not reading in the foreground; output %q", comm, term.output())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// With no job-control shell above leash (here leash leads the session, as
+// PID 1 of a container does), a stopped leash could never be continued: a
+// Ctrl-Z is undone instead, and the child keeps working.
+func TestTerminalCtrlZWithoutJobControl(t *testing.T) {
+	term := startTerminal(t, "cat")
+	term.catReading(t)
+	term.write(t, "\x1a")
+	term.write(t, "one\n")
+	term.waitForN(t, "one\r\n", 2)
+	term.write(t, "\x04")
+	if code := term.exit(t); code != 0 {
+		t.Fatalf("exit %d, want 0; output %q", code, term.output())
 	}
 }
