@@ -336,6 +336,19 @@ func (p *proc) tail() string {
 	return strings.TrimSpace(s)
 }
 
+// ctx returns a context that ends after timeout or when the wrapper exits.
+func (p *proc) ctx(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // wait waits up to timeout for the wrapper to exit.
 func (p *proc) wait(timeout time.Duration) error {
 	select {

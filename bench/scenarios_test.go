@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,13 +61,35 @@ func (e *env) benchFloor() {
 		lat = append(lat, ms(time.Since(t0)))
 		e.v.Client.Sys().Revoke(sec.LeaseID)
 	}
-	s := summarize(lat)
-	e.md.p("## Floor: one `database/creds` read")
+	// Ten different credentials fetched in parallel: the floor for ten.
+	creds10 := e.roles(fmt.Sprintf("floor%d_", e.seq+1000), 10, time.Hour, time.Hour)
+	var lat10 []float64
+	for range e.pick(1, 10) {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		ids := make([]string, len(creds10))
+		for i, c := range creds10 {
+			wg.Go(func() {
+				if sec, err := e.v.Client.Logical().Read(c); err == nil {
+					ids[i] = sec.LeaseID
+				}
+			})
+		}
+		wg.Wait()
+		lat10 = append(lat10, ms(time.Since(t0)))
+		for _, id := range ids {
+			e.v.Client.Sys().Revoke(id)
+		}
+	}
+	s, s10 := summarize(lat), summarize(lat10)
+	e.md.p("## Floor: `database/creds` reads")
 	e.md.p("")
-	e.md.p("In-process Go client straight to Vault (no process start): the least any wrapper can add. %d reads.", n)
+	e.md.p("In-process Go client straight to Vault (no process start): the least any wrapper can add. One credential read %d times; ten different credentials read in parallel %d times.", n, s10.n)
 	e.md.p("")
-	e.md.table([]string{"p50 ms", "p90 ms", "p99 ms", "min ms", "max ms"},
-		[][]string{{f2(s.p50), f2(s.p90), f2(s.p99), f2(s.min), f2(s.max)}})
+	e.md.table([]string{"reads", "p50 ms", "p90 ms", "p99 ms", "min ms", "max ms"}, [][]string{
+		{"1", f2(s.p50), f2(s.p90), f2(s.p99), f2(s.min), f2(s.max)},
+		{"10 in parallel", f2(s10.p50), f2(s10.p90), f2(s10.p99), f2(s10.min), f2(s10.max)},
+	})
 }
 
 // ---------------------------------------------------------------- startup
@@ -410,7 +433,7 @@ func (e *env) signalsOnce(w wrapper, creds []string, count int) (lat []float64, 
 // ---------------------------------------------------------------- rotation
 
 func (e *env) benchRotation() {
-	ttl := envDuration("BENCH_ROTATION_TTL", 12*time.Second)
+	ttl := envDuration("BENCH_ROTATION_TTL", e.pickD(8*time.Second, 15*time.Second))
 	rotations := e.pick(1, 5)
 	e.md.p("## Rotation latency")
 	e.md.p("")
@@ -495,8 +518,8 @@ func (e *env) rotationOnce(w wrapper, mode string, ttl time.Duration, rotations 
 
 func (e *env) benchScale() {
 	n := e.pick(20, 1000)
-	ttl := envDuration("BENCH_SCALE_TTL", e.pickD(10*time.Second, 60*time.Second))
-	window := e.pickD(12*time.Second, 3*ttl)
+	ttl := envDuration("BENCH_SCALE_TTL", e.pickD(6*time.Second, 60*time.Second))
+	window := e.pickD(7*time.Second, 3*ttl)
 	e.md.p("## Many short leases")
 	e.md.p("")
 	e.md.p("%d database credentials (one role each, ttl %v, max_ttl 1h, renewable) in one wrapper. After every credential reached the child, the counting proxy watches for %v. "+
@@ -598,40 +621,73 @@ func (e *env) scaleOnce(w wrapper, n int, ttl, window time.Duration) (scaleResul
 
 // ---------------------------------------------------------------- outage
 
-func (e *env) benchOutage() {
-	ttl := envDuration("BENCH_OUTAGE_TTL", e.pickD(10*time.Second, 2*time.Minute))
-	var outages []time.Duration
-	for _, s := range strings.Split(os.Getenv("BENCH_OUTAGES"), ",") {
-		if d, err := time.ParseDuration(strings.TrimSpace(s)); err == nil && d > 0 {
-			outages = append(outages, d)
-		}
-	}
-	if len(outages) == 0 {
+// outageCase is one outage: the credential's TTL and how long Vault is down.
+type outageCase struct{ ttl, outage time.Duration }
+
+// outageCases parses BENCH_OUTAGES ("40s:30s,6m:5m", ttl:outage pairs).
+func (e *env) outageCases() []outageCase {
+	spec := os.Getenv("BENCH_OUTAGES")
+	if spec == "" {
+		// Each outage covers at least one renewal instant (about 2/3 of the
+		// TTL after the last renewal); the last one outlasts the TTL.
+		spec = "40s:30s,6m:5m,40s:60s"
 		if e.short {
-			outages = []time.Duration{ttl / 2}
-		} else {
-			outages = []time.Duration{30 * time.Second, ttl + ttl/4}
+			spec = "8s:6s,8s:10s"
 		}
 	}
+	var cases []outageCase
+	for _, pair := range strings.Split(spec, ",") {
+		a, b, _ := strings.Cut(strings.TrimSpace(pair), ":")
+		ttl, err1 := time.ParseDuration(a)
+		d, err2 := time.ParseDuration(b)
+		if err1 != nil || err2 != nil || ttl <= 0 || d <= 0 {
+			e.t.Fatalf("BENCH_OUTAGES: bad pair %q (want ttl:outage)", pair)
+		}
+		cases = append(cases, outageCase{ttl, d})
+	}
+	return cases
+}
+
+func (e *env) benchOutage() {
+	cases := e.outageCases()
 	e.md.p("## Vault outage")
 	e.md.p("")
-	e.md.p("One database credential (ttl %v, renewable, max_ttl 1h) through the counting proxy. After the wrapper's first renewal the proxy goes down "+
-		"(every connection reset, so attempts can be counted) for the given time, then comes back. Attempts/s and the busiest second measure retry storms; "+
-		"recovery is from Vault's return to the first successful request. `child cred valid` checks PostgreSQL: the child's role exists and is VALID UNTIL a future time. "+
-		"Past the TTL, the safe outcome is that the child is stopped when its credential expires (fail closed).", ttl)
+	e.md.p("One database credential (renewable, max_ttl 1h) through the counting proxy. Right after the wrapper's first renewal that Vault answered, the proxy goes down " +
+		"(every connection reset, so attempts can be counted) for the given time, then comes back. Attempts/s and the busiest second measure retry storms; " +
+		"recovery is from Vault's return to the first successful request. `child cred valid` checks PostgreSQL: the child's role exists and is VALID UNTIL a future time. " +
+		"Past the TTL, the safe outcome is that the child is stopped when its credential expires (fail closed). " +
+		"All runs go in parallel (separate proxies, roles and tokens): what is measured here is behaviour over tens of seconds, not milliseconds.")
 	e.md.p("")
-	var rows [][]string
-	for _, d := range outages {
+	type job struct {
+		w   wrapper
+		c   outageCase
+		sc  *scenario
+		r   outageResult
+		err error
+	}
+	var jobs []*job
+	for _, c := range cases {
 		for _, w := range []wrapper{leash, vaultAgent, consulTemplate} {
-			r, err := e.outageOnce(w, ttl, d)
-			if err != nil {
-				rows = append(rows, []string{w.name, d.String(), errCell(err), "", "", "", "", "", ""})
-				continue
-			}
-			rows = append(rows, []string{w.name, d.String(), strconv.Itoa(r.attempts), f2(r.rate), strconv.Itoa(r.maxPerSec), r.recovery, r.childValid, r.restarts, r.outcome})
+			creds := e.roles(fmt.Sprintf("out%d_", e.seq), 1, c.ttl, time.Hour)
+			jobs = append(jobs, &job{w: w, c: c, sc: e.newScenario("", creds)})
 		}
 	}
-	e.md.table([]string{"wrapper", "outage", "attempts", "attempts/s", "max in 1s", "recovery", "child cred valid after", "child restarts", "outcome"}, rows)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Go(func() { j.r, j.err = e.outageOnce(j.w, j.sc, j.c.ttl, j.c.outage) })
+	}
+	wg.Wait()
+	var rows [][]string
+	for _, j := range jobs {
+		e.revoke(j.sc.token)
+		if j.err != nil {
+			rows = append(rows, []string{j.w.name, j.c.ttl.String(), j.c.outage.String(), errCell(j.err), "", "", "", "", "", "", ""})
+			continue
+		}
+		r := j.r
+		rows = append(rows, []string{j.w.name, j.c.ttl.String(), j.c.outage.String(), strconv.Itoa(r.attempts), f2(r.rate), strconv.Itoa(r.maxPerSec), r.validAtUp, r.recovery, r.childValid, r.restarts, r.outcome})
+	}
+	e.md.table([]string{"wrapper", "TTL", "outage", "attempts", "attempts/s", "max in 1s", "child cred valid at end of outage", "recovery", "child cred valid after recovery", "child restarts", "outcome"}, rows)
 }
 
 type outageResult struct {
@@ -639,17 +695,19 @@ type outageResult struct {
 	rate                float64
 	recovery            string
 	childValid          string
+	validAtUp           string
 	restarts            string
 	outcome             string
 }
 
-func (e *env) outageOnce(w wrapper, ttl, outage time.Duration) (outageResult, error) {
+func (e *env) outageOnce(w wrapper, sc *scenario, ttl, outage time.Duration) (outageResult, error) {
 	var r outageResult
-	px := e.proxy()
+	px, err := vaultproxy.New(e.v.Addr) // not Start: this runs off the test goroutine
+	if err != nil {
+		return r, err
+	}
 	defer px.Close()
-	creds := e.roles(fmt.Sprintf("out%d_", e.seq), 1, ttl, time.Hour)
-	sc := e.newScenario(px.Addr(), creds)
-	defer e.revoke(sc.token)
+	sc.addr = px.Addr()
 	p, err := e.start(w, sc)
 	if err != nil {
 		return r, err
@@ -660,15 +718,23 @@ func (e *env) outageOnce(w wrapper, ttl, outage time.Duration) (outageResult, er
 		return r, err
 	}
 	user := ev.user
-	ctx, cancel := withTimeout(2 * ttl)
-	err = px.Wait(ctx, "sys/leases/renew", 1)
+	// Go down right after a renewal Vault answered, so the outage starts with
+	// a freshly extended lease (a renewal in flight would be dropped).
+	ctx, cancel := p.ctx(2*ttl + 10*time.Second)
+	renewed, err := px.WaitFor(ctx, func(q vaultproxy.Request) bool {
+		return q.Path == "sys/leases/renew" && q.Status/100 == 2 && !q.Done.IsZero()
+	})
 	cancel()
 	if err != nil {
-		return r, fmt.Errorf("no renewal within 2 TTLs: %v", err)
+		return r, fmt.Errorf("no answered renewal within 2 TTLs (exit %d): %v", p.exitCode(), err)
 	}
 	tDown := time.Now()
 	px.Down()
 	time.Sleep(outage) // the outage being simulated
+	// What the child holds at the end of the outage.
+	st := &childState{user: user}
+	st.drain(p)
+	r.validAtUp = e.validCell(st.user)
 	tUp := time.Now()
 	px.Up()
 	var refused []time.Time
@@ -683,57 +749,81 @@ func (e *env) outageOnce(w wrapper, ttl, outage time.Duration) (outageResult, er
 
 	// Recovery: the first 2xx answer after Vault came back.
 	recoverWait := max(ttl, 60*time.Second)
-	r.recovery = "none in " + recoverWait.String()
-	deadline := time.Now().Add(recoverWait)
-	for time.Now().Before(deadline) && !p.exited() {
-		seen := px.Requests("")
-		found := false
-		for _, q := range px.Log() {
-			if q.Time.After(tUp) && q.Status/100 == 2 {
-				r.recovery = f2(ms(q.Done.Sub(tUp))) + " ms"
-				found = true
-				break
-			}
-		}
-		if found {
-			break
-		}
-		ctx, cancel := withTimeout(time.Until(deadline))
-		px.Wait(ctx, "", seen+1)
-		cancel()
+	ctx, cancel = p.ctx(recoverWait)
+	q, err := px.WaitFor(ctx, func(q vaultproxy.Request) bool {
+		return q.Time.After(tUp) && q.Status/100 == 2
+	})
+	cancel()
+	switch {
+	case err == nil:
+		r.recovery = f2(ms(q.Done.Sub(tUp))) + " ms"
+	case p.exited():
+		r.recovery = "(exited)"
+	default:
+		r.recovery = "none in " + recoverWait.String()
 	}
 
-	valid, err := e.pgRoleValid(user)
-	switch {
-	case err != nil:
-		r.childValid = "? " + err.Error()
-	case valid:
-		r.childValid = "yes"
-	default:
-		r.childValid = "no"
+	st.drain(p)
+	r.childValid = e.validCell(st.user)
+	r.restarts = strconv.Itoa(st.starts)
+	stopped := ""
+	if !st.stopped.IsZero() {
+		// The renewal extended the lease to ttl from then (max_ttl is 1h).
+		expiry := renewed.Done.Add(ttl)
+		stopped = fmt.Sprintf(" (child stopped %+.2fs from its credential's expiry)", st.stopped.Sub(expiry).Seconds())
 	}
-	starts, terms := 0, 0
-	for len(p.events) > 0 {
-		ev := <-p.events
-		switch ev.kind {
-		case "start":
-			starts++
-		case "term":
-			terms++
-		}
-	}
-	r.restarts = strconv.Itoa(starts)
 	switch {
 	case p.exited():
-		r.outcome = fmt.Sprintf("wrapper exited %d", p.exitCode())
-	case terms > 0 && starts == 0:
-		r.outcome = "child stopped, wrapper running"
-	case valid:
+		r.outcome = fmt.Sprintf("wrapper exited %d%s", p.exitCode(), stopped)
+	case !st.stopped.IsZero() && st.starts == 0:
+		r.outcome = "child stopped, wrapper running" + stopped
+	case r.childValid == "yes":
 		r.outcome = "child running with a valid credential"
 	default:
 		r.outcome = "child running with an expired/revoked credential"
 	}
 	return r, nil
+}
+
+// childState follows the child's reports: its current username, restarts
+// and when it was stopped.
+type childState struct {
+	user    string
+	starts  int
+	stopped time.Time
+}
+
+func (st *childState) drain(p *proc) {
+	for {
+		select {
+		case ev := <-p.events:
+			switch ev.kind {
+			case "start":
+				st.starts++
+				st.user = ev.user
+			case "reload":
+				st.user = ev.user
+			case "term":
+				if st.stopped.IsZero() {
+					st.stopped = ev.at
+				}
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (e *env) validCell(user string) string {
+	valid, err := e.pgRoleValid(user)
+	switch {
+	case err != nil:
+		return "? " + err.Error()
+	case valid:
+		return "yes"
+	default:
+		return "no"
+	}
 }
 
 // pgRoleValid reports whether the PostgreSQL role exists and is valid now.

@@ -75,7 +75,7 @@ type Proxy struct {
 	conns    map[*trackedConn]struct{}
 	log      []*Request
 	refused  []time.Time
-	changed  chan struct{} // closed and replaced whenever log or refused grows
+	changed  chan struct{} // closed and replaced when a request arrives or finishes, or a connection is refused
 	closed   bool
 }
 
@@ -282,6 +282,7 @@ func (p *Proxy) finish(r *Request, status int, fault string) {
 	if fault != "" {
 		r.Fault = fault
 	}
+	p.notifyLocked()
 }
 
 func (p *Proxy) notifyLocked() {
@@ -441,6 +442,29 @@ func (p *Proxy) Wait(ctx context.Context, pathPrefix string, n int) error {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("vaultproxy: %d of %d requests to %q: %w", got, n, pathPrefix, ctx.Err())
+		}
+	}
+}
+
+// WaitFor blocks until a request logged since the last Reset satisfies
+// match, and returns it; match sees each request as it arrived and again
+// when it finished (Done set). It returns an error when ctx is done first.
+func (p *Proxy) WaitFor(ctx context.Context, match func(Request) bool) (Request, error) {
+	for {
+		p.mu.Lock()
+		for _, r := range p.log {
+			if match(*r) {
+				found := *r
+				p.mu.Unlock()
+				return found, nil
+			}
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Request{}, fmt.Errorf("vaultproxy: no matching request: %w", ctx.Err())
 		}
 	}
 }

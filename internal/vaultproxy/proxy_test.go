@@ -116,6 +116,12 @@ func TestRecordsLeaseIDOfRequestBodies(t *testing.T) {
 	if err := c.Sys().Revoke(sec.LeaseID); err != nil {
 		t.Fatal(err)
 	}
+	answered, err := p.WaitFor(deadline(t), func(r vaultproxy.Request) bool {
+		return r.Path == "sys/leases/revoke" && r.Status == 204
+	})
+	if err != nil || answered.LeaseID != sec.LeaseID {
+		t.Fatalf("WaitFor the answered revocation: %+v, %v", answered, err)
+	}
 	var revokes []vaultproxy.Request
 	for _, r := range p.Log() {
 		if r.Path == "sys/leases/revoke" {
