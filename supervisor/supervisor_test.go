@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -656,4 +657,61 @@ func TestPdeathsig(t *testing.T) {
 	}
 	// EOF: the child, the last writer, is gone.
 	rep.EOF(t, timeout)
+}
+
+// argv and the environment reach the child exactly; extra variables win
+// over the base environment.
+func TestPassthrough(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sup, err := supervisor.New(supervisor.Config{
+		Argv: []string{"sh", "-c", `printf '[%s]' "$@" >&3; printf '|%s|%s|%s' "$A" "$B" "$PWD" >&3`, "sh", "a b", "", "c'd", "$HOME", "*"},
+		Env:  []string{"A=base", "B=base", "PWD=" + mustGetwd(t)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.Start([]*os.File{w}, []string{"B=extra=1"}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := sup.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[a b][][c'd][$HOME][*]|base|extra=1|" + mustGetwd(t)
+	if string(got) != want {
+		t.Fatalf("child saw %q, want %q", got, want)
+	}
+}
+
+func mustGetwd(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
+}
+
+// IsChild covers the running child and nothing else.
+func TestIsChild(t *testing.T) {
+	h := startHelper(t, supervisor.Config{})
+	if !h.sup.IsChild(h.pid) {
+		t.Fatalf("IsChild(%d) = false for the running child", h.pid)
+	}
+	if h.sup.IsChild(os.Getpid()) {
+		t.Fatal("IsChild(self) = true")
+	}
+	h.sup.Signal(syscall.SIGKILL)
+	h.wait(t)
+	if h.sup.IsChild(h.pid) {
+		t.Fatalf("IsChild(%d) = true after the child was reaped", h.pid)
+	}
 }
