@@ -188,6 +188,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		if fatal != nil {
+			s.mu.Lock()
+			s.finished = true
+			s.mu.Unlock()
 			return fatal
 		}
 		select {
@@ -210,7 +213,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 // Signal forwards sig to the child's process group (the child alone with
-// ChildOnly). SIGTERM and SIGINT are stop requests: the first waits
+// ChildOnly). SIGTERM, SIGINT and StopSignal are stop requests: the first waits
 // StopDelay, then is forwarded and arms the kill timeout; later ones are
 // forwarded again (after the delay, if it is still running), never turned into
 // SIGKILL. During a restart, or before Start, signals are queued for the new
@@ -222,7 +225,8 @@ func (s *Supervisor) Signal(sig os.Signal) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requestLocked(request{sig: ss, stop: ss == syscall.SIGTERM || ss == syscall.SIGINT})
+	stop := ss == syscall.SIGTERM || ss == syscall.SIGINT || ss == s.cfg.StopSignal
+	s.requestLocked(request{sig: ss, stop: stop})
 }
 
 // Stop stops the child: after StopDelay it sends StopSignal, and after
@@ -244,11 +248,11 @@ func (s *Supervisor) Reload(sig os.Signal) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.finished {
-		return ErrExited
-	}
-	if !s.started {
+	switch {
+	case !s.started:
 		return ErrNotStarted
+	case s.finished || s.fatal != nil || (s.cur != nil && s.cur.dead && !s.restarting):
+		return ErrExited
 	}
 	s.requestLocked(request{sig: ss})
 	return nil

@@ -715,3 +715,12 @@ func TestIsChild(t *testing.T) {
 		t.Fatalf("IsChild(%d) = true after the child was reaped", h.pid)
 	}
 }
+
+// The configured stop signal, received from outside (docker stop sends the
+// image's STOPSIGNAL), arms the kill timeout like SIGTERM does.
+func TestStopSignalIsStopRequest(t *testing.T) {
+	h := startHelper(t, supervisor.Config{StopSignal: syscall.SIGUSR2, KillTimeout: 100 * time.Millisecond})
+	h.sup.Signal(syscall.SIGUSR2)
+	h.rep.Expect(t, "child sig 12", timeout)
+	wantExit(t, h.wait(t), -1, syscall.SIGKILL)
+}
