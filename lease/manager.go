@@ -354,9 +354,14 @@ func (m *Manager) planEntry(e *entry, now time.Time) {
 	case exp.IsZero():
 		e.next = now.Add(m.cfg.StaticRefresh)
 	case e.renewing():
-		// Renewal first, even when the hand-over point of a short lease
-		// comes earlier: hand-over is the fallback when renewal fails.
-		e.next = m.sched.renewAt(now, exp, e.r)
+		// Renew at two thirds, or at the hand-over point if that comes
+		// first: when Vault caps a renewal at max_ttl, what is left is then
+		// still at least the hand-over margin. entryStep renews (not
+		// rotates) at that point unless renewals are failing.
+		e.next = earliest(m.sched.renewAt(now, exp, e.r), m.rotatePoint(e))
+		if e.next.Before(now) {
+			e.next = now
+		}
 	default:
 		e.next = m.rotatePoint(e)
 	}

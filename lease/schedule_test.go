@@ -186,6 +186,9 @@ func TestPlanEntry(t *testing.T) {
 		{"renewable lease renews at two thirds", entry{
 			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute,
 		}, t0.Add(20 * time.Minute)},
+		{"short lease renews at the hand-over point", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(6 * time.Second), ttl: 6 * time.Second,
+		}, t0.Add(3 * time.Second)},
 		{"renewal capped: hand over a third before expiry", entry{
 			lease: &held{owner: renewable}, renewable: true, maxed: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute,
 		}, t0.Add(20 * time.Minute)},
