@@ -18,10 +18,19 @@ func (d Data) Map() map[string]any { return deepCopy(d.m) }
 // Len reports the number of top-level fields.
 func (d Data) Len() int { return len(d.m) }
 
-func (Data) String() string               { return redacted }
-func (Data) GoString() string             { return redacted }
-func (Data) Format(f fmt.State, _ rune)   { io.WriteString(f, redacted) }
+// String returns "[redacted]".
+func (Data) String() string { return redacted }
+
+// GoString returns "[redacted]" (for %#v).
+func (Data) GoString() string { return redacted }
+
+// Format writes "[redacted]" for every verb, so %x or %q leak nothing either.
+func (Data) Format(f fmt.State, _ rune) { io.WriteString(f, redacted) }
+
+// MarshalJSON returns "[redacted]" as a JSON string (hclog's JSON format).
 func (Data) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// MarshalText returns "[redacted]".
 func (Data) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 func deepCopy(m map[string]any) map[string]any {

@@ -36,6 +36,7 @@ type Error struct {
 	Err  error
 }
 
+// Error returns "op path: err".
 func (e *Error) Error() string {
 	if e.Path == "" {
 		return e.Op + ": " + e.Err.Error()
@@ -43,6 +44,7 @@ func (e *Error) Error() string {
 	return e.Op + " " + e.Path + ": " + e.Err.Error()
 }
 
+// Unwrap returns Err.
 func (e *Error) Unwrap() error { return e.Err }
 
 // LostError reports a credential that expired without a replacement. It
@@ -53,6 +55,7 @@ type LostError struct {
 	Expired  time.Time
 }
 
+// Error names the secret, its path, its lease fingerprint and when it expired.
 func (e *LostError) Error() string {
 	return fmt.Sprintf("lease lost: %s (%s, lease %s) expired at %s with no replacement",
 		e.ID, e.Path, e.Lease, e.Expired.UTC().Format(time.RFC3339))
