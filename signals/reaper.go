@@ -18,7 +18,9 @@ import (
 // A plain wait4(-1) loop would race the supervisor's own Wait and steal the main
 // child's exit status (the ramr/go-reaper bug class). Reaper instead peeks with
 // waitid(WNOWAIT), which leaves the zombie in place, asks Skip about the pid and
-// only then reaps exactly that pid.
+// only then reaps exactly that pid. Every other child of leash counts as an
+// orphan: a process leash starts besides the supervised child must be covered
+// by Skip too, or its status is lost.
 type Reaper struct {
 	// Skip reports whether pid is waited for by someone else (the supervised
 	// child); the reaper never reaps such a pid. It must also answer correctly

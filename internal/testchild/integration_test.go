@@ -310,10 +310,7 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("unshare -p needs root")
 	}
-	runs := 200
-	if testing.Short() {
-		runs = 50
-	}
+	const runs = 200 // under a second, even with -race on two cores
 	rep, w := testchild.Pipe(t)
 	exe := self(t)
 	sup, err := supervisor.New(supervisor.Config{
