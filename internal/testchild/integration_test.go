@@ -358,3 +358,36 @@ func TestPID1ReapsOrphans(t *testing.T) {
 		t.Fatalf("unshare: %v", err)
 	}
 }
+
+// A child that exits at once may be a zombie before Start has recorded its
+// pid; IsChild serialises with the fork, so the reaper still never takes it.
+func TestReaperVersusInstantExit(t *testing.T) {
+	if err := signals.SetSubreaper(); err != nil {
+		t.Skip(err)
+	}
+	var cur atomic.Pointer[supervisor.Supervisor]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- (&signals.Reaper{Skip: func(pid int) bool {
+			s := cur.Load()
+			return s != nil && s.IsChild(pid)
+		}}).Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	// SIGCHLD wakes the reaper for every exit; extra load keeps it busy.
+	churn(ctx)
+	for i := range 300 {
+		sup, err := supervisor.New(supervisor.Config{Argv: []string{"true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Store(sup)
+		if err := sup.Start(nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := sup.Run(context.Background()); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+}
