@@ -14,7 +14,8 @@
 //     thread that lives as long as the child; golang/go#27505).
 //   - On a terminal where leash is in the foreground, the child's process group
 //     becomes the foreground group, so interactive programs and Ctrl-C work;
-//     leash takes the terminal back when the child exits.
+//     leash takes the terminal back when the child exits. Ctrl-Z stops leash
+//     with the child, so the shell's job control (fg, bg) works.
 //   - A child stopped on purpose by Restart never ends Run, and signals that
 //     arrive during a restart are queued for the new child.
 //   - Run reports the exit status unmapped (ExitError carries Code and Signal);

@@ -515,10 +515,11 @@ const (
 )
 
 // awaitExit returns once c has exited, leaving it unreaped. On a terminal it
-// also does job control: when the child is stopped from the terminal (Ctrl-Z)
-// leash takes the terminal back and stops itself, so the shell that started
-// leash regains control; when leash is continued (fg), it hands the terminal
-// to the child again and continues it.
+// also does job control: when the child is stopped (Ctrl-Z) leash stops itself
+// too, so the job-control shell that started leash sees a stopped job and
+// takes the terminal back; when leash is continued by fg, it hands the
+// terminal to the child again and continues it. Without such a shell, a
+// Ctrl-Z is undone rather than leaving everything stopped for good.
 func (s *Supervisor) awaitExit(c *child, fg bool) {
 	opts := unix.WEXITED | unix.WNOWAIT
 	if fg {
