@@ -196,11 +196,13 @@ func demo(o options) (code int) {
 			say("PostgreSQL is not reachable (%v): using Vault child tokens instead", err)
 		}
 	}
+	if pg != nil {
+		cleanups = append(cleanups, pg.drop)
+	}
 	if ctx.Err() != nil {
 		return fail("interrupted")
 	}
 	if pg != nil {
-		cleanups = append(cleanups, pg.drop)
 		say("PostgreSQL at %s: created database %s", pg.hostPort(), pg.db)
 		if err := v.setUpDatabase(pg, role, o.ttl, o.maxTTL); err != nil {
 			return fail("configure Vault's database engine: %v", err)
@@ -276,7 +278,7 @@ func demo(o options) (code int) {
 	}
 	switch {
 	case res.interrupted:
-		say("stopped by signal; cleaned up")
+		say("stopped by signal; cleaning up")
 		return 130
 	case !ok:
 		say("FAILED")
@@ -699,7 +701,11 @@ func setUpPostgres(ctx context.Context, adminURL string) (*pgTarget, error) {
 	cfg := conn.Config()
 	p := &pgTarget{adminURL: adminURL, host: cfg.Host, port: int(cfg.Port), user: cfg.User, password: cfg.Password,
 		db: "leash_demo_" + randHex(4)}
-	if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{p.db}.Sanitize()); err != nil {
+	// Not cancelled by Ctrl-C: once asked for, the database is created and
+	// the caller drops it.
+	xctx, xcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer xcancel()
+	if _, err := conn.Exec(xctx, "CREATE DATABASE "+pgx.Identifier{p.db}.Sanitize()); err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
 	return p, nil
