@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // token is a Vault token leash uses: the user's, or one it logged in for.
@@ -129,11 +131,10 @@ func (m *Manager) userToken(ctx context.Context) (*token, error) {
 		return nil, &Error{Op: "login", Path: "token", Err: fmt.Errorf("%w: no token (set VAULT_TOKEN, a token file, or ~/.vault-token)", ErrPermissionDenied)}
 	}
 	now := m.now()
-	c, err := m.anon.Clone()
+	c, err := m.clientWith(v)
 	if err != nil {
 		return nil, err
 	}
-	c.SetToken(v)
 	sec, err := c.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
 		return nil, err
@@ -174,7 +175,7 @@ func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
 	if m.wrapToken == secretString(raw) && m.unwrapped != "" {
 		return m.unwrapped, nil
 	}
-	c, err := m.anon.Clone()
+	c, err := m.clientWith("") // Unwrap then authenticates with the wrapping token itself
 	if err != nil {
 		return "", err
 	}
@@ -207,11 +208,10 @@ func readTrimmed(path string) (string, error) {
 
 // renewToken renews the current token, asking for its original ttl.
 func (m *Manager) renewToken(ctx context.Context, t *token) error {
-	c, err := m.anon.Clone()
+	c, err := m.clientWith(string(t.value))
 	if err != nil {
 		return err
 	}
-	c.SetToken(string(t.value))
 	inc := int(t.ttl / time.Second)
 	sec, err := c.Auth().Token().RenewSelfWithContext(ctx, inc)
 	if err != nil {
@@ -235,11 +235,10 @@ func (m *Manager) revokeToken(ctx context.Context, t *token) error {
 	if !t.own {
 		return nil
 	}
-	c, err := m.anon.Clone()
+	c, err := m.clientWith(string(t.value))
 	if err != nil {
 		return err
 	}
-	c.SetToken(string(t.value))
 	return c.Auth().Token().RevokeSelfWithContext(ctx, "")
 }
 
@@ -247,4 +246,19 @@ func (m *Manager) revokeToken(ctx context.Context, t *token) error {
 // error messages and Check).
 func (m *Manager) capabilities(ctx context.Context, path string) ([]string, error) {
 	return m.client.Sys().CapabilitiesSelfWithContext(ctx, path)
+}
+
+// clientWith returns a client carrying exactly tok ("" for none). A plain
+// Clone is not enough: api.NewClient picks up the process's VAULT_TOKEN.
+func (m *Manager) clientWith(tok string) (*api.Client, error) {
+	c, err := m.anon.Clone()
+	if err != nil {
+		return nil, err
+	}
+	if tok == "" {
+		c.ClearToken()
+	} else {
+		c.SetToken(tok)
+	}
+	return c, nil
 }

@@ -179,6 +179,8 @@ func newClient(env environ) (*api.Client, error) {
 	if v := env.val("NAMESPACE"); v != "" {
 		c.SetNamespace(v)
 	}
+	// Clones (logins, per-token requests) keep the namespace header.
+	c.SetCloneHeaders(true)
 	return c, nil
 }
 

@@ -44,6 +44,13 @@ func TestClientEnvironment(t *testing.T) {
 			if m.client.Token() != "" {
 				t.Error("client picked up the process VAULT_TOKEN")
 			}
+			c, err := m.clientWith("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Token() != "" || c.Namespace() != tt.wantNS || c.Address() != tt.wantAddr {
+				t.Errorf("per-request client: token set=%v namespace %q address %q", c.Token() != "", c.Namespace(), c.Address())
+			}
 		})
 	}
 }

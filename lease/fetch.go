@@ -41,6 +41,7 @@ type held struct {
 	childTok     secretString // token credential: renewed and revoked as itself
 	owner        *token
 	expires      time.Time
+	lastSeq      uint64 // last snapshot holding it (guarded by Manager.mu)
 }
 
 // entry is the live state of one Spec.
@@ -247,11 +248,10 @@ func certNotAfter(s string) time.Time {
 func (m *Manager) renewLease(ctx context.Context, h *held, inc time.Duration) (time.Duration, error) {
 	secs := int(inc / time.Second)
 	if h.childTok != "" {
-		c, err := m.anon.Clone()
+		c, err := m.clientWith(string(h.childTok))
 		if err != nil {
 			return 0, err
 		}
-		c.SetToken(string(h.childTok))
 		sec, err := c.Auth().Token().RenewSelfWithContext(ctx, secs)
 		if err != nil {
 			return 0, err
@@ -275,11 +275,10 @@ func (m *Manager) renewLease(ctx context.Context, h *held, inc time.Duration) (t
 // policy allows revoke-self); a lease needs update on sys/leases/revoke.
 func (m *Manager) revokeLease(ctx context.Context, h *held) error {
 	if h.childTok != "" {
-		c, err := m.anon.Clone()
+		c, err := m.clientWith(string(h.childTok))
 		if err != nil {
 			return err
 		}
-		c.SetToken(string(h.childTok))
 		return c.Auth().Token().RevokeSelfWithContext(ctx, "")
 	}
 	return m.client.Sys().RevokeWithContext(ctx, string(h.leaseID))

@@ -71,7 +71,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	anon.ClearToken()
+	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
 	m := &Manager{
 		cfg: cfg, env: env, client: c, anon: anon, log: log,
 		updates: make(chan *Snapshot, 1),
@@ -388,17 +388,18 @@ func (m *Manager) warnTokenBound() {
 // emit builds a snapshot of the current secrets and publishes it (latest wins).
 func (m *Manager) emit() *Snapshot {
 	m.mu.Lock()
+	first := m.snap == nil
 	seq := uint64(1)
-	if m.snap != nil {
+	if !first {
 		seq = m.snap.Seq + 1
 	}
-	m.mu.Unlock()
 	s := &Snapshot{Seq: seq, Secrets: make(map[string]*Secret, len(m.entries))}
 	for _, e := range m.entries {
 		s.Secrets[e.spec.ID] = e.cur
+		if e.lease != nil {
+			e.lease.lastSeq = seq
+		}
 	}
-	m.mu.Lock()
-	first := m.snap == nil
 	m.snap = s
 	m.mu.Unlock()
 	if !first {
@@ -425,6 +426,9 @@ func fmtTime(t time.Time) string {
 // Run renews, rotates and refreshes until ctx is done (then it returns nil).
 // It returns a *LostError when a credential expires with no replacement.
 func (m *Manager) Run(ctx context.Context) error {
+	if m.currentToken() == nil {
+		return errors.New("lease: Run before a successful Start")
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -720,7 +724,9 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 }
 
 // Retire revokes the leases of old that the current snapshot no longer
-// holds: call it once the child has switched to a newer snapshot. Old login
+// holds: call it once the child has switched to a newer snapshot. A lease
+// that a snapshot newer than old still holds is kept, since the child may
+// be on that one (a later snapshot may be waiting in Updates). Old login
 // tokens left without leases are revoked too. Bounded by a short timeout.
 func (m *Manager) Retire(old *Snapshot) {
 	if old == nil {
@@ -738,7 +744,7 @@ func (m *Manager) Retire(old *Snapshot) {
 		if s.Fingerprint == "" || keep[s.Fingerprint] {
 			continue
 		}
-		if h, ok := m.held[s.Fingerprint]; ok {
+		if h, ok := m.held[s.Fingerprint]; ok && h.lastSeq <= old.Seq {
 			m.dropHeld(s.Fingerprint, h)
 			leases = append(leases, h)
 		}
