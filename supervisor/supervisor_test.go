@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/leash-dev/leash/internal/testchild"
@@ -60,7 +61,11 @@ func superviseMain() int {
 			env = append(env, kv)
 		}
 	}
-	sup, err := supervisor.New(supervisor.Config{Argv: os.Args[1:], Env: env})
+	var logger hclog.Logger
+	if os.Getenv("LEASH_TEST_LOG") == "1" {
+		logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Debug})
+	}
+	sup, err := supervisor.New(supervisor.Config{Argv: os.Args[1:], Env: env, Logger: logger})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitCode(err)
