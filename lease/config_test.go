@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/leash-dev/leash/internal/testvault"
 )
@@ -131,6 +133,59 @@ func TestTokenSourcesAndUnixSocket(t *testing.T) {
 			}
 			if str(t, snap.Secrets["app"], "k") != "v" {
 				t.Fatal("wrong value")
+			}
+		})
+	}
+}
+
+// TLS settings come from the environment like the vault CLI's: the CA via
+// VAULT_CACERT, VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME. An unknown CA is
+// a permanent error, not a startup-deadline wait.
+func TestTLSEnvironment(t *testing.T) {
+	t.Parallel()
+	s := testvault.NewTLS(t)
+	kv := s.KV(t, 1)
+	s.Write(t, kv+"/app", map[string]any{"k": "v"})
+	caDir := t.TempDir()
+	ca, err := os.ReadFile(s.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(caDir, "ca.pem"), ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  []string
+		ok   bool
+	}{
+		{"VAULT_CACERT", []string{"VAULT_CACERT=" + s.CACert}, true},
+		{"VAULT_CAPATH", []string{"VAULT_CAPATH=" + caDir}, true},
+		{"BAO_CACERT", []string{"BAO_CACERT=" + s.CACert}, true},
+		{"VAULT_SKIP_VERIFY", []string{"VAULT_SKIP_VERIFY=true"}, true},
+		{"VAULT_TLS_SERVER_NAME", []string{"VAULT_CACERT=" + s.CACert, "VAULT_TLS_SERVER_NAME=localhost"}, true},
+		{"wrong server name", []string{"VAULT_CACERT=" + s.CACert, "VAULT_TLS_SERVER_NAME=other.example"}, false},
+		{"unknown CA", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := append([]string{"VAULT_ADDR=" + s.Addr, "VAULT_TOKEN=" + s.RootToken}, tt.env...)
+			m, err := New(Config{Env: env, Specs: []Spec{{ID: "app", Path: kv + "/app"}}, StartupTimeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = m.Start(context.Background())
+			if tt.ok && err != nil {
+				t.Fatal(err)
+			}
+			if !tt.ok {
+				if err == nil {
+					t.Fatal("Start succeeded without trusting the server")
+				}
+				if errors.Is(err, ErrUnreachable) || time.Since(start) > 30*time.Second {
+					t.Fatalf("certificate error treated as transient: %v", err)
+				}
 			}
 		})
 	}

@@ -2,6 +2,8 @@ package lease
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -77,7 +79,13 @@ func classify(err error) (out error, transient bool) {
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
 		var ne net.Error
+		var certErr *tls.CertificateVerificationError
+		var unknownCA x509.UnknownAuthorityError
+		var hostErr x509.HostnameError
 		switch {
+		case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
+			// A wrong CA or server name does not fix itself: fail at once.
+			return fmt.Errorf("tls: %w", stripURL(err)), false
 		case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 			errors.Is(err, context.DeadlineExceeded):
 			// Connection refused, resets, timeouts: the network or a restarting Vault.

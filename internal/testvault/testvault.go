@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,10 +35,12 @@ import (
 // Server is a running `vault server -dev`. Its storage is in memory: a
 // Restart forgets every mount, lease and token (fault tests use that).
 type Server struct {
-	Addr      string      // http://127.0.0.1:PORT
+	Addr      string      // http://127.0.0.1:PORT, or https:// for NewTLS
 	RootToken string      // random per server
 	Client    *api.Client // root client, ready to use
+	CACert    string      // NewTLS: path of the generated CA certificate (PEM)
 
+	tls  bool
 	bin  string
 	home string
 	port int
@@ -106,7 +109,7 @@ func Require(t testing.TB) string {
 // tests that stop or restart Vault; others should use Shared.
 func New(t testing.TB) *Server {
 	t.Helper()
-	s, err := start(Require(t))
+	s, err := start(Require(t), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,19 +131,42 @@ var shared struct {
 func Shared(t testing.TB) *Server {
 	t.Helper()
 	bin := Require(t)
-	shared.once.Do(func() { shared.srv, shared.err = start(bin) })
+	shared.once.Do(func() { shared.srv, shared.err = start(bin, false) })
 	if shared.err != nil {
 		t.Fatal(shared.err)
 	}
 	return shared.srv
 }
 
-func start(bin string) (*Server, error) {
+// NewTLS is New with `-dev-tls`: HTTPS on 127.0.0.1 with a generated CA at
+// CACert.
+func NewTLS(t testing.TB) *Server {
+	t.Helper()
+	s, err := start(Require(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		os.RemoveAll(s.home)
+	})
+	return s
+}
+
+func start(bin string, useTLS bool) (*Server, error) {
 	home, err := os.MkdirTemp("", "leash-vault-home-")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, home: home, RootToken: "root-" + randHex(12)}
+	s := &Server{bin: bin, home: home, RootToken: "root-" + randHex(12), tls: useTLS}
+	scheme := "http://"
+	if useTLS {
+		scheme = "https://"
+		s.CACert = filepath.Join(home, "tls", "vault-ca.pem")
+		if err := os.Mkdir(filepath.Join(home, "tls"), 0o700); err != nil {
+			return nil, err
+		}
+	}
 	var lastErr error
 	for range 5 {
 		port, err := freePortPair()
@@ -148,7 +174,7 @@ func start(bin string) (*Server, error) {
 			return nil, err
 		}
 		s.port = port
-		s.Addr = "http://127.0.0.1:" + strconv.Itoa(port)
+		s.Addr = scheme + "127.0.0.1:" + strconv.Itoa(port)
 		if lastErr = s.launch(); lastErr == nil {
 			break
 		}
@@ -159,6 +185,12 @@ func start(bin string) (*Server, error) {
 	}
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
+	if useTLS {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		s.Stop()
@@ -172,11 +204,15 @@ func start(bin string) (*Server, error) {
 // launch starts the process and waits for sys/health.
 func (s *Server) launch() error {
 	p := &process{done: make(chan struct{}), out: &lockedBuffer{}}
-	p.cmd = exec.Command(s.bin, "server", "-dev",
-		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(s.port),
-		"-dev-root-token-id="+s.RootToken,
+	args := []string{"server", "-dev",
+		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(s.port),
+		"-dev-root-token-id=" + s.RootToken,
 		"-dev-no-store-token",
-	)
+	}
+	if s.tls {
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+filepath.Join(s.home, "tls"))
+	}
+	p.cmd = exec.Command(s.bin, args...)
 	p.cmd.Env = []string{"HOME=" + s.home, "PATH=" + os.Getenv("PATH"), "VAULT_LOG_LEVEL=warn"}
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
@@ -213,7 +249,10 @@ func (s *Server) launch() error {
 // bounded poll is the honest wait.
 func waitHealthy(addr string, exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	hc := &http.Client{Timeout: 2 * time.Second}
+	// Readiness only: the CA of a -dev-tls server does not exist until it runs.
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	}}
 	for {
 		resp, err := hc.Get(addr + "/v1/sys/health")
 		if err == nil {

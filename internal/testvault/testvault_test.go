@@ -128,3 +128,11 @@ func TestAuthHelpers(t *testing.T) {
 		t.Fatal("limited token read sys/mounts")
 	}
 }
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	s := testvault.NewTLS(t)
+	if _, err := s.Client.Sys().Health(); err != nil {
+		t.Fatalf("health over TLS with the generated CA: %v", err)
+	}
+}
