@@ -450,6 +450,60 @@ func TestLegacyExample(t *testing.T) {
 	leaseCheck(t, srv, db, before, user)
 }
 
+// TestKubernetesExample runs the container's entrypoint, leash -c
+// kubernetes.hcl, with the examples/postgres app as its command, logging in
+// with Kubernetes auth (Vault checks the service-account token against a
+// fake TokenReview API). Flags override only what differs outside a pod:
+// the auth mount, the token file and the stop delay.
+func TestKubernetesExample(t *testing.T) {
+	leash := leashBin(t)
+	app := build(t, "github.com/leash-dev/leash/examples/postgres")
+	srv, db, _ := vaultSetup(t, "1m", "2m")
+	k8s := srv.Kubernetes(t, []string{"app-readonly"}, 10*time.Minute, time.Hour)
+	jwt := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(jwt, []byte(k8s.JWT), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := srv.LeaseIDs(t, "database/creds/app-readonly/")
+
+	cmd := exec.Command(leash, "-c", "kubernetes.hcl", "--auth-mount", k8s.Mount, "--jwt-file", jwt, "--stop-delay", "0s",
+		"--", app, "-interval", "50ms")
+	cmd.Env = cleanEnv("VAULT_ADDR="+srv.Addr,
+		"PGHOST="+db.Host, "PGPORT="+strconv.Itoa(db.Port), "PGDATABASE="+db.Name, "PGSSLMODE=disable")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	out := streamLines(stdout)
+	ctx := func() string { return "app:\n" + out.String() + "leash:\n" + stderr.String() }
+	user := out.waitFor(t, regexp.MustCompile(`connected as (\S+)`), 30*time.Second, ctx)[1]
+	out.waitFor(t, regexp.MustCompile(`query ok as `+regexp.QuoteMeta(user)), 10*time.Second, ctx)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-out.done
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("leash: %v\n%s", err, ctx())
+	}
+	if k8s.Reviews.Load() == 0 {
+		t.Errorf("Vault never asked the TokenReview API: leash did not log in with Kubernetes auth")
+	}
+	// kubernetes.hcl asks for JSON logs.
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("leash log line is not JSON: %s", line)
+			break
+		}
+	}
+	leaseCheck(t, srv, db, before, user)
+}
+
 // demoCmd runs `make demo`'s program with the binaries built here.
 func demoCmd(t *testing.T, extra ...string) *exec.Cmd {
 	t.Helper()
