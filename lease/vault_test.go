@@ -378,3 +378,26 @@ func TestPKIWithoutLeaseUsesNotAfter(t *testing.T) {
 		t.Fatal("certificate not replaced")
 	}
 }
+
+// NoRevoke leaves leases in place at Close (and at Retire).
+func TestNoRevoke(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	create := s.TokenRole(t, time.Minute)
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{
+		NoRevoke: true,
+		Specs:    []Spec{{ID: "tok", Path: create, Params: map[string]string{"ttl": "1m"}}},
+	})
+	snap, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	child := str(t, snap.Secrets["tok"], "client_token")
+	if _, err := s.Client.Auth().Token().Lookup(child); err != nil {
+		t.Fatalf("credential revoked despite NoRevoke: %v", err)
+	}
+	s.Client.Auth().Token().RevokeTree(child)
+}
