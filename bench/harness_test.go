@@ -144,13 +144,13 @@ func setup(t *testing.T) *env {
 	// leash as `make build` builds it: static, stripped.
 	e.leash = filepath.Join(e.cache, "leash")
 	if out, err := e.goBuild(e.root, e.leash, "-trimpath", "-ldflags", "-s -w", "."); err != nil {
-		e.buildErr["leash"] = firstLines(string(out), 6)
+		e.buildErr["leash"] = buildError(out)
 		e.leash = ""
 	}
 	// consul-template from the pinned tools module.
 	e.ct = filepath.Join(e.root, ".cache", "bin", "consul-template")
 	if out, err := e.goBuild(filepath.Join(e.root, "tools", "consul-template"), e.ct, "github.com/hashicorp/consul-template"); err != nil {
-		e.buildErr["consul-template"] = firstLines(string(out), 6)
+		e.buildErr["consul-template"] = buildError(out)
 		e.ct = ""
 	}
 	e.vault = testvault.Require(t)
@@ -171,6 +171,16 @@ func (e *env) goBuild(dir, out string, args ...string) ([]byte, error) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	return cmd.CombinedOutput()
+}
+
+// buildError keeps the first compiler error of go build's output.
+func buildError(out []byte) string {
+	for _, line := range strings.Split(string(out), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func firstLines(s string, n int) string {

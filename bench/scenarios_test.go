@@ -655,7 +655,7 @@ func (e *env) benchOutage() {
 	e.md.p("One database credential (renewable, max_ttl 1h) through the counting proxy. Right after the wrapper's first renewal that Vault answered, the proxy goes down " +
 		"(every connection reset, so attempts can be counted) for the given time, then comes back. Attempts/s and the busiest second measure retry storms; " +
 		"recovery is from Vault's return to the first successful request. `child cred valid` checks PostgreSQL: the child's role exists and is VALID UNTIL a future time. " +
-		"Past the TTL, the safe outcome is that the child is stopped when its credential expires (fail closed). " +
+		"Past the TTL, the safe outcome is that the child is stopped when its credential expires (fail closed). The credential is judged a few seconds after recovery, so a hand-over recovery started has finished. " +
 		"All runs go in parallel (separate proxies, roles and tokens): what is measured here is behaviour over tens of seconds, not milliseconds.")
 	e.md.p("")
 	type job struct {
@@ -722,7 +722,9 @@ func (e *env) outageOnce(w wrapper, sc *scenario, ttl, outage time.Duration) (ou
 	// a freshly extended lease (a renewal in flight would be dropped).
 	ctx, cancel := p.ctx(2*ttl + 10*time.Second)
 	renewed, err := px.WaitFor(ctx, func(q vaultproxy.Request) bool {
-		return q.Path == "sys/leases/renew" && q.Status/100 == 2 && !q.Done.IsZero()
+		// After the child started: some wrappers renew right after the fetch,
+		// before they start the child.
+		return q.Path == "sys/leases/renew" && q.Status/100 == 2 && !q.Done.IsZero() && q.Time.After(ev.at)
 	})
 	cancel()
 	if err != nil {
@@ -763,8 +765,17 @@ func (e *env) outageOnce(w wrapper, sc *scenario, ttl, outage time.Duration) (ou
 		r.recovery = "none in " + recoverWait.String()
 	}
 
+	// Let a hand-over that recovery started finish (Vault Agent waits about
+	// 2s before it starts a child) before judging the child's credential.
+	time.Sleep(e.pickD(3*time.Second, 5*time.Second))
 	st.drain(p)
 	r.childValid = e.validCell(st.user)
+	if os.Getenv("BENCH_DEBUG") != "" {
+		for _, q := range px.Log() {
+			e.t.Logf("%s outage %v: %+.3fs %s %s -> %d %s", w.name, outage, q.Time.Sub(tUp).Seconds(), q.Method, q.Path, q.Status, q.Fault)
+		}
+		e.t.Logf("%s output:\n%s", w.name, p.tail())
+	}
 	r.restarts = strconv.Itoa(st.starts)
 	stopped := ""
 	if !st.stopped.IsZero() {
@@ -777,7 +788,9 @@ func (e *env) outageOnce(w wrapper, sc *scenario, ttl, outage time.Duration) (ou
 		r.outcome = fmt.Sprintf("wrapper exited %d%s", p.exitCode(), stopped)
 	case !st.stopped.IsZero() && st.starts == 0:
 		r.outcome = "child stopped, wrapper running" + stopped
-	case r.childValid == "yes":
+	case strings.HasPrefix(r.childValid, "yes") && st.starts > 0:
+		r.outcome = "child restarted with a new credential"
+	case strings.HasPrefix(r.childValid, "yes"):
 		r.outcome = "child running with a valid credential"
 	default:
 		r.outcome = "child running with an expired/revoked credential"
@@ -814,33 +827,40 @@ func (st *childState) drain(p *proc) {
 	}
 }
 
+// validCell describes whether the child's credential works now.
 func (e *env) validCell(user string) string {
-	valid, err := e.pgRoleValid(user)
+	exists, until, err := e.pgRole(user)
 	switch {
 	case err != nil:
 		return "? " + err.Error()
-	case valid:
+	case !exists:
+		return "no (role dropped)"
+	case until.IsZero() || until.After(time.Now()):
 		return "yes"
 	default:
-		return "no"
+		return fmt.Sprintf("no (expired %.1fs ago)", time.Since(until).Seconds())
 	}
 }
 
-// pgRoleValid reports whether the PostgreSQL role exists and is valid now.
-func (e *env) pgRoleValid(role string) (bool, error) {
+// pgRole reports whether the PostgreSQL role exists and its VALID UNTIL
+// (zero when unlimited).
+func (e *env) pgRole(role string) (exists bool, until time.Time, err error) {
 	ctx, cancel := withTimeout(10 * time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, e.db.URL)
 	if err != nil {
-		return false, err
+		return false, time.Time{}, err
 	}
 	defer conn.Close(ctx)
-	var valid bool
-	err = conn.QueryRow(ctx, "SELECT coalesce(rolvaliduntil > now(), true) FROM pg_roles WHERE rolname = $1", role).Scan(&valid)
+	var u *time.Time
+	err = conn.QueryRow(ctx, "SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", role).Scan(&u)
 	if err == pgx.ErrNoRows {
-		return false, nil
+		return false, time.Time{}, nil
 	}
-	return valid, err
+	if err != nil || u == nil {
+		return err == nil, time.Time{}, err
+	}
+	return true, *u, nil
 }
 
 func (e *env) pgVersion() string {
