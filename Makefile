@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 VAULT_BIN := $(CURDIR)/.cache/bin/vault
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build vault test lint demo bench clean
+.PHONY: all build vault test lint fuzz demo bench clean
 
 all: build
 
@@ -22,6 +22,16 @@ $(VAULT_BIN): tools/vault/go.mod tools/vault/go.sum
 
 test: vault
 	LEASH_REQUIRE_VAULT=1 LEASH_VAULT_BIN=$(VAULT_BIN) $(GO) test -race -count=1 -timeout 30m ./...
+
+# Each fuzz target briefly (FUZZTIME each); the corpora live in testdata/fuzz.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := .:FuzzParseSecretFlag .:FuzzConfig ./render:FuzzTemplateRender ./render:FuzzJSONString ./render:FuzzDotenvRoundTrip
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
