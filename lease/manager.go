@@ -124,7 +124,7 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 	m.setToken(tok)
-	m.log.Info("logged in", "path", m.loginPath(), "ttl", tok.ttl, "renewable", tok.renewable)
+	m.log.Info("logged in", "path", m.loginPath(), "ttl", tok.ttl.String(), "renewable", tok.renewable)
 
 	fctx, fcancel := context.WithCancel(sctx)
 	defer fcancel()
@@ -240,7 +240,7 @@ func (m *Manager) retry(outer, sctx context.Context, op, path string, fn func(co
 		}
 		last = cerr
 		d := backoff(attempt, 250*time.Millisecond, 5*time.Second, m.rand())
-		m.log.Warn("vault request failed, retrying", "path", path, "error", cerr, "attempt", attempt+1, "backoff", d)
+		m.log.Warn("vault request failed, retrying", "path", path, "error", cerr, "attempt", attempt+1, "backoff", d.String())
 		t := time.NewTimer(d)
 		select {
 		case <-sctx.Done():
@@ -314,7 +314,7 @@ func (m *Manager) apply(e *entry, is *issued, now time.Time) {
 		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
 	}
 	m.log.Info("lease issued", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
-		"ttl", is.secret.LeaseDuration, "expires", fmtTime(exp), "version", is.secret.Version)
+		"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
 }
 
 // expiry is when the entry's credential stops working: the lease, the
@@ -547,7 +547,7 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 		if err == nil {
 			t.failures = 0
 			m.planToken(t, m.now())
-			m.log.Debug("token renewed", "path", m.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second), "expires", fmtTime(t.expires))
+			m.log.Debug("token renewed", "path", m.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second).String(), "expires", fmtTime(t.expires))
 			if t.hard {
 				if m.canLogin() {
 					m.log.Info("token reached its max ttl; logging in again before it expires", "path", m.loginPath(), "expires", fmtTime(t.expires))
@@ -579,7 +579,7 @@ func (m *Manager) tokenFailed(t *token, op string, err error) {
 	if !t.expires.IsZero() && t.next.After(t.expires) {
 		t.next = t.expires
 	}
-	m.log.Warn(op+" failed", "path", m.loginPath(), "error", err, "attempt", t.failures, "backoff", d)
+	m.log.Warn(op+" failed", "path", m.loginPath(), "error", err, "attempt", t.failures, "backoff", d.String())
 }
 
 // relogin obtains a new token; leases of the old one are handed over in
@@ -594,7 +594,7 @@ func (m *Manager) relogin(ctx context.Context) bool {
 		return false
 	}
 	m.setToken(t)
-	m.log.Info("logged in again", "path", m.loginPath(), "ttl", t.ttl, "expires", fmtTime(t.expires))
+	m.log.Info("logged in again", "path", m.loginPath(), "ttl", t.ttl.String(), "expires", fmtTime(t.expires))
 	m.replanAll()
 	return true
 }
@@ -658,7 +658,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) {
 	}
 	m.planEntry(e, now)
 	m.log.Info("lease renewed", "name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint,
-		"ttl", ld, "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
+		"ttl", ld.String(), "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
 }
 
 func (m *Manager) rotate(ctx context.Context, e *entry) bool {
@@ -673,7 +673,7 @@ func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 	old := e.cur
 	m.apply(e, is, m.now())
 	m.log.Info("lease rotated", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
-		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration, "expires", fmtTime(is.secret.ExpiresAt))
+		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
 	return true
 }
 
@@ -720,7 +720,7 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 		fp = e.cur.Fingerprint
 	}
 	m.log.Log(level, op+" failed", "name", e.spec.ID, "path", e.spec.Path, "lease", fp,
-		"error", err, "attempt", e.failures, "backoff", d)
+		"error", err, "attempt", e.failures, "backoff", d.String())
 }
 
 // Retire revokes the leases of old that the current snapshot no longer
