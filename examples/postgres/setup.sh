@@ -17,7 +17,8 @@ set -euo pipefail
 : "${DEFAULT_TTL:=1h}" "${MAX_TTL:=24h}"
 
 # 1. The database secrets engine, once per Vault.
-if ! vault secrets list -format=json | grep -q '"database/"'; then
+mounts=$(vault secrets list -format=json)
+if [[ $mounts != *'"database/"'* ]]; then
 	vault secrets enable database
 fi
 
