@@ -151,12 +151,15 @@ func demo(o options) (code int) {
 		return 1
 	}
 
-	for _, p := range []*string{&o.leash, &o.vault} {
-		abs, err := exec.LookPath(*p)
+	for _, b := range []struct {
+		path *string
+		hint string
+	}{{&o.leash, "run `make build` or pass -leash"}, {&o.vault, "run `make vault` (builds .cache/bin/vault) or pass -vault"}} {
+		abs, err := exec.LookPath(*b.path)
 		if err != nil {
-			return fail("%v", err)
+			return fail("%s not found: %s", *b.path, b.hint)
 		}
-		*p, _ = filepath.Abs(abs)
+		*b.path, _ = filepath.Abs(abs)
 	}
 	tmp, err := os.MkdirTemp("", "leash-demo-")
 	if err != nil {
