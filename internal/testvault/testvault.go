@@ -183,6 +183,12 @@ func start(bin string, useTLS bool) (*Server, error) {
 		os.RemoveAll(home)
 		return nil, lastErr
 	}
+	if !useTLS {
+		// HOME only keeps the server away from the real one; with
+		// -dev-no-store-token nothing is written there. The shared server
+		// has no cleanup, so do not leave the directory behind.
+		os.RemoveAll(home)
+	}
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
 	if useTLS {
