@@ -320,18 +320,22 @@ func (p *proc) next(timeout time.Duration, kinds ...string) (event, error) {
 				}
 			}
 		case <-p.done:
-			// Drain what the child reported before the wrapper exited.
-			select {
-			case ev := <-p.events:
-				for _, k := range kinds {
-					if ev.kind == k {
-						return ev, nil
+			// The wrapper is gone, but what its child wrote may still be in
+			// the FIFO on its way to the reader goroutine.
+			grace := time.NewTimer(time.Second)
+			defer grace.Stop()
+			for {
+				select {
+				case ev := <-p.events:
+					for _, k := range kinds {
+						if ev.kind == k {
+							return ev, nil
+						}
 					}
+				case <-grace.C:
+					return event{}, fmt.Errorf("%s exited (%v) before reporting %v: %s", p.name, p.waitErr, kinds, p.tail())
 				}
-				continue
-			default:
 			}
-			return event{}, fmt.Errorf("%s exited (%v) before reporting %v: %s", p.name, p.waitErr, kinds, p.tail())
 		case <-deadline.C:
 			return event{}, fmt.Errorf("%s: no %v within %v: %s", p.name, kinds, timeout, p.tail())
 		}

@@ -208,7 +208,7 @@ func (e *env) benchSizes() {
 		if b.name != "leash" {
 			r = ratio(float64(leashSize), float64(sz))
 		}
-		rows = append(rows, []string{b.name, f1(mb(sz)), linkage(b.path), r})
+		rows = append(rows, []string{b.name, f2(mb(sz)), linkage(b.path), r})
 	}
 	e.md.table([]string{"binary", "MB", "linking", "leash/peer"}, rows)
 }
