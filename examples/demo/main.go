@@ -120,7 +120,7 @@ func show(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	say("holding %s, valid until %s", id, expiry)
+	say("holding %s; %s", id, expiry)
 	if err := checkEnviron(secret, raw); err != nil {
 		return "", err
 	}
@@ -172,7 +172,7 @@ func checkPostgres(user, password string) (id, expiry string, err error) {
 		return "", "", fmt.Errorf("query as %s: %w", user, err)
 	}
 	say("logged in to PostgreSQL database %s as %s", cfg.Database, cur)
-	return "PostgreSQL role " + cur, describe(until), nil
+	return "PostgreSQL role " + cur, "its VALID UNTIL is " + describe(until), nil
 }
 
 // checkToken looks the token up in Vault (VAULT_ADDR is not secret, so
@@ -209,7 +209,7 @@ func checkToken(token string) (id, expiry string, err error) {
 	if t, err := time.Parse(time.RFC3339Nano, out.Data.ExpireTime); err == nil {
 		until = &t
 	}
-	return "Vault token with accessor " + out.Data.Accessor, describe(until), nil
+	return "Vault token with accessor " + out.Data.Accessor, "it expires at " + describe(until), nil
 }
 
 func describe(t *time.Time) string {
