@@ -61,6 +61,9 @@ func classify(err error) (int, string) {
 		return exitSoftware, ""
 	case errors.Is(err, lease.ErrLeaseLost):
 		return exitTempFail, "the child was stopped because a credential expired and no replacement could be obtained"
+	case errors.Is(err, lease.ErrNotFound), errors.Is(err, lease.ErrUnsupported):
+		// A path or parameters Vault does not accept: the configuration is wrong.
+		return exitConfig, "check the secret's path and parameters"
 	case errors.Is(err, lease.ErrPermissionDenied):
 		return exitNoPerm, "check the Vault policy attached to leash's token"
 	case errors.Is(err, lease.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):

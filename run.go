@@ -161,6 +161,30 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		}
 	}
 
+	// Outputs and the delivery directory are checked before Vault is
+	// contacted: a bad --dir or output set must not issue credentials.
+	uid, gid := -1, -1
+	if s.cred != nil {
+		uid, gid = int(s.cred.Uid), int(s.cred.Gid)
+	}
+	mode := render.Memfd
+	if c.Delivery == "dir" {
+		mode = render.Dir
+	}
+	r, err := render.New(render.Options{
+		Mode: mode, Dir: c.Dir, AllowDisk: c.AllowDisk, UID: uid, GID: gid,
+		Logger: log.Named("render"),
+	}, s.plan.outputs)
+	if err != nil {
+		return &configError{err}
+	}
+	closeOutputs := sync.OnceFunc(func() {
+		if cerr := r.Close(); cerr != nil {
+			log.Error("cleaning up secret outputs failed", "error", cerr)
+		}
+	})
+	defer closeOutputs()
+
 	var mgr *lease.Manager
 	var snap *lease.Snapshot
 	if len(s.plan.specs) > 0 {
@@ -181,6 +205,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 			return err
 		}
 		defer func() {
+			closeOutputs() // truncate before a possibly slow revocation
 			rctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
 			defer cancel()
 			if cerr := mgr.Close(rctx); cerr != nil {
@@ -192,26 +217,6 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		}
 	}
 
-	uid, gid := -1, -1
-	if s.cred != nil {
-		uid, gid = int(s.cred.Uid), int(s.cred.Gid)
-	}
-	mode := render.Memfd
-	if c.Delivery == "dir" {
-		mode = render.Dir
-	}
-	r, err := render.New(render.Options{
-		Mode: mode, Dir: c.Dir, AllowDisk: c.AllowDisk, UID: uid, GID: gid,
-		Logger: log.Named("render"),
-	}, s.plan.outputs)
-	if err != nil {
-		return &configError{err}
-	}
-	defer func() {
-		if cerr := r.Close(); cerr != nil {
-			log.Error("cleaning up secret outputs failed", "error", cerr)
-		}
-	}()
 	inPlace := c.OnRotate != "restart"
 	if _, err := r.Update(renderSecrets(snap), inPlace); err != nil {
 		return &configError{err}
