@@ -1,0 +1,365 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/leash-dev/leash/internal/testvault"
+)
+
+// These tests (issue 7) search for the actual secret bytes wherever they
+// must not be: leash's logs at trace level in both formats, the
+// environment and argv of leash and its child, files outside the private
+// tmpfs directory, and anything left after exit. They also check leash's
+// memory is closed to other processes of its own user while the child's is
+// not, and that inherited memfds are emptied when leash exits.
+
+// scanFiles returns the files under roots whose contents hold any needle.
+func scanFiles(t *testing.T, needles [][]byte, roots ...string) []string {
+	var hits []string
+	for _, root := range roots {
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil
+			}
+			for _, n := range needles {
+				if bytes.Contains(b, n) {
+					hits = append(hits, p)
+					break
+				}
+			}
+			return nil
+		})
+	}
+	return hits
+}
+
+// procLeaks returns which of /proc/PID/{environ,cmdline} hold a needle.
+func procLeaks(pid int, needles [][]byte) []string {
+	var hits []string
+	for _, f := range []string{"environ", "cmdline"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
+		if err != nil {
+			continue
+		}
+		for _, n := range needles {
+			if bytes.Contains(b, n) {
+				hits = append(hits, fmt.Sprintf("/proc/%d/%s", pid, f))
+				break
+			}
+		}
+	}
+	return hits
+}
+
+// A full run with rotations at trace level: the secrets and Vault
+// credentials never appear in stderr, in the environment or argv of leash
+// or the child, or in any file outside the private directory; after exit
+// the private directory is gone.
+func TestSecrecyFullRun(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, format, delivery, onRotate, auth string }{
+		{"text memfd restart token", "text", "memfd", "restart", "token"},
+		{"json dir signal approle", "json", "dir", "signal", "approle"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testvault.Shared(t)
+			creds := dbCreds(t, srv, 3*time.Second, 5*time.Second)
+			kv := srv.KV(t, 2)
+			kvSecret := "kv-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": kvSecret}})
+
+			root := t.TempDir()
+			home, tmp, cwd := filepath.Join(root, "home"), filepath.Join(root, "tmp"), filepath.Join(root, "cwd")
+			for _, d := range []string{home, tmp, cwd} {
+				os.Mkdir(d, 0o700)
+			}
+			shm, err := os.MkdirTemp("/dev/shm", "leash-test-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(shm) })
+
+			needles := [][]byte{[]byte(kvSecret)}
+			var userToken []byte // given to leash in VAULT_TOKEN
+			env := []string{"VAULT_ADDR=" + srv.Addr, "HOME=" + home, "TMPDIR=" + tmp, "XDG_RUNTIME_DIR="}
+			args := []string{"--log-level", "trace", "--log-format", tt.format, "--delivery", tt.delivery,
+				"--on-rotate", tt.onRotate, "--reload-grace", "200ms", "-s", "db=" + creds, "-s", "kv=" + kv + "/app#password"}
+			pol := srv.Policy(t, `path "`+creds+`" { capabilities = ["read"] }
+path "`+kv+`/*" { capabilities = ["read"] }
+path "sys/leases/*" { capabilities = ["update"] }`)
+			if tt.auth == "token" {
+				tok, err := srv.Client.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{pol}, TTL: "1h"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				env = append(env, "VAULT_TOKEN="+tok.Auth.ClientToken)
+				userToken = []byte(tok.Auth.ClientToken)
+				needles = append(needles, []byte(tok.Auth.ClientToken))
+			} else {
+				ar := srv.AppRole(t, []string{pol}, time.Hour, time.Hour, false)
+				secretDir := t.TempDir() // the secret_id file is the user's; exclude it from the scan
+				roleID, secretID := filepath.Join(secretDir, "role-id"), filepath.Join(secretDir, "secret-id")
+				os.WriteFile(roleID, []byte(ar.RoleID), 0o600)
+				os.WriteFile(secretID, []byte(ar.SecretID), 0o600)
+				args = append(args, "--auth", "approle", "--auth-mount", ar.Mount, "--role-id-file", roleID, "--secret-id-file", secretID)
+				needles = append(needles, []byte(ar.SecretID))
+			}
+			if tt.delivery == "dir" {
+				args = append(args, "--dir", shm)
+			}
+			args = append(append(args, "--"), watchArgs(t, "DB_FILE")...)
+			lp := startLeash(t, env, args...)
+			lp.cmd.Dir = cwd
+
+			var childPids []int
+			users := map[string]bool{}
+			check := func(b64 string) {
+				raw, err := base64.StdEncoding.DecodeString(b64)
+				if err != nil {
+					t.Fatalf("child sent %q", b64)
+				}
+				var c struct{ Username, Password string }
+				if err := json.Unmarshal(raw, &c); err != nil || c.Password == "" {
+					t.Fatalf("child read %d bytes of unexpected content", len(raw))
+				}
+				if !users[c.Username] {
+					users[c.Username] = true
+					needles = append(needles, []byte(c.Password))
+				}
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for len(users) < 3 && time.Now().Before(deadline) {
+				f := strings.Fields(lp.next(30 * time.Second))
+				switch {
+				case len(f) == 3 && f[0] == "ready":
+					pid, _ := strconv.Atoi(f[1])
+					childPids = append(childPids, pid)
+					check(f[2])
+				case len(f) == 2 && f[0] == "reload":
+					check(f[1])
+				case len(f) == 1 && f[0] == "term":
+				default:
+					t.Fatalf("child said %q", f)
+				}
+				// While it runs: nothing in the environment or argv. The
+				// caller put VAULT_TOKEN in leash's own initial environment;
+				// only the child's must be free of it (leash's is closed to
+				// all but root: TestLeashNonDumpable).
+				var own [][]byte
+				for _, n := range needles {
+					if !bytes.Equal(n, userToken) {
+						own = append(own, n)
+					}
+				}
+				if hits := procLeaks(lp.cmd.Process.Pid, own); len(hits) > 0 {
+					t.Errorf("secret bytes in %v", hits)
+				}
+				if hits := procLeaks(childPids[len(childPids)-1], needles); len(hits) > 0 {
+					t.Errorf("secret bytes in %v", hits)
+				}
+				if hits := scanFiles(t, needles, home, tmp, cwd); len(hits) > 0 {
+					t.Errorf("secret bytes in files while running: %v", hits)
+				}
+			}
+			if len(users) < 3 {
+				t.Fatalf("only %d credentials handed over", len(users))
+			}
+			lp.signal(syscall.SIGTERM)
+			if code := lp.exit(30 * time.Second); code != 0 {
+				t.Errorf("leash exited %d", code)
+			}
+			lp.rest()
+			log := lp.log.String()
+			for i, n := range needles {
+				if strings.Contains(log, string(n)) {
+					t.Errorf("needle %d (of %d) is in leash's %s log", i, len(needles), tt.format)
+				}
+			}
+			if !strings.Contains(log, "lease rotated") {
+				t.Errorf("no rotation logged")
+			}
+			if hits := scanFiles(t, needles, home, tmp, cwd, shm, root); len(hits) > 0 {
+				t.Errorf("secret bytes in files after exit: %v", hits)
+			}
+			if left, _ := os.ReadDir(shm); len(left) != 0 {
+				t.Errorf("private directory left after exit: %v", left)
+			}
+		})
+	}
+}
+
+// copyExecutable copies the binary at src into dir with mode 0755.
+func copyExecutable(t *testing.T, src, dir string) string {
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	dst := filepath.Join(dir, filepath.Base(src))
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// nobodyDir is a world-readable directory for binaries run as uid 65534.
+func nobodyDir(t *testing.T) string {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run processes as uid 65534")
+	}
+	dir, err := os.MkdirTemp("", "leash-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+var nobody = &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}
+
+// leash makes itself non-dumpable: another process of the same (non-root)
+// user can neither open /proc/<leash>/mem or environ nor ptrace it, while
+// the child, an ordinary process of that user, stays open to it.
+func TestLeashNonDumpable(t *testing.T) {
+	t.Parallel()
+	dir := nobodyDir(t)
+	bin := copyExecutable(t, leashBin, dir)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := copyExecutable(t, self, dir)
+
+	cmd := exec.Command(bin, "--", "sh", "-c", "echo $$; exec sleep 300")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	lr := newLineReader(t, stdout)
+	var line string
+	select {
+	case line = <-lr.lines:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no pid from the child")
+	}
+	childPid, _ := strconv.Atoi(line)
+	leashPid := cmd.Process.Pid
+
+	pr := exec.Command(probe, strconv.Itoa(leashPid), strconv.Itoa(childPid))
+	pr.Env = append(os.Environ(), "LEASH_RELIABILITY_HELPER=probe")
+	pr.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	out, err := pr.CombinedOutput()
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	want := fmt.Sprintf("%d mem=EACCES environ=EACCES ptrace=EPERM\n%d mem=ok environ=ok ptrace=ok\n", leashPid, childPid)
+	if string(out) != want {
+		t.Errorf("uid 65534 probing leash (%d) and its child (%d):\n%s\nwant:\n%s", leashPid, childPid, out, want)
+	}
+	// Non-dumpable processes' /proc entries belong to root.
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/mem", leashPid), &st); err != nil || st.Uid != 0 {
+		t.Errorf("/proc/%d/mem owned by uid %d, want 0 (non-dumpable)", leashPid, st.Uid)
+	}
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/mem", childPid), &st); err != nil || st.Uid != 65534 {
+		t.Errorf("/proc/%d/mem of the child owned by uid %d, want 65534 (dumpable)", childPid, st.Uid)
+	}
+}
+
+// When leash exits, every memfd it handed out is truncated to zero bytes
+// (and in dir mode every file): a grandchild that inherited the descriptor
+// and escaped the process group then reads nothing. The test reads through
+// /proc/<grandchild>/fd/N, which opens the same file.
+func TestOutputsEmptiedAfterExit(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, delivery, onRotate, fd string }{
+		{"memfd signal", "memfd", "signal", "3"},
+		{"memfd restart", "memfd", "restart", "3"},
+		{"dir", "dir", "signal", "7"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testvault.Shared(t)
+			kv := srv.KV(t, 2)
+			secret := "emptied-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": secret}})
+			args := []string{"--delivery", tt.delivery, "--on-rotate", tt.onRotate, "-s", "pw=" + kv + "/app#password"}
+			if tt.delivery == "dir" {
+				shm, err := os.MkdirTemp("/dev/shm", "leash-test-")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.RemoveAll(shm) })
+				args = append(args, "--dir", shm)
+			}
+			// The grandchild leaves the child's session and process group,
+			// so neither leash's stop signal nor the parent-death signal
+			// reaches it; it holds the output open on fd tt.fd.
+			script := `setsid sh -c 'exec 7<"$PW_FILE"; exec sleep 300' </dev/null >/dev/null 2>&1 & echo $!; exec sleep 300`
+			lp := startLeash(t, vaultEnv(srv.Addr, srv.RootToken), append(append(args, "--"), "sh", "-c", script)...)
+			gc, _ := strconv.Atoi(lp.next(30 * time.Second))
+			t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				// Polled: fd 7 is open once the grandchild has left the
+				// group (setsid) and it prints nothing to wait on.
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d/fd/7", gc)); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("grandchild never opened the output")
+				}
+			}
+			path := fmt.Sprintf("/proc/%d/fd/%s", gc, tt.fd)
+			got, _ := os.ReadFile(path)
+			if string(got) != secret {
+				t.Fatalf("grandchild's %s holds %q before exit, want the secret", path, got)
+			}
+			lp.signal(syscall.SIGTERM)
+			lp.exit(30 * time.Second)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", gc)); err != nil {
+				t.Fatal("the grandchild did not outlive leash; the test proves nothing")
+			}
+			if got, err := os.ReadFile(path); err != nil || len(got) != 0 {
+				t.Errorf("after leash exited, %s holds %d bytes (err %v), want 0", path, len(got), err)
+			}
+		})
+	}
+}
