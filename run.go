@@ -185,10 +185,37 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	})
 	defer closeOutputs()
 
+	// The audit trail and the status server start before Vault is
+	// contacted: /healthz answers 503 while leash starts.
+	st := newStatus()
+	auditFile, err := openAudit(c.AuditFile)
+	if err != nil {
+		return &configError{err}
+	}
+	aud := &auditor{log: log.Named("audit"), f: auditFile, status: st}
+	defer aud.close()
+	if c.StatusAddr != "" {
+		l, err := listenStatus(c.StatusAddr)
+		if err != nil {
+			return &configError{err}
+		}
+		statusCtx, stopStatus := context.WithCancel(context.Background())
+		statusDone := make(chan struct{})
+		go func() {
+			defer close(statusDone)
+			if err := serveStatus(statusCtx, l, st); err != nil {
+				log.Error("status server stopped", "error", err)
+			}
+		}()
+		defer func() { stopStatus(); <-statusDone }()
+	}
+
 	var mgr *lease.Manager
 	var snap *lease.Snapshot
 	if len(s.plan.specs) > 0 {
-		mgr, err = lease.New(c.leaseConfig(s, log))
+		lc := c.leaseConfig(s, log)
+		lc.OnEvent = aud.leaseEvent
+		mgr, err = lease.New(lc)
 		if err != nil {
 			return &configError{err}
 		}
@@ -241,15 +268,21 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		return err
 	}
 	if err := sup.Start(r.Files(), nil); err != nil {
+		aud.childEvent("start", err)
 		return err
 	}
+	aud.childEvent("start", nil)
+	st.set(func(st *status) { st.delivered, st.running = true, true })
 
 	// The child runs. Everything below ends when it exits on its own or is
-	// stopped because its credentials are gone.
+	// stopped because its credentials are gone; the lease manager must have
+	// stopped before its leases are revoked.
 	runCtx, cancelRun := context.WithCancel(context.Background())
-	defer cancelRun()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancelRun()
+		wg.Wait()
+	}()
 
 	reaper := &signals.Reaper{Skip: sup.IsChild}
 	wg.Add(1)
@@ -267,9 +300,11 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 			defer wg.Done()
 			leaseErr <- mgr.Run(runCtx)
 		}()
+		rt := &rotation{mgr: mgr, out: r, sup: sup, onRotate: c.OnRotate, reloadSig: s.reloadSignal,
+			grace: c.ReloadGrace, log: log, aud: aud, st: st}
 		go func() {
 			defer wg.Done()
-			rotate(runCtx, mgr, r, sup, snap, c.OnRotate, s.reloadSignal, c.ReloadGrace, log)
+			rt.run(runCtx, snap)
 		}()
 	}
 
@@ -297,6 +332,8 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 			}
 		case err := <-childErr:
 			cancelRun()
+			st.set(func(st *status) { st.running = false })
+			aud.childEvent("exit", err)
 			if lost != nil {
 				return lost
 			}
@@ -344,53 +381,85 @@ func (e *signalledError) Error() string {
 	return fmt.Sprintf("stopped by %v before the child started", e.sig)
 }
 
-// rotate applies every new snapshot: render, then restart or signal the
+// rotation applies every new snapshot: render, then restart or signal the
 // child, then retire the old leases once the child has switched.
-func rotate(ctx context.Context, mgr *lease.Manager, r deliverer, sup rotator, cur *lease.Snapshot, onRotate string, reloadSig os.Signal, grace time.Duration, log hclog.Logger) {
-	inPlace := onRotate != "restart"
+type rotation struct {
+	mgr       *lease.Manager
+	out       deliverer
+	sup       rotator
+	onRotate  string // restart, signal or none
+	reloadSig os.Signal
+	grace     time.Duration // after a reload signal, before retiring
+	log       hclog.Logger
+	aud       *auditor
+	st        *status
+}
+
+// run applies snapshots until ctx is done; cur is the snapshot the child
+// was started with.
+func (rt *rotation) run(ctx context.Context, cur *lease.Snapshot) {
+	inPlace := rt.onRotate != "restart"
 	for {
 		var next *lease.Snapshot
 		select {
 		case <-ctx.Done():
 			return
-		case next = <-mgr.Updates():
+		case next = <-rt.mgr.Updates():
 		}
-		changed, err := r.Update(renderSecrets(next), inPlace)
+		changed, err := rt.out.Update(renderSecrets(next), inPlace)
 		if err != nil {
 			// The old credentials stay valid and unretired; the lease
 			// manager reports loss if nothing replaces them in time.
-			log.Error("rendering new secrets failed; keeping the current ones", "error", err)
+			rt.log.Error("rendering new secrets failed; keeping the current ones", "error", err)
+			rt.st.set(func(st *status) { st.rotateFail = true })
 			continue
 		}
-		if changed {
-			switch onRotate {
-			case "restart":
-				if err := sup.Restart(ctx, r.Files(), nil); err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					log.Error("restart after rotation failed", "error", err)
-					continue
-				}
-				r.Release()
-			case "signal":
-				if err := sup.Reload(reloadSig); err != nil {
-					log.Error("reload signal failed", "error", err)
-				}
-				// Give the child time to switch before its old
-				// credentials are revoked.
-				t := time.NewTimer(grace)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				}
+		if changed && !rt.apply(ctx) {
+			if ctx.Err() != nil {
+				return
 			}
+			continue
 		}
-		mgr.Retire(cur)
+		rt.st.set(func(st *status) { st.rotateFail = false })
+		rt.mgr.Retire(cur)
 		cur = next
 	}
+}
+
+// apply makes the child use the new bytes. It reports false when the child
+// cannot be known to have switched (the old leases are then kept).
+func (rt *rotation) apply(ctx context.Context) bool {
+	switch rt.onRotate {
+	case "restart":
+		err := rt.sup.Restart(ctx, rt.out.Files(), nil)
+		rt.aud.childEvent("restart", err)
+		if err != nil {
+			if ctx.Err() == nil {
+				rt.log.Error("restart after rotation failed", "error", err)
+				rt.st.set(func(st *status) { st.rotateFail = true })
+			}
+			return false
+		}
+		rt.st.count("leash_child_restarts_total")
+		rt.out.Release()
+	case "signal":
+		err := rt.sup.Reload(rt.reloadSig)
+		rt.aud.childEvent("reload", err)
+		if err != nil {
+			rt.log.Error("reload signal failed", "error", err)
+		}
+		rt.st.count("leash_child_reloads_total")
+		// Give the child time to switch before its old credentials are
+		// revoked.
+		t := time.NewTimer(rt.grace)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // renderSecrets converts a snapshot into render's values.

@@ -2,11 +2,356 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/leash-dev/leash/lease"
 )
+
+// leaseRow is one lease in /v1/leases: state only, never secret data.
+type leaseRow struct {
+	Name        string    `json:"name"`
+	Path        string    `json:"path"`
+	Fingerprint string    `json:"fingerprint"`
+	Issued      time.Time `json:"issued"`
+	Expires     time.Time `json:"expires,omitzero"`
+	NextRenewal time.Time `json:"next_renewal,omitzero"`
+	TTL         float64   `json:"ttl_seconds"`
+	Renewals    int       `json:"renewals"`
+	Failures    int       `json:"failures"`
+	failing     bool      // failed since the last success
+}
+
+// status is leash's live state for the status server and the audit trail.
+// It is fed by lease events and by the run loop; its methods are safe for
+// concurrent use.
+type status struct {
+	mu         sync.Mutex
+	leases     map[string]*leaseRow // by secret name (Spec.ID)
+	delivered  bool                 // every secret rendered for the child
+	running    bool                 // the child runs
+	rotateFail bool                 // the last rotation could not be applied
+	counters   map[string]float64   // metric name{labels} -> value
+	latency    histogram
+	now        func() time.Time
+}
+
+func newStatus() *status {
+	return &status{leases: map[string]*leaseRow{}, counters: map[string]float64{}, latency: newHistogram(), now: time.Now}
+}
+
+// unhealthyAfter: consecutive failures that make a lease "about to be lost"
+// even while its expiry is still far.
+const unhealthyAfter = 3
+
+// event applies a lease event.
+func (s *status) event(e lease.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.ID == "" {
+		if e.Kind == lease.EventFailed {
+			s.counters[fmt.Sprintf(`leash_failures_total{name="",op=%q}`, e.Op)]++
+		}
+		return
+	}
+	r := s.leases[e.ID]
+	if r == nil {
+		r = &leaseRow{Name: e.ID, Path: e.Path}
+		s.leases[e.ID] = r
+	}
+	switch e.Kind {
+	case lease.EventIssued, lease.EventRotated, lease.EventChanged:
+		*r = leaseRow{Name: e.ID, Path: e.Path, Fingerprint: e.Fingerprint, Issued: e.Time,
+			Expires: e.ExpiresAt, NextRenewal: e.Next, TTL: e.TTL.Seconds()}
+		if e.Kind == lease.EventRotated {
+			s.counters[fmt.Sprintf(`leash_rotations_total{name=%q}`, e.ID)]++
+		}
+	case lease.EventRenewed:
+		r.Renewals++
+		r.Expires, r.NextRenewal, r.TTL, r.failing = e.ExpiresAt, e.Next, e.TTL.Seconds(), false
+		s.counters[fmt.Sprintf(`leash_renewals_total{name=%q}`, e.ID)]++
+	case lease.EventFailed:
+		r.Failures++
+		r.failing = true
+		s.counters[fmt.Sprintf(`leash_failures_total{name=%q,op=%q}`, e.ID, e.Op)]++
+	case lease.EventLost:
+		r.failing = true
+		r.Expires = e.ExpiresAt
+	}
+	if e.Latency > 0 {
+		s.latency.observe(e.Latency.Seconds())
+	}
+}
+
+// set records run-loop state: delivered, running, rotation failures.
+func (s *status) set(f func(s *status)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *status) count(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counters[name]++
+}
+
+// health says whether leash and its child are ready, and why not.
+func (s *status) health() (ok bool, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.delivered:
+		return false, "starting: secrets not delivered yet"
+	case !s.running:
+		return false, "the child is not running"
+	case s.rotateFail:
+		return false, "the last rotation could not be applied"
+	}
+	now := s.now()
+	for _, r := range s.sortedLocked() {
+		if !r.failing {
+			continue
+		}
+		left := r.Expires.Sub(now)
+		if r.Failures >= unhealthyAfter || (!r.Expires.IsZero() && left < time.Duration(r.TTL*float64(time.Second))/3) {
+			return false, fmt.Sprintf("lease %s (%s) is failing and expires in %s", r.Name, r.Fingerprint, left.Round(time.Second))
+		}
+	}
+	return true, "ok"
+}
+
+func (s *status) sortedLocked() []leaseRow {
+	out := make([]leaseRow, 0, len(s.leases))
+	for _, r := range s.leases {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (s *status) rows() []leaseRow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sortedLocked()
+}
+
+// handler serves /healthz, /v1/leases and /metrics.
+func (s *status) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := s.health()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	})
+	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(map[string]any{"leases": s.rows()})
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		s.writeMetrics(w)
+	})
+	return mux
+}
+
+// writeMetrics writes the Prometheus text exposition format (0.0.4) by hand:
+// a dozen series do not justify client_golang's 2.6 MB in a binary whose
+// size and RSS are selling points.
+func (s *status) writeMetrics(w io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rows := s.sortedLocked()
+	gauge := func(name, help string, val func(r leaseRow) (float64, bool)) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
+		for _, r := range rows {
+			if v, ok := val(r); ok {
+				fmt.Fprintf(w, "%s{name=%q,path=%q} %g\n", name, r.Name, r.Path, v)
+			}
+		}
+	}
+	gauge("leash_lease_expiry_timestamp_seconds", "When the current lease expires (Unix time).", func(r leaseRow) (float64, bool) {
+		return unixSeconds(r.Expires), !r.Expires.IsZero()
+	})
+	gauge("leash_lease_next_renewal_timestamp_seconds", "When leash next renews or replaces the lease (Unix time).", func(r leaseRow) (float64, bool) {
+		return unixSeconds(r.NextRenewal), !r.NextRenewal.IsZero()
+	})
+	counter := func(name, help string) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+		var keys []string
+		for k := range s.counters {
+			if strings.HasPrefix(k, name+"{") || k == name {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s %g\n", k, s.counters[k])
+		}
+	}
+	counter("leash_renewals_total", "Lease renewals that succeeded.")
+	counter("leash_failures_total", "Vault operations that failed (each retry counts).")
+	counter("leash_rotations_total", "New credentials handed over before expiry.")
+	counter("leash_child_restarts_total", "Restarts of the child to pick up new credentials.")
+	counter("leash_child_reloads_total", "Reload signals sent to the child.")
+	s.latency.write(w, "leash_vault_request_duration_seconds", "Latency of Vault requests made for leases.")
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// histogram is a fixed-bucket Prometheus histogram.
+type histogram struct {
+	bounds []float64
+	counts []uint64
+	sum    float64
+	n      uint64
+}
+
+func newHistogram() histogram {
+	b := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	return histogram{bounds: b, counts: make([]uint64, len(b))}
+}
+
+func (h *histogram) observe(v float64) {
+	for i, b := range h.bounds {
+		if v <= b {
+			h.counts[i]++
+		}
+	}
+	h.sum += v
+	h.n++
+}
+
+func (h *histogram) write(w io.Writer, name, help string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name)
+	for i, b := range h.bounds {
+		fmt.Fprintf(w, "%s_bucket{le=\"%g\"} %d\n", name, b, h.counts[i])
+	}
+	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %g\n%s_count %d\n", name, h.n, name, h.sum, name, h.n)
+}
+
+// listenStatus opens --status-addr: a Unix socket path (anything with a /)
+// or a loopback host:port. Non-loopback addresses are refused: the lease
+// table is for the pod or host, not the network.
+func listenStatus(addr string) (net.Listener, error) {
+	if strings.Contains(addr, "/") {
+		if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			// A socket left by a leash that was killed; a live one would
+			// still accept, so refuse to steal it.
+			if c, err := net.Dial("unix", addr); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("--status-addr %s: another process is serving there", addr)
+			}
+			os.Remove(addr)
+		}
+		l, err := net.Listen("unix", addr)
+		if err != nil {
+			return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
+		}
+		_ = os.Chmod(addr, 0o660)
+		return l, nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--status-addr %q: want a Unix socket path or a loopback host:port: %w", addr, err)
+	}
+	if host != "localhost" {
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("--status-addr %q: only loopback addresses (127.0.0.1, [::1], localhost) or a Unix socket", addr)
+		}
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+// serveStatus serves s on l until ctx is done.
+func serveStatus(ctx context.Context, l net.Listener, s *status) error {
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(l)
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// statusClient returns an HTTP client and base URL for --status-addr.
+func statusClient(addr string) (*http.Client, string) {
+	if strings.Contains(addr, "/") {
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", addr)
+		}}
+		return &http.Client{Transport: tr, Timeout: 5 * time.Second}, "http://leash"
+	}
+	return &http.Client{Timeout: 5 * time.Second}, "http://" + addr
+}
 
 // run prints the lease table of a running leash.
 func (c *StatusCmd) run(ctx context.Context, w io.Writer) error {
-	return &usageError{errors.New("leash status: not implemented yet")}
+	client, base := statusClient(c.StatusAddr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/leases", nil)
+	if err != nil {
+		return &usageError{err}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("leash status: %w (is leash running with --status-addr %s?)", err, c.StatusAddr)
+	}
+	defer resp.Body.Close()
+	var body struct{ Leases []leaseRow }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return fmt.Errorf("leash status: bad answer from %s: %w", c.StatusAddr, err)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPATH\tLEASE\tISSUED\tEXPIRES\tNEXT RENEWAL\tRENEWALS\tFAILURES")
+	for _, r := range body.Leases {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Name, r.Path, orDash(r.Fingerprint),
+			fmtWhen(r.Issued), fmtWhen(r.Expires), fmtWhen(r.NextRenewal), r.Renewals, r.Failures)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func fmtWhen(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Until(t).Round(time.Second)
+	if d >= 0 {
+		return fmt.Sprintf("%s (in %s)", t.Local().Format(time.TimeOnly), d)
+	}
+	return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.TimeOnly), -d)
 }

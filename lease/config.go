@@ -52,6 +52,10 @@ type Config struct {
 	StartupTimeout time.Duration // 0: 30s
 	NoRevoke       bool
 	Logger         hclog.Logger // nil: no logging
+	// OnEvent, when set, receives every lease event (audit trail, health,
+	// metrics). It is called synchronously from the manager's goroutines
+	// and must not block or call back into the Manager.
+	OnEvent func(Event)
 }
 
 // DefaultServiceAccountTokenFile is where Kubernetes mounts the pod's token.

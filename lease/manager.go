@@ -125,6 +125,7 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	}
 	m.setToken(tok)
 	m.log.Info("logged in", "path", m.loginPath(), "ttl", tok.ttl.String(), "renewable", tok.renewable)
+	m.event(Event{Kind: EventLogin, Path: m.loginPath(), TTL: tok.ttl, ExpiresAt: tok.expires, Next: tok.next})
 
 	fctx, fcancel := context.WithCancel(sctx)
 	defer fcancel()
@@ -315,6 +316,8 @@ func (m *Manager) apply(e *entry, is *issued, now time.Time) {
 	}
 	m.log.Info("lease issued", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 		"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
+	m.event(Event{Kind: EventIssued, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+		TTL: is.secret.LeaseDuration, ExpiresAt: exp, Next: e.next})
 }
 
 // expiry is when the entry's credential stops working: the lease, the
@@ -500,6 +503,7 @@ func (m *Manager) step(ctx context.Context) error {
 	now = m.now()
 	for _, e := range m.entries {
 		if exp, _ := e.expiry(); !exp.IsZero() && !now.Before(exp) {
+			m.event(Event{Kind: EventLost, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint, ExpiresAt: exp})
 			return &LostError{ID: e.spec.ID, Path: e.spec.Path, Lease: e.cur.Fingerprint, Expired: exp}
 		}
 	}
@@ -573,6 +577,7 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 }
 
 func (m *Manager) tokenFailed(t *token, op string, err error) {
+	m.event(Event{Kind: EventFailed, Path: m.loginPath(), ExpiresAt: t.expires, Op: op, Err: err.Error()})
 	d := m.sched.retry(t.failures, m.rand())
 	t.failures++
 	t.next = m.now().Add(d)
@@ -595,6 +600,7 @@ func (m *Manager) relogin(ctx context.Context) bool {
 	}
 	m.setToken(t)
 	m.log.Info("logged in again", "path", m.loginPath(), "ttl", t.ttl.String(), "expires", fmtTime(t.expires))
+	m.event(Event{Kind: EventLogin, Path: m.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next})
 	m.replanAll()
 	return true
 }
@@ -637,7 +643,9 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 
 func (m *Manager) renew(ctx context.Context, e *entry) {
 	c, cancel := m.callCtx(ctx)
+	start := time.Now()
 	ld, err := m.renewLease(c, e.lease, e.ttl)
+	took := time.Since(start)
 	cancel()
 	now := m.now()
 	if err != nil {
@@ -659,11 +667,16 @@ func (m *Manager) renew(ctx context.Context, e *entry) {
 	m.planEntry(e, now)
 	m.log.Info("lease renewed", "name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint,
 		"ttl", ld.String(), "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
+	exp, _ := e.expiry()
+	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
+		TTL: ld, ExpiresAt: exp, Next: e.next, Latency: took})
 }
 
 func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 	c, cancel := m.callCtx(ctx)
+	start := time.Now()
 	is, err := m.fetch(c, e)
+	took := time.Since(start)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)
@@ -674,6 +687,8 @@ func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 	m.apply(e, is, m.now())
 	m.log.Info("lease rotated", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
+	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+		TTL: is.secret.LeaseDuration, ExpiresAt: is.secret.ExpiresAt, Next: e.next, Latency: took})
 	return true
 }
 
@@ -696,6 +711,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 	}
 	m.apply(e, is, m.now())
 	m.log.Info("secret changed", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
+	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint, Next: e.next})
 	return true
 }
 
@@ -721,6 +737,9 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 	}
 	m.log.Log(level, op+" failed", "name", e.spec.ID, "path", e.spec.Path, "lease", fp,
 		"error", err, "attempt", e.failures, "backoff", d.String())
+	exp, _ := e.expiry()
+	m.event(Event{Kind: EventFailed, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: fp, ExpiresAt: exp,
+		Next: e.next, Op: op, Err: err.Error()})
 }
 
 // Retire revokes the leases of old that the current snapshot no longer
@@ -770,9 +789,11 @@ func (m *Manager) Retire(old *Snapshot) {
 			cerr, _ := classify(err)
 			m.log.Warn("retire failed; the lease expires on its own", "name", h.id, "path", h.path,
 				"lease", h.fp, "expires", fmtTime(h.expires), "error", cerr)
+			m.event(Event{Kind: EventFailed, ID: h.id, Path: h.path, Fingerprint: h.fp, ExpiresAt: h.expires, Op: "retire", Err: cerr.Error()})
 			continue
 		}
 		m.log.Info("lease retired", "name", h.id, "path", h.path, "lease", h.fp)
+		m.event(Event{Kind: EventRetired, ID: h.id, Path: h.path, Fingerprint: h.fp})
 	}
 	for _, t := range toks {
 		if err := m.revokeToken(ctx, t); err != nil {
@@ -812,6 +833,7 @@ func (m *Manager) revokeAll(ctx context.Context) error {
 		err := m.revokeLease(ctx, h)
 		if err == nil {
 			m.log.Info("lease revoked", "name", h.id, "path", h.path, "lease", h.fp)
+			m.event(Event{Kind: EventRevoked, ID: h.id, Path: h.path, Fingerprint: h.fp})
 			continue
 		}
 		cerr, _ := classify(err)
@@ -821,6 +843,7 @@ func (m *Manager) revokeAll(ctx context.Context) error {
 			continue
 		}
 		m.log.Warn("revoke failed", "name", h.id, "path", h.path, "lease", h.fp, "error", cerr)
+		m.event(Event{Kind: EventFailed, ID: h.id, Path: h.path, Fingerprint: h.fp, Op: "revoke", Err: cerr.Error()})
 		errs = append(errs, &Error{Op: "revoke", Path: h.path, Err: cerr})
 	}
 	for _, t := range toks {

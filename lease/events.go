@@ -1,0 +1,44 @@
+package lease
+
+import "time"
+
+// EventKind names what happened to a lease or to leash's token. The names
+// are the audit trail's vocabulary: keep them stable.
+type EventKind string
+
+// Event kinds.
+const (
+	EventLogin   EventKind = "login"   // leash logged in (or again)
+	EventIssued  EventKind = "issued"  // a new credential (at start, at rotation, a changed static secret)
+	EventRenewed EventKind = "renewed" // a lease was extended
+	EventRotated EventKind = "rotated" // a new credential replaced one before it expired
+	EventChanged EventKind = "changed" // a static secret's content changed
+	EventRetired EventKind = "retired" // an old lease was revoked after the hand-over
+	EventRevoked EventKind = "revoked" // a lease or leash's token was revoked at shutdown
+	EventFailed  EventKind = "failed"  // a Vault operation failed (it is retried)
+	EventLost    EventKind = "lost"    // a credential expired with no replacement
+)
+
+// Event is one lease event, for the audit trail, health and metrics. It
+// never holds secret data, a token or a raw lease id.
+type Event struct {
+	Time        time.Time
+	Kind        EventKind
+	ID, Path    string        // the Spec; ID is "" for token events
+	Fingerprint string        // the lease's fingerprint ("" without a lease)
+	TTL         time.Duration // lease duration after the event
+	ExpiresAt   time.Time     // when the credential stops working (zero: never)
+	Next        time.Time     // next renewal or hand-over (zero: none planned)
+	Op          string        // failed: the operation (renew, rotate, refresh, login, retire, revoke)
+	Err         string        // failed: the error text, which names paths, never secrets
+	Latency     time.Duration // how long the Vault request took (0: not measured)
+}
+
+// event delivers e to Config.OnEvent, stamped with the manager's clock.
+func (m *Manager) event(e Event) {
+	if m.cfg.OnEvent == nil {
+		return
+	}
+	e.Time = m.now()
+	m.cfg.OnEvent(e)
+}
