@@ -243,3 +243,30 @@ func TestEnvAndProcHoldNoSecret(t *testing.T) {
 		t.Errorf("secret or token in leash's trace log")
 	}
 }
+
+// TestUserRunsChildAsAnotherUser: --user drops the child to nobody, which
+// can read its memfd (0400, chowned to it) but not write it.
+func TestUserRunsChildAsAnotherUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 1)
+	const secret = "user-secret-8Hq"
+	srv.Write(t, kv+"/app", map[string]any{"password": secret})
+	for _, delivery := range []string{"memfd", "dir"} {
+		cmd := leashCmd(t, "--user", "nobody", "--delivery", delivery, "-s", "pw="+kv+"/app#password", "--",
+			"sh", "-c", `id -u; cat "$PW_FILE"; echo; stat -L -c %a "$PW_FILE"; (echo x > "$PW_FILE") 2>/dev/null && echo WRITABLE; true`)
+		cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: leash: %v\n%s", delivery, err, stderr.String())
+		}
+		if want := "65534\n" + secret + "\n400\n"; string(out) != want {
+			t.Errorf("%s: child printed %q, want %q", delivery, out, want)
+		}
+	}
+}
