@@ -550,13 +550,14 @@ path "sys/leases/revoke"            { capabilities = ["update"] }
 	if !strings.HasPrefix(user, "v-") || !strings.Contains(user, "-legacy-r") || len(pw) < 16 {
 		t.Fatalf("the binary got user %q and a %d-byte password, want a legacy-report credential", user, len(pw))
 	}
-	// The audit trail (issue 8) may not be written yet; when it is, it
-	// must not hold the secret.
 	trail, err := os.ReadFile(audit)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Log("leash wrote no audit file: --audit-file is not implemented yet")
-	} else if err != nil {
-		t.Fatal(err)
+	if err != nil {
+		t.Fatalf("audit file: %v", err)
+	}
+	for _, ev := range []string{"issued", "revoked"} {
+		if !strings.Contains(string(trail), ev) {
+			t.Errorf("audit trail has no %q event:\n%s", ev, trail)
+		}
 	}
 	if strings.Contains(string(trail), pw) || strings.Contains(stderr.String(), pw) {
 		t.Errorf("the password appears in leash's audit file or log")
