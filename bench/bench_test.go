@@ -39,6 +39,7 @@ func TestBench(t *testing.T) {
 		{"rotation", e.benchRotation},
 		{"scale", e.benchScale},
 		{"outage", e.benchOutage},
+		{"targets", e.benchTargets},
 	}
 	only := os.Getenv("BENCH_ONLY") // comma-separated section names, for working on one
 	for _, s := range sections {

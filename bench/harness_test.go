@@ -43,6 +43,15 @@ type env struct {
 
 	md  *report
 	seq int
+	got map[string]float64 // headline numbers for the targets section
+}
+
+// metric records a headline number under key (see benchTargets).
+func (e *env) metric(key string, v float64) {
+	if e.got == nil {
+		e.got = map[string]float64{}
+	}
+	e.got[key] = v
 }
 
 // wrapper is one way of running the child: leash, a peer or a baseline.

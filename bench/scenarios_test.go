@@ -82,6 +82,8 @@ func (e *env) benchFloor() {
 		}
 	}
 	s, s10 := summarize(lat), summarize(lat10)
+	e.metric("floor.1", s.p50)
+	e.metric("floor.10", s10.p50)
 	e.md.p("## Floor: `database/creds` reads")
 	e.md.p("")
 	e.md.p("In-process Go client straight to Vault (no process start): the least any wrapper can add. One credential read %d times; ten different credentials read in parallel %d times.", n, s10.n)
@@ -141,6 +143,9 @@ func (e *env) benchStartup() {
 				continue
 			}
 			s, x, m := summarize(r.start), summarize(r.exit), summarize(r.rss)
+			e.metric(fmt.Sprintf("start.%d.%s", n, w.name), s.p50)
+			e.metric(fmt.Sprintf("added.%d.%s", n, w.name), s.p50-base)
+			e.metric(fmt.Sprintf("peakrss.%d.%s", n, w.name), m.p50)
 			added := "-"
 			if w.name != "direct" {
 				added = f2(s.p50 - base)
@@ -195,6 +200,9 @@ func (e *env) benchSizes() {
 	e.md.p("")
 	var rows [][]string
 	leashSize := fileSize(e.leash)
+	if leashSize > 0 {
+		e.metric("size.leash", mb(leashSize))
+	}
 	for _, b := range []struct{ name, path string }{
 		{"leash", e.leash}, {"vault (agent)", e.vault}, {"consul-template", e.ct},
 		{"tini", e.tini}, {"tini-static", "/usr/bin/tini-static"},
@@ -278,6 +286,7 @@ func (e *env) benchShutdown() {
 				continue
 			}
 			m := summarize(idleRSS).p50
+			e.metric(fmt.Sprintf("idlerss.%d.%s", n, w.name), m)
 			rr := "-"
 			if w.name == "leash" {
 				leashIdle = m
@@ -289,7 +298,7 @@ func (e *env) benchShutdown() {
 				rev = f1(summarize(revoked).p50)
 			}
 			rows = append(rows, []string{w.name, strconv.Itoa(n), f1(m), f1(summarize(peakRSS).p50), rr, f1(summarize(child).p50), rev, f1(summarize(exit).p50),
-				f1(summarize(left).p50), strings.Join(uniq(codes), ",")})
+				fmt.Sprintf("%.0f", summarize(left).p50), strings.Join(uniq(codes), ",")})
 		}
 	}
 	e.md.table([]string{"wrapper", "creds", "idle RSS MB", "peak RSS MB", "leash/peer idle RSS", "child got TERM ms", "last revoke ms", "wrapper exit ms", "leases left", "exit code"}, rows)
@@ -366,22 +375,28 @@ func (e *env) benchSignals() {
 	creds := e.roles(fmt.Sprintf("sig%d_", e.seq), 1, time.Hour, time.Hour)
 	var rows [][]string
 	var direct50 float64
-	for _, w := range []wrapper{direct, tini, leash, vaultAgent, consulTemplate} {
+	for _, w := range []wrapper{direct, leash, tini, vaultAgent, consulTemplate} {
 		lat, rate, lost, err := e.signalsOnce(w, creds, count)
 		if err != nil {
-			rows = append(rows, []string{w.name, errCell(err), "", "", "", "", "", ""})
+			rows = append(rows, []string{w.name, errCell(err), "", "", "", "", "", "", ""})
 			continue
 		}
 		s := summarize(lat)
-		over := "-"
+		over, rl := "-", "-"
 		if w.name == "direct" {
 			direct50 = s.p50
 		} else {
 			over = f1(s.p50 - direct50)
+			e.metric("sigover."+w.name, s.p50-direct50)
 		}
-		rows = append(rows, []string{w.name, strconv.Itoa(s.n), f1(s.p50), f1(s.p90), f1(s.p99), f1(s.max), over, fmt.Sprintf("%.0f", rate), lost})
+		if w.name == "leash" {
+			e.metric("siglost.leash", boolf(lost != "0/0"))
+		} else if l, ok := e.got["sigover.leash"]; ok && w.name != "direct" {
+			rl = ratio(l+direct50, s.p50)
+		}
+		rows = append(rows, []string{w.name, strconv.Itoa(s.n), f1(s.p50), f1(s.p90), f1(s.p99), f1(s.max), over, rl, fmt.Sprintf("%.0f", rate), lost})
 	}
-	e.md.table([]string{"wrapper", "signals", "p50 us", "p90 us", "p99 us", "max us", "p50 over direct us", "signals/s", "lost/duplicated"}, rows)
+	e.md.table([]string{"wrapper", "signals", "p50 us", "p90 us", "p99 us", "max us", "p50 over direct us", "leash/peer p50", "signals/s", "lost/duplicated"}, rows)
 }
 
 func (e *env) signalsOnce(w wrapper, creds []string, count int) (lat []float64, rate float64, lost string, err error) {
@@ -457,6 +472,9 @@ func (e *env) benchRotation() {
 		r := "-"
 		if c.w.name == "leash" {
 			leash50[c.mode] = s.p50
+			e.metric("rot."+c.mode, s.p50)
+			e.metric("rotmax."+c.mode, s.max)
+			e.metric("rotpartial."+c.mode, float64(partial))
 		} else {
 			r = ratio(leash50[c.mode], s.p50)
 		}
@@ -537,6 +555,9 @@ func (e *env) benchScale() {
 		rc, rr := "-", "-"
 		if w.name == "leash" {
 			leashCPU, leashRSS = r.cpuPerLeaseHour, r.rss
+			e.metric("scale.req", r.perLeasePerTTL)
+			e.metric("scale.spread", r.spread*100)
+			e.metric("scale.n", float64(n))
 		} else {
 			rc, rr = ratio(leashCPU, r.cpuPerLeaseHour), ratio(leashRSS, r.rss)
 		}
@@ -876,4 +897,81 @@ func (e *env) pgVersion() string {
 		return err.Error()
 	}
 	return v
+}
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ---------------------------------------------------------------- targets
+
+// benchTargets checks the headline numbers against issue 9's targets.
+func (e *env) benchTargets() {
+	e.md.p("## Targets (issue 9)")
+	e.md.p("")
+	e.md.p("Medians from the sections above. A target whose inputs were not measured in this run says so.")
+	e.md.p("")
+	var rows [][]string
+	check := func(target string, keys []string, measured func(v []float64) (string, bool)) {
+		var vs []float64
+		for _, k := range keys {
+			v, ok := e.got[k]
+			if !ok {
+				rows = append(rows, []string{target, "not measured", "-"})
+				return
+			}
+			vs = append(vs, v)
+		}
+		text, ok := measured(vs)
+		met := "no"
+		if ok {
+			met = "yes"
+		}
+		rows = append(rows, []string{target, text, met})
+	}
+	check("start-up overhead <= slowest fetch + 5 ms (1 credential; Go init and login included in the measured side)",
+		[]string{"added.1.leash", "floor.1"}, func(v []float64) (string, bool) {
+			return fmt.Sprintf("%s ms added over direct; fetch %s ms", f2(v[0]), f2(v[1])), v[0] <= v[1]+5
+		})
+	check("start-up overhead with 10 credentials <= parallel fetch floor + 5 ms",
+		[]string{"added.10.leash", "floor.10"}, func(v []float64) (string, bool) {
+			return fmt.Sprintf("%s ms added; 10 parallel fetches %s ms", f2(v[0]), f2(v[1])), v[0] <= v[1]+5
+		})
+	check(">= 10x faster start than Vault Agent exec mode", []string{"start.1.leash", "start.1.vault-agent"}, func(v []float64) (string, bool) {
+		return fmt.Sprintf("%.0fx (%s vs %s ms)", v[1]/v[0], f2(v[0]), f2(v[1])), v[1] >= 10*v[0]
+	})
+	check("peak RSS <= 10 MB with one credential", []string{"peakrss.1.leash"}, func(v []float64) (string, bool) {
+		return f1(v[0]) + " MB", v[0] <= 10
+	})
+	check("RSS <= 1/8 of Vault Agent's", []string{"peakrss.1.leash", "peakrss.1.vault-agent"}, func(v []float64) (string, bool) {
+		return ratio(v[0], v[1]), v[0] <= v[1]/8
+	})
+	check("RSS below consul-template's", []string{"peakrss.1.leash", "peakrss.1.consul-template"}, func(v []float64) (string, bool) {
+		return fmt.Sprintf("%s vs %s MB", f1(v[0]), f1(v[1])), v[0] < v[1]
+	})
+	check("<= 1.5 Vault requests per lease per TTL", []string{"scale.req", "scale.n"}, func(v []float64) (string, bool) {
+		return fmt.Sprintf("%s with %.0f leases", f2(v[0]), v[1]), v[0] <= 1.5
+	})
+	check("renewal instants spread over >= 10% of the TTL", []string{"scale.spread"}, func(v []float64) (string, bool) {
+		return f1(v[0]) + "%", v[0] >= 10
+	})
+	check("signal forwarding p50 within 100 us of a direct kill", []string{"sigover.leash"}, func(v []float64) (string, bool) {
+		return f1(v[0]) + " us", v[0] <= 100
+	})
+	check("no lost or duplicated signal", []string{"siglost.leash"}, func(v []float64) (string, bool) {
+		return map[bool]string{true: "none", false: "some"}[v[0] == 0], v[0] == 0
+	})
+	check("signal-mode rotation within fetch + 1 ms (latency from the fetch's answer)", []string{"rot.signal", "rotmax.signal"}, func(v []float64) (string, bool) {
+		return fmt.Sprintf("p50 %s ms, max %s ms", f2(v[0]), f2(v[1])), v[0] <= 1
+	})
+	check("never a partial read", []string{"rotpartial.signal", "rotpartial.restart"}, func(v []float64) (string, bool) {
+		return fmt.Sprintf("%.0f partial", v[0]+v[1]), v[0]+v[1] == 0
+	})
+	check("stripped static binary <= 10 MB", []string{"size.leash"}, func(v []float64) (string, bool) {
+		return f2(v[0]) + " MB", v[0] <= 10
+	})
+	e.md.table([]string{"target", "measured", "met"}, rows)
 }
