@@ -79,6 +79,7 @@ type ValidateCmd struct {
 // StatusCmd is `leash status`.
 type StatusCmd struct {
 	StatusAddr string `name:"status-addr" env:"LEASH_STATUS_ADDR" required:"" placeholder:"ADDR" help:"Address of a running leash's status server."`
+	Check      bool   `name:"check" help:"Print /healthz and exit 0 when healthy, 1 when not (a Kubernetes exec probe)."`
 }
 
 // VersionCmd is `leash version`.

@@ -22,6 +22,10 @@ func exitCode(err error, log hclog.Logger) int {
 	if errors.As(err, &exitErr) {
 		return childStatus(exitErr)
 	}
+	var er exitRequest
+	if errors.As(err, &er) {
+		return int(er) // already reported
+	}
 	code, hint := classify(err)
 	log.Error(err.Error())
 	if hint != "" {

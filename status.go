@@ -316,6 +316,9 @@ func statusClient(addr string) (*http.Client, string) {
 // run prints the lease table of a running leash.
 func (c *StatusCmd) run(ctx context.Context, w io.Writer) error {
 	client, base := statusClient(c.StatusAddr)
+	if c.Check {
+		return c.check(ctx, client, base, w)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/leases", nil)
 	if err != nil {
 		return &usageError{err}
@@ -336,6 +339,27 @@ func (c *StatusCmd) run(ctx context.Context, w io.Writer) error {
 			fmtWhen(r.Issued), fmtWhen(r.Expires), fmtWhen(r.NextRenewal), r.Renewals, r.Failures)
 	}
 	return tw.Flush()
+}
+
+// check prints /healthz and fails with exit status 1 when leash is not
+// healthy or cannot be reached.
+func (c *StatusCmd) check(ctx context.Context, client *http.Client, base string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	if err != nil {
+		return &usageError{err}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Fprintf(w, "unreachable: %v\n", err)
+		return exitRequest(1)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Fprint(w, string(body))
+	if resp.StatusCode != http.StatusOK {
+		return exitRequest(1)
+	}
+	return nil
 }
 
 func orDash(s string) string {

@@ -123,8 +123,14 @@ func TestStatusAuditAndHealth(t *testing.T) {
 
 	// Health flips to 503 while Vault is unreachable past the threshold,
 	// and back once it returns.
+	if out, err := leashCmd(t, "status", "--check", "--status-addr", sock).Output(); err != nil || string(out) != "ok\n" {
+		t.Errorf("leash status --check while healthy: %v %q", err, out)
+	}
 	proxy.Down()
 	waitHealth(t, sock, http.StatusServiceUnavailable)
+	if code, _ := exitStatus(t, leashCmd(t, "status", "--check", "--status-addr", sock)); code != 1 {
+		t.Errorf("leash status --check while unhealthy exited %d, want 1", code)
+	}
 	proxy.Up()
 	waitHealth(t, sock, http.StatusOK)
 

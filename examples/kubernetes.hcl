@@ -26,5 +26,9 @@ kill_timeout = "20s"
 # Give the Service's endpoints time to drop the pod before the app stops.
 stop_delay = "5s"
 
+# /healthz, /v1/leases and /metrics on loopback: the Deployment's readiness
+# probe runs `leash status --check` against it.
+status_addr = "127.0.0.1:9102"
+
 # One JSON object per line on stderr, for the cluster's log collector.
 log_format = "json"

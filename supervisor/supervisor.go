@@ -402,8 +402,11 @@ func (s *Supervisor) armKillLocked(c *child) {
 		}
 		s.log.Warn("kill timeout expired, killing process group", "pid", c.pid, "timeout", s.cfg.KillTimeout)
 		// The group, and the child itself in case it left the group.
-		_ = unix.Kill(-c.pid, unix.SIGKILL)
-		_ = c.cmd.Process.Kill()
+		gerr := unix.Kill(-c.pid, unix.SIGKILL)
+		if perr := c.cmd.Process.Kill(); errors.Is(gerr, unix.EPERM) && perr != nil {
+			s.log.Error("cannot kill the child: permission denied (leash needs CAP_KILL to signal a child running as another user)",
+				"pid", c.pid, "error", perr)
+		}
 	}))
 }
 
@@ -419,6 +422,13 @@ func (s *Supervisor) sendLocked(c *child, sig syscall.Signal) {
 		err = unix.Kill(-c.pid, sig)
 	}
 	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// Not a race with the child's exit: leash lacks the right
+			// (a --user child without CAP_KILL). Say so loudly.
+			s.log.Error("cannot signal the child: permission denied (leash needs CAP_KILL to signal a child running as another user)",
+				"pid", c.pid, "signal", sigName(sig))
+			return
+		}
 		s.log.Debug("signal not delivered", "pid", c.pid, "signal", sigName(sig), "error", err)
 		return
 	}
