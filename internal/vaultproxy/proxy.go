@@ -66,17 +66,16 @@ type Proxy struct {
 	srv    *http.Server
 	served chan struct{} // closed when Serve has returned
 
-	mu       sync.Mutex // guards everything below
-	down     bool
-	downCtx  context.Context // canceled by Down: aborts in-flight upstream requests
-	downStop context.CancelFunc
-	delay    time.Duration
-	faults   []*fault
-	conns    map[*trackedConn]struct{}
-	log      []*Request
-	refused  []time.Time
-	changed  chan struct{} // closed and replaced when a request arrives or finishes, or a connection is refused
-	closed   bool
+	mu      sync.Mutex // guards everything below
+	down    bool
+	downCh  chan struct{} // closed by Down: aborts in-flight upstream requests
+	delay   time.Duration
+	faults  []*fault
+	conns   map[*trackedConn]struct{}
+	log     []*Request
+	refused []time.Time
+	changed chan struct{} // closed and replaced when a request arrives or finishes, or a connection is refused
+	closed  bool
 }
 
 // New starts a proxy for the Vault server at target ("http://127.0.0.1:8200")
@@ -100,7 +99,7 @@ func New(target string) (*Proxy, error) {
 		changed: make(chan struct{}),
 		served:  make(chan struct{}),
 	}
-	p.downCtx, p.downStop = context.WithCancel(context.Background())
+	p.downCh = make(chan struct{})
 	p.tr = http.DefaultTransport.(*http.Transport).Clone()
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(u) },
@@ -144,7 +143,9 @@ func (p *Proxy) Close() error {
 		return nil
 	}
 	p.closed = true
-	p.downStop()
+	if !p.down {
+		close(p.downCh)
+	}
 	p.mu.Unlock()
 	err := p.srv.Close()
 	<-p.served
@@ -165,7 +166,7 @@ func (p *Proxy) Down() {
 		return
 	}
 	p.down = true
-	p.downStop()
+	close(p.downCh)
 	conns := make([]*trackedConn, 0, len(p.conns))
 	for c := range p.conns {
 		conns = append(conns, c)
@@ -185,7 +186,7 @@ func (p *Proxy) Up() {
 		return
 	}
 	p.down = false
-	p.downCtx, p.downStop = context.WithCancel(context.Background())
+	p.downCh = make(chan struct{})
 }
 
 // IsDown reports whether the proxy is down.
@@ -295,7 +296,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p.record(req)
 
 	p.mu.Lock()
-	down, delay, downCtx := p.down, p.delay, p.downCtx
+	down, delay, downCh := p.down, p.delay, p.downCh
 	p.mu.Unlock()
 	if down { // the request raced with Down
 		p.finish(req, 0, FaultDown)
@@ -305,7 +306,13 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// Abort the upstream request when the client leaves or the proxy goes down.
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	defer context.AfterFunc(downCtx, cancel)()
+	go func() {
+		select {
+		case <-downCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	r = r.WithContext(ctx)
 
 	if delay > 0 {
@@ -314,7 +321,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			p.finishCanceled(req, downCtx, w)
+			p.finishCanceled(req, downCh, w)
 			return
 		}
 	}
@@ -331,7 +338,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		buf := &bufferedWriter{header: make(http.Header)}
 		p.rp.ServeHTTP(buf, r)
 		if ctx.Err() != nil {
-			p.finishCanceled(req, downCtx, w)
+			p.finishCanceled(req, downCh, w)
 			return
 		}
 		p.finish(req, 0, FaultReset)
@@ -340,7 +347,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		p.rp.ServeHTTP(sw, r)
 		if ctx.Err() != nil && sw.status == 0 {
-			p.finishCanceled(req, downCtx, w)
+			p.finishCanceled(req, downCh, w)
 			return
 		}
 		p.finish(req, sw.status, "")
@@ -349,13 +356,22 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finishCanceled records a request that ended because the proxy went down
 // (and resets its connection) or because its client left.
-func (p *Proxy) finishCanceled(req *Request, downCtx context.Context, w http.ResponseWriter) {
-	if downCtx.Err() != nil {
+func (p *Proxy) finishCanceled(req *Request, downCh <-chan struct{}, w http.ResponseWriter) {
+	if isClosed(downCh) {
 		p.finish(req, 0, FaultDown)
 		hijackReset(w)
 		return
 	}
 	p.finish(req, 0, "")
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Log returns a copy of every request received since the start or the last
