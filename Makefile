@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 VAULT_BIN := $(CURDIR)/.cache/bin/vault
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build vault test lint fuzz demo bench clean
+.PHONY: all build vault test lint fuzz dockerfile demo bench clean
 
 all: build
 
@@ -32,6 +32,10 @@ fuzz:
 		echo "fuzz $$pkg $$name"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# Lint the Dockerfiles and run their build command here (no Docker engine).
+dockerfile:
+	./scripts/check-dockerfile.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
