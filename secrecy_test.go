@@ -75,12 +75,13 @@ func procLeaks(pid int, needles [][]byte) []string {
 // the private directory is gone.
 func TestSecrecyFullRun(t *testing.T) {
 	t.Parallel()
+	g := &subtests{t: t}
+	defer g.wait()
 	for _, tt := range []struct{ name, format, delivery, onRotate, auth string }{
 		{"text memfd restart token", "text", "memfd", "restart", "token"},
 		{"json dir signal approle", "json", "dir", "signal", "approle"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
+		g.run(tt.name, func(t *testing.T) {
 			srv := testvault.Shared(t)
 			creds := dbCreds(t, srv, 3*time.Second, 5*time.Second)
 			kv := srv.KV(t, 2)
@@ -310,13 +311,14 @@ func TestLeashNonDumpable(t *testing.T) {
 // /proc/<grandchild>/fd/N, which opens the same file.
 func TestOutputsEmptiedAfterExit(t *testing.T) {
 	t.Parallel()
+	g := &subtests{t: t}
+	defer g.wait()
 	for _, tt := range []struct{ name, delivery, onRotate, fd string }{
 		{"memfd signal", "memfd", "signal", "3"},
 		{"memfd restart", "memfd", "restart", "3"},
 		{"dir", "dir", "signal", "7"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
+		g.run(tt.name, func(t *testing.T) {
 			srv := testvault.Shared(t)
 			kv := srv.KV(t, 2)
 			secret := "emptied-" + strconv.FormatInt(time.Now().UnixNano(), 36)
