@@ -365,3 +365,72 @@ func TestOutputsEmptiedAfterExit(t *testing.T) {
 		})
 	}
 }
+
+// --mlock fails with a clear error, naming RLIMIT_MEMLOCK and what to do,
+// when the limit forbids locking leash's memory (as a non-root user with
+// the limit at 0).
+func TestMlockRefusedClearly(t *testing.T) {
+	t.Parallel()
+	dir := nobodyDir(t)
+	bin := copyExecutable(t, leashBin, dir)
+	marker := filepath.Join(dir, "started")
+	cmd := exec.Command("sh", "-c", `ulimit -l 0 && exec "$0" --mlock -- touch "$1"`, bin, marker)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	code, stderr := exitStatus(t, cmd)
+	if code != exitConfig || !strings.Contains(stderr, "RLIMIT_MEMLOCK") || !strings.Contains(stderr, "CAP_IPC_LOCK") {
+		t.Errorf("exit %d, want %d explaining RLIMIT_MEMLOCK; stderr:\n%s", code, exitConfig, stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the child was started")
+	}
+}
+
+// The child (a non-root user) can read its outputs but not write them,
+// whatever the delivery: memfds are read-only descriptors of 0400 files,
+// dir-mode files are 0400.
+func TestChildReadOnlyAccess(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the child as uid 65534")
+	}
+	g := &subtests{t: t}
+	defer g.wait()
+	for _, tt := range []struct{ name, delivery, onRotate string }{
+		{"memfd signal", "memfd", "signal"},
+		{"memfd restart", "memfd", "restart"},
+		{"dir", "dir", "signal"},
+	} {
+		g.run(tt.name, func(t *testing.T) {
+			srv := testvault.Shared(t)
+			kv := srv.KV(t, 2)
+			srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": "read-only-secret"}})
+			args := []string{"--user", "65534", "--delivery", tt.delivery, "--on-rotate", tt.onRotate, "-s", "pw=" + kv + "/app#password"}
+			if tt.delivery == "dir" {
+				shm, err := os.MkdirTemp("/dev/shm", "leash-test-")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.RemoveAll(shm) })
+				os.Chmod(shm, 0o755) // the child's user must be able to enter it
+				args = append(args, "--dir", shm)
+			}
+			script := `cat "$PW_FILE"; echo
+(printf x >> "$PW_FILE") 2>/dev/null && echo WRITABLE || echo write-denied
+(printf x > "$PW_FILE") 2>/dev/null && echo TRUNCATABLE || echo truncate-denied
+[ -e /proc/self/fd/3 ] && [ "$PW_FILE" = /dev/fd/3 ] && awk '/^flags/ { print "flags", substr($2, length($2)) }' /proc/self/fdinfo/3 || echo flags 0`
+			cmd := leashCmd(t, append(append(args, "--"), "sh", "-c", script)...)
+			cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+			}
+			// fdinfo flags are octal; the last digit 0 is O_RDONLY.
+			if want := "read-only-secret\nwrite-denied\ntruncate-denied\nflags 0\n"; string(out) != want {
+				t.Errorf("child as uid 65534 reported:\n%s\nwant:\n%s", out, want)
+			}
+		})
+	}
+}
