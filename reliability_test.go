@@ -394,6 +394,8 @@ func TestFaultUnreachableAtStart(t *testing.T) {
 		}
 		// Bounded retries: each attempt is one connection; a tight loop
 		// would make thousands in 2s.
+		t.Logf("gave up after %s; %d connection attempts, at most %d in one second", took.Round(time.Millisecond),
+			len(p.Refused()), vaultproxy.MaxInWindow(p.Refused(), time.Second))
 		if n := len(p.Refused()); n == 0 || n > 40 {
 			t.Errorf("%d connection attempts in the startup window, want a few", n)
 		}
@@ -480,7 +482,8 @@ func TestFaultOutageShorterThanLease(t *testing.T) {
 	p.Up()
 	outage := time.Since(downAt)
 	lp.waitLog("lease renewed", 1, 10*time.Second)
-	t.Logf("outage %s, %d refused connections", outage.Round(time.Millisecond), len(p.Refused()))
+	t.Logf("outage %s, %d refused connections, at most %d in one second", outage.Round(time.Millisecond),
+		len(p.Refused()), vaultproxy.MaxInWindow(p.Refused(), time.Second))
 	if max := vaultproxy.MaxInWindow(p.Refused(), time.Second); max > 6 {
 		t.Errorf("%d connection attempts within one second during the outage: retry loop too tight", max)
 	}
