@@ -403,6 +403,19 @@ func TestFaultUnreachableAtStart(t *testing.T) {
 			t.Errorf("%d connection attempts within one second: retry loop too tight", max)
 		}
 	})
+	g.run("hung", func(t *testing.T) {
+		// Vault accepts connections but never answers.
+		srv := testvault.Shared(t)
+		p := vaultproxy.Start(t, srv.Addr)
+		p.Delay(time.Hour)
+		cmd := leashCmd(t, "--startup-timeout", "2s", "-s", "db=database/creds/app", "--", "true")
+		cmd.Env = append(cmd.Env, vaultEnv(p.Addr(), srv.RootToken)...)
+		start := time.Now()
+		got, stderr := exitStatus(t, cmd)
+		if took := time.Since(start); got != exitUnavailable || took > 5*time.Second {
+			t.Errorf("exit %d after %s, want %d at the 2s deadline; stderr:\n%s", got, took, exitUnavailable, stderr)
+		}
+	})
 	g.run("one path unavailable", func(t *testing.T) {
 		srv := testvault.Shared(t)
 		creds := dbCreds(t, srv, time.Minute, time.Hour)
@@ -1400,5 +1413,135 @@ func TestFaultResetDuringIssue(t *testing.T) {
 	}
 	if ids := leaseIDs(t, srv, creds); len(ids) != 1 {
 		t.Errorf("%d leases after exit, want 1: the one issued into the reset, unknown to leash", len(ids))
+	}
+}
+
+// The child exits while Vault hangs (accepts, never answers): leash exits
+// with the child's status within the revocation bound (10s), and the
+// outputs are emptied before it waits on Vault.
+func TestExitNotHeldByHungVault(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"k": "hung-vault-secret"}})
+	creds := dbCreds(t, srv, time.Minute, time.Hour)
+	p := vaultproxy.Start(t, srv.Addr)
+	script := `setsid sh -c 'exec 7<"$K_FILE"; exec sleep 300' </dev/null >/dev/null 2>&1 & echo $!; read x; exit 5`
+	args := []string{"-s", "db=" + creds, "-s", "k=" + kv + "/app#k", "--", "sh", "-c", script}
+	cmd := leashCmd(t, args...)
+	cmd.Env = append(cmd.Env, vaultEnv(p.Addr(), srv.RootToken)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lr := newLineReader(t, stdout)
+	var line string
+	select {
+	case line = <-lr.lines:
+	case <-time.After(30 * time.Second):
+		t.Fatal("child did not start")
+	}
+	gc, _ := strconv.Atoi(line)
+	t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// Polled: fd 7 is open once the grandchild has left the group.
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/fd/7", gc)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("grandchild never opened the output")
+		}
+	}
+	p.Delay(time.Hour)
+	exited := time.Now()
+	stdin.Close() // the child exits 5
+	err = cmd.Wait()
+	took := time.Since(exited)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 {
+		t.Errorf("leash: %v, want exit 5; stderr:\n%s", err, stderr.String())
+	}
+	t.Logf("exit took %s with Vault hung", took.Round(time.Millisecond))
+	if took > 13*time.Second {
+		t.Errorf("exit took %s with Vault hung; revocation is bounded by 10s", took)
+	}
+	if got, err := os.ReadFile(fmt.Sprintf("/proc/%d/fd/7", gc)); err != nil || len(got) != 0 {
+		t.Errorf("the output still holds %d bytes after exit (err %v)", len(got), err)
+	}
+}
+
+// Many outputs: each gets its own descriptor and variable, in flag order.
+func TestManyOutputs(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"k": "v"}})
+	const n = 64
+	var args []string
+	for i := 0; i < n; i++ {
+		args = append(args, "-s", fmt.Sprintf("o%d=%s/app#k", i, kv))
+	}
+	script := fmt.Sprintf(`for i in $(seq 0 %d); do eval "f=\$O${i}_FILE"; printf '%%s:%%s ' "$f" "$(cat "$f")"; done`, n-1)
+	cmd := leashCmd(t, append(append(args, "--"), "sh", "-c", script)...)
+	cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+	}
+	var want strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&want, "/dev/fd/%d:v ", 3+i)
+	}
+	if string(out) != want.String() {
+		t.Errorf("child saw:\n%s\nwant:\n%s", out, want.String())
+	}
+	if len(leaseIDs(t, srv, kv)) != 0 {
+		t.Error("a KV read left a lease")
+	}
+}
+
+// Two leash processes share a --dir parent: the second's stale-directory
+// cleanup leaves the first's live directory alone (its flock is held).
+func TestSharedDirParent(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": "shared-parent"}})
+	parent, err := os.MkdirTemp("/dev/shm", "leash-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	args := []string{"--delivery", "dir", "--dir", parent, "-s", "pw=" + kv + "/app#password", "--"}
+	first := startLeash(t, vaultEnv(srv.Addr, srv.RootToken), append(args, watchArgs(t, "PW_FILE")...)...)
+	first.ready()
+	for i := 0; i < 3; i++ {
+		cmd := leashCmd(t, append(args, "true")...)
+		cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
+		if code, stderr := exitStatus(t, cmd); code != 0 || strings.Contains(stderr, "removed stale") {
+			t.Fatalf("second leash: exit %d; stderr:\n%s", code, stderr)
+		}
+	}
+	first.signal(syscall.SIGHUP) // the first child re-reads its file
+	if l := first.next(20 * time.Second); l != "reload "+base64.StdEncoding.EncodeToString([]byte("shared-parent")) {
+		t.Errorf("first child after the others ran: %q", l)
+	}
+	first.signal(syscall.SIGTERM)
+	if code := first.exit(30 * time.Second); code != 0 {
+		t.Errorf("first leash exited %d", code)
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 0 {
+		t.Errorf("parent not empty: %v", left)
 	}
 }
