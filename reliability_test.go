@@ -1545,3 +1545,37 @@ func TestSharedDirParent(t *testing.T) {
 		t.Errorf("parent not empty: %v", left)
 	}
 }
+
+// A KV secret changed at runtime is handed over (reload with the new
+// bytes); deleted at runtime, the child keeps its last bytes and keeps
+// running (a static secret never expires), and leash says why.
+func TestKVChangedThenDeleted(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"k": "v1"}})
+	args := append([]string{"--log-level", "debug", "--on-rotate", "signal", "--reload-grace", "100ms", "--static-refresh", "300ms",
+		"-s", "k=" + kv + "/app#k", "--"}, watchArgs(t, "K_FILE")...)
+	lp := startLeash(t, vaultEnv(srv.Addr, srv.RootToken), args...)
+	if _, b := lp.ready(); string(b) != "v1" {
+		t.Fatalf("child read %q", b)
+	}
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"k": "v2"}})
+	if l := lp.next(20 * time.Second); l != "reload "+base64.StdEncoding.EncodeToString([]byte("v2")) {
+		t.Fatalf("child said %q, want a reload with v2", l)
+	}
+	if _, err := srv.Client.Logical().Delete(kv + "/metadata/app"); err != nil {
+		t.Fatal(err)
+	}
+	lp.waitLog("refresh failed", 2, 20*time.Second)
+	if !strings.Contains(lp.log.String(), kv+"/app") {
+		t.Error("the refresh failure does not name the path")
+	}
+	lp.signal(syscall.SIGTERM)
+	if l := lp.next(20 * time.Second); l != "term" {
+		t.Errorf("child said %q after the secret was deleted, want nothing until term", l)
+	}
+	if code := lp.exit(30 * time.Second); code != 0 {
+		t.Errorf("leash exited %d", code)
+	}
+}
