@@ -669,23 +669,39 @@ func TestFaultVaultRestart(t *testing.T) {
 	t.Parallel()
 	g := &subtests{t: t}
 	defer g.wait()
-	for _, method := range []string{"approle", "token"} {
+	for _, method := range []string{"approle", "token", "token-file"} {
 		g.run(method, func(t *testing.T) {
+			if method == "token-file" {
+				knownBug(t, "BUG(lease): --token-file is read once at start. When the token is gone (Vault "+
+					"restarted, the token revoked, or replaced by a Vault Agent sink), leash never re-reads "+
+					"the file, so the new token written there is ignored and the lease dies (exit 75). "+
+					"Token auth from a file should re-read it when the token fails, like --jwt-file")
+			}
 			dir := t.TempDir()
+			tokenFile := filepath.Join(dir, "token")
 			e := &restartEnv{srv: testvault.New(t), db: testpg.Database(t),
 				roleIDFile: filepath.Join(dir, "role-id"), secretIDFile: filepath.Join(dir, "secret-id")}
 			token := e.provision(t)
 			args := []string{"--log-level", "debug", "--on-rotate", "signal", "--reload-grace", "200ms", "-s", "db=database/creds/app"}
 			env := []string{"VAULT_ADDR=" + e.srv.Addr}
-			if method == "approle" {
+			switch method {
+			case "approle":
 				args = append(args, "--auth", "approle", "--role-id-file", e.roleIDFile, "--secret-id-file", e.secretIDFile)
-			} else {
+			case "token":
 				env = append(env, "VAULT_TOKEN="+token)
+			case "token-file":
+				if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--token-file", tokenFile)
 			}
 			lp := startLeash(t, env, append(append(args, "--"), watchArgs(t, "DB_FILE")...)...)
 			_, first := lp.ready()
 			e.srv.Restart(t)
-			e.provision(t)
+			// The operator (or an agent's sink) provides a new token.
+			if err := os.WriteFile(tokenFile, []byte(e.provision(t)), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			if method == "token" {
 				if l := lp.next(30 * time.Second); l != "term" {
 					t.Fatalf("child said %q, want term (its credential expired)", l)
@@ -704,7 +720,7 @@ func TestFaultVaultRestart(t *testing.T) {
 			if bytes.Equal(first, second) || len(second) == 0 {
 				t.Fatalf("reload without a new credential")
 			}
-			if !strings.Contains(lp.log.String(), "logged in again") {
+			if method == "approle" && !strings.Contains(lp.log.String(), "logged in again") {
 				t.Errorf("no re-login logged")
 			}
 			ids := leaseIDs(t, e.srv, "database/creds/app")
@@ -727,12 +743,12 @@ func TestFaultVaultRestart(t *testing.T) {
 // That signal is leash's own business; forwarding it kills a child that
 // does not handle SIGPIPE just because Vault restarted.
 func TestVaultResetDoesNotSignalChild(t *testing.T) {
-	t.Skip("BUG(main/signals): leash forwards SIGPIPE raised by its own write to a reset Vault " +
-		"connection (Go delivers every SIGPIPE to a signal.Notify channel, whatever the fd) to the " +
-		"child's process group, killing a child without a SIGPIPE handler when Vault restarts or a " +
-		"proxy resets; seen as 'forwarded signal: signal=SIGPIPE' right after 'renew failed: ... write: " +
-		"connection reset by peer' in about half the runs of this test. Forwarding SIGPIPE cannot tell " +
-		"a kill -PIPE from outside from leash's own; stop forwarding it (README and " +
+	knownBug(t, "BUG(main/signals): leash forwards SIGPIPE raised by its own write to a reset Vault "+
+		"connection (Go delivers every SIGPIPE to a signal.Notify channel, whatever the fd) to the "+
+		"child's process group, killing a child without a SIGPIPE handler when Vault restarts or a "+
+		"proxy resets; seen as 'forwarded signal: signal=SIGPIPE' right after 'renew failed: ... write: "+
+		"connection reset by peer' in about half the runs of this test. Forwarding SIGPIPE cannot tell "+
+		"a kill -PIPE from outside from leash's own; stop forwarding it (README and "+
 		"TestForwardsEachSignalOnce list SIGPIPE as forwarded)")
 	t.Parallel()
 	srv := testvault.Shared(t)
@@ -867,10 +883,10 @@ func TestSIGTERMDuringRestart(t *testing.T) {
 // The same, with the stricter exit status: the app shut down cleanly (exit
 // 0) when asked, so leash should exit 0.
 func TestSIGTERMDuringRestartExitsZero(t *testing.T) {
-	t.Skip("BUG(supervisor): a stop signal queued during a restart is delivered to the new child " +
-		"right after exec, before it can install handlers, so it dies of SIGTERM and leash exits 143 " +
-		"although the app exited 0 when asked; a stop requested during a restart should end the " +
-		"restart without starting the new child (or wait for its readiness), and leash should exit " +
+	knownBug(t, "BUG(supervisor): a stop signal queued during a restart is delivered to the new child "+
+		"right after exec, before it can install handlers, so it dies of SIGTERM and leash exits 143 "+
+		"although the app exited 0 when asked; a stop requested during a restart should end the "+
+		"restart without starting the new child (or wait for its readiness), and leash should exit "+
 		"with the old child's status")
 	t.Parallel()
 	sigtermDuringRestart(t, true)
@@ -1577,5 +1593,14 @@ func TestKVChangedThenDeleted(t *testing.T) {
 	}
 	if code := lp.exit(30 * time.Second); code != 0 {
 		t.Errorf("leash exited %d", code)
+	}
+}
+
+// knownBug skips a test that fails because of a bug reported to another
+// package's owner, unless LEASH_TEST_KNOWN_BUGS=1 (to check a fix).
+func knownBug(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("LEASH_TEST_KNOWN_BUGS") != "1" {
+		t.Skip(msg)
 	}
 }
