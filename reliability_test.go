@@ -1604,3 +1604,84 @@ func knownBug(t *testing.T, msg string) {
 		t.Skip(msg)
 	}
 }
+
+// leash as PID 1 of a new PID namespace (a container's init) with leased
+// secrets: hand-overs by restart, then SIGTERM from outside (docker stop):
+// exit 0, every lease revoked.
+func TestPID1WithSecrets(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for unshare -pf")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare not installed")
+	}
+	srv := testvault.Shared(t)
+	creds := dbCreds(t, srv, 4*time.Second, 4*time.Second)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unshare", "-pf", "--mount-proc", leashBin, "--log-level", "debug", "--on-rotate", "restart",
+		"-s", "db="+creds, "--", "env", "LEASH_RELIABILITY_HELPER=watch", self, "DB_FILE")
+	cmd.Env = append(os.Environ(), vaultEnv(srv.Addr, srv.RootToken)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newLogBuf()
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("leash stderr:\n%s", log.String())
+		}
+	})
+	lr := newLineReader(t, stdout)
+	next := func() string {
+		select {
+		case l := <-lr.lines:
+			return l
+		case <-time.After(30 * time.Second):
+			t.Fatal("no line from the child")
+		}
+		return ""
+	}
+	for starts := 0; starts < 2; {
+		f := strings.Fields(next())
+		switch {
+		case len(f) == 3 && f[0] == "ready":
+			starts++
+		case len(f) == 1 && f[0] == "term":
+		default:
+			t.Fatalf("child said %q", f)
+		}
+	}
+	// unshare's only child is leash; signal it directly, as docker stop
+	// signals a container's PID 1.
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leashPid, _ := strconv.Atoi(strings.TrimSpace(string(kids)))
+	if leashPid == 0 {
+		t.Fatalf("no leash under unshare: %q", kids)
+	}
+	syscall.Kill(leashPid, syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("leash as PID 1: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("leash as PID 1 did not exit on SIGTERM")
+	}
+	if ids := leaseIDs(t, srv, creds); len(ids) != 0 {
+		t.Errorf("%d leases left after exit", len(ids))
+	}
+}
