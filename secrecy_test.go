@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,6 +130,12 @@ path "sys/leases/*" { capabilities = ["update"] }`)
 			if tt.delivery == "dir" {
 				args = append(args, "--dir", shm)
 			}
+			// The audit trail and the status server are outputs too.
+			audit, sock := filepath.Join(cwd, "audit.jsonl"), filepath.Join(cwd, "status.sock")
+			args = append(args, "--audit-file", audit, "--status-addr", sock)
+			status := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			}}, Timeout: 5 * time.Second}
 			args = append(append(args, "--"), watchArgs(t, "DB_FILE")...)
 			lp := startLeash(t, env, args...)
 			lp.cmd.Dir = cwd
@@ -180,6 +189,20 @@ path "sys/leases/*" { capabilities = ["update"] }`)
 				if hits := scanFiles(t, needles, home, tmp, cwd); len(hits) > 0 {
 					t.Errorf("secret bytes in files while running: %v", hits)
 				}
+				for _, path := range []string{"/healthz", "/v1/leases", "/metrics"} {
+					resp, err := status.Get("http://leash" + path)
+					if err != nil {
+						t.Errorf("status %s: %v", path, err)
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					for i, n := range needles {
+						if bytes.Contains(body, n) {
+							t.Errorf("needle %d is in the status server's %s", i, path)
+						}
+					}
+				}
 			}
 			if len(users) < 3 {
 				t.Fatalf("only %d credentials handed over", len(users))
@@ -203,6 +226,9 @@ path "sys/leases/*" { capabilities = ["update"] }`)
 			}
 			if left, _ := os.ReadDir(shm); len(left) != 0 {
 				t.Errorf("private directory left after exit: %v", left)
+			}
+			if b, err := os.ReadFile(audit); err != nil || !bytes.Contains(b, []byte("rotated")) {
+				t.Errorf("audit file has no rotation (%v): the scan proves little", err)
 			}
 		})
 	}
