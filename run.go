@@ -434,7 +434,7 @@ func (rt *rotation) apply(ctx context.Context) bool {
 		err := rt.sup.Restart(ctx, rt.out.Files(), nil)
 		rt.aud.childEvent("restart", err)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !errors.Is(err, supervisor.ErrStopping) {
 				rt.log.Error("restart after rotation failed", "error", err)
 				rt.st.set(func(st *status) { st.rotateFail = true })
 			}

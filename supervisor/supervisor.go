@@ -262,9 +262,11 @@ func (s *Supervisor) Reload(sig os.Signal) error {
 // StopSignal, SIGKILLs the group after KillTimeout, waits for the exit and
 // starts a new child with files and env as in Start. ctx cancels only the splay
 // wait; once the old child is being stopped the restart completes. Signals
-// received meanwhile go to the new child. If the new child cannot start, Run
-// returns the same error. Restart fails with ErrExited or ErrStopping when the
-// child already exited or is being stopped.
+// received meanwhile go to the new child, except that a stop request (SIGTERM,
+// SIGINT, StopSignal, Stop) cancels the restart: no new child is started, Run
+// returns the old child's status and Restart returns ErrStopping. If the new
+// child cannot start, Run returns the same error. Restart fails with ErrExited
+// or ErrStopping when the child already exited or is being stopped.
 func (s *Supervisor) Restart(ctx context.Context, files []*os.File, env []string) error {
 	s.restartMu.Lock()
 	defer s.restartMu.Unlock()
@@ -300,6 +302,21 @@ func (s *Supervisor) Restart(ctx context.Context, files []*os.File, env []string
 	s.mu.Unlock()
 
 	<-c.done
+	s.mu.Lock()
+	if slices.ContainsFunc(s.queue, func(r request) bool { return r.stop }) {
+		// Asked to stop while restarting: starting a new child only to
+		// hand it a stop signal before it can install its handlers would
+		// turn a clean shutdown into a death by signal. The old child's
+		// exit is the final one.
+		s.log.Info("stop requested during restart; not starting a new child", "pid", c.pid)
+		c.deliberate = false
+		s.restarting = false
+		s.queue = nil
+		s.mu.Unlock()
+		s.poke()
+		return ErrStopping
+	}
+	s.mu.Unlock()
 	nc, err := s.spawn(files, env)
 
 	s.mu.Lock()
