@@ -120,7 +120,7 @@ func TestForwardsEachSignalOnce(t *testing.T) {
 	}
 	lr := newLineReader(t, stdout)
 	lr.expect("ready")
-	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP, syscall.Signal(35), syscall.Signal(40)} {
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGALRM, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP, syscall.Signal(35), syscall.Signal(40)} {
 		if err := cmd.Process.Signal(sig); err != nil {
 			t.Fatal(err)
 		}

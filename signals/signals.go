@@ -114,6 +114,11 @@ func Name(sig os.Signal) string {
 //   - SIGURG, which the Go runtime sends to itself for preemption (envconsul#254);
 //   - SIGPROF, which the Go runtime keeps for profiling and never delivers to
 //     os/signal;
+//   - SIGPIPE, which leash raises itself when Vault (or a proxy) resets a
+//     connection under a write: os/signal cannot tell that from a kill(2), and
+//     forwarding it would kill a child without a handler whenever Vault
+//     restarts. Not catching it leaves Go's default: EPIPE on the write, and
+//     an external SIGPIPE is ignored;
 //   - RTMin (34), which the Go runtime reserves (musl's SIGSYNCCALL,
 //     golang/go#39343) and cannot catch: like 32 and 33 it keeps its default
 //     action, so it terminates leash (and, through Pdeathsig, the child).
@@ -123,7 +128,7 @@ func Forwardable(sig os.Signal) bool {
 		return false
 	}
 	switch s {
-	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF:
+	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGPIPE:
 		return false
 	}
 	return (s >= 1 && s <= 31) || (s > RTMin && s <= RTMax)
