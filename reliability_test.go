@@ -1685,3 +1685,34 @@ func TestPID1WithSecrets(t *testing.T) {
 		t.Errorf("%d leases left after exit", len(ids))
 	}
 }
+
+// The child started by a rotation restart crashes at once (exit 1): leash
+// does not restart it again, exits 1 and revokes every lease.
+func TestRestartedChildCrashes(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	creds := dbCreds(t, srv, 4*time.Second, 4*time.Second)
+	marker := filepath.Join(t.TempDir(), "started")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `if [ -e "$0" ]; then echo crash; exit 1; fi; touch "$0"; exec env LEASH_RELIABILITY_HELPER=watch "$1" DB_FILE`
+	lp := startLeash(t, vaultEnv(srv.Addr, srv.RootToken), "--on-rotate", "restart", "-s", "db="+creds, "--", "sh", "-c", script, marker, self)
+	lp.ready()
+	if l := lp.next(30 * time.Second); l != "term" {
+		t.Fatalf("child said %q, want term (rotation restart)", l)
+	}
+	if l := lp.next(30 * time.Second); l != "crash" {
+		t.Fatalf("child said %q, want crash", l)
+	}
+	if code := lp.exit(30 * time.Second); code != 1 {
+		t.Errorf("leash exited %d, want 1 (the crashed child's status)", code)
+	}
+	if rest := lp.rest(); len(rest) > 0 {
+		t.Errorf("child started again after crashing: %q", rest)
+	}
+	if ids := leaseIDs(t, srv, creds); len(ids) != 0 {
+		t.Errorf("%d leases left after exit", len(ids))
+	}
+}
