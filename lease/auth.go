@@ -37,6 +37,18 @@ func (m *Manager) canLogin() bool {
 	return false
 }
 
+// canRefresh reports whether leash can get a replacement when its token
+// fails (revoked, or Vault lost its storage): by logging in, or by re-reading
+// --token-file, which a Vault Agent sink or an operator may have rewritten.
+// Unlike canLogin it does not schedule re-reads before expiry.
+func (m *Manager) canRefresh() bool {
+	return m.canLogin() || (m.isTokenMethod() && m.cfg.Auth.TokenFile != "")
+}
+
+func (m *Manager) isTokenMethod() bool {
+	return m.cfg.Auth.Method == "" || m.cfg.Auth.Method == "token"
+}
+
 func (m *Manager) authMount() string {
 	if m.cfg.Auth.Mount != "" {
 		return strings.Trim(m.cfg.Auth.Mount, "/")

@@ -563,13 +563,13 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 			return
 		}
 		cerr, _ := classify(err)
-		if !(errors.Is(cerr, ErrPermissionDenied) && m.canLogin()) {
+		if !(errors.Is(cerr, ErrPermissionDenied) && m.canRefresh()) {
 			m.tokenFailed(t, "renew token", cerr)
 			return
 		}
 		// The token is gone (revoked, or Vault lost it): log in again now.
 	}
-	if !m.canLogin() {
+	if !m.canRefresh() {
 		t.next = time.Time{}
 		return
 	}
@@ -596,6 +596,13 @@ func (m *Manager) relogin(ctx context.Context) bool {
 	if err != nil {
 		cerr, _ := classify(err)
 		m.tokenFailed(m.tok, "login", cerr)
+		return false
+	}
+	if !m.canLogin() && t.value == m.tok.value {
+		// --token-file still holds the same token: nothing new to switch
+		// to. The next permission-denied failure reads the file again.
+		m.log.Debug("token file unchanged", "path", m.loginPath())
+		m.tok.next = time.Time{}
 		return false
 	}
 	m.setToken(t)
@@ -716,7 +723,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 }
 
 func (m *Manager) entryFailed(e *entry, op string, err error) {
-	if errors.Is(err, ErrPermissionDenied) && m.canLogin() && m.tok.next.After(m.now()) {
+	if errors.Is(err, ErrPermissionDenied) && m.canRefresh() && (m.tok.next.IsZero() || m.tok.next.After(m.now())) {
 		// The token may be gone (revoked, or Vault lost its storage): let
 		// the token step check it now and log in again if so.
 		m.tok.next = m.now()
