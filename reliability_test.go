@@ -640,20 +640,15 @@ path "sys/leases/revoke" { capabilities = ["update"] }`); err != nil {
 
 // Vault restarted (the dev server forgets every token, lease and mount).
 // With AppRole leash logs in again once the operator has re-provisioned the
-// role, issues a new credential and hands it over; with a token that no
-// longer exists it cannot, and fails closed with 75 when the lease ends.
+// role, issues a new credential and hands it over; so it does with
+// --token-file once a new token is written there; with a VAULT_TOKEN that
+// no longer exists it cannot, and fails closed with 75 when the lease ends.
 func TestFaultVaultRestart(t *testing.T) {
 	t.Parallel()
 	g := &subtests{t: t}
 	defer g.wait()
 	for _, method := range []string{"approle", "token", "token-file"} {
 		g.run(method, func(t *testing.T) {
-			if method == "token-file" {
-				knownBug(t, "BUG(lease): --token-file is read once at start. When the token is gone (Vault "+
-					"restarted, the token revoked, or replaced by a Vault Agent sink), leash never re-reads "+
-					"the file, so the new token written there is ignored and the lease dies (exit 75). "+
-					"Token auth from a file should re-read it when the token fails, like --jwt-file")
-			}
 			dir := t.TempDir()
 			tokenFile := filepath.Join(dir, "token")
 			e := &restartEnv{srv: testvault.New(t), db: testpg.Database(t),
