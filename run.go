@@ -172,7 +172,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		mode = render.Dir
 	}
 	r, err := render.New(render.Options{
-		Mode: mode, Dir: c.Dir, AllowDisk: c.AllowDisk, UID: uid, GID: gid,
+		Mode: mode, Dir: c.Dir, AllowDisk: c.AllowDisk, UID: uid, GID: gid, Mlock: c.Mlock,
 		Logger: log.Named("render"),
 	}, s.plan.outputs)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 type memfd struct {
 	rw, ro *os.File
 	sealed bool
+	mlock  bool   // keep the pages mapped and locked in memory
+	mapped []byte // the locked read-only mapping; nil when not locked or empty
 }
 
 // newMemfd creates memfd "leash:NAME" holding b, mode 0400, owned by
@@ -22,7 +24,7 @@ type memfd struct {
 // (F_SEAL_WRITE|F_SEAL_GROW) so no one, root included, can change the bytes;
 // shrinking stays possible so close can empty it. Both descriptors are
 // close-on-exec in leash; exec.Cmd.ExtraFiles clears that in the child.
-func newMemfd(name string, b []byte, uid, gid int, seal bool) (*memfd, error) {
+func newMemfd(name string, b []byte, uid, gid int, seal, mlock bool) (*memfd, error) {
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	fd, err := unix.MemfdCreate("leash:"+name, flags|unix.MFD_NOEXEC_SEAL)
 	if errors.Is(err, unix.EINVAL) {
@@ -33,8 +35,9 @@ func newMemfd(name string, b []byte, uid, gid int, seal bool) (*memfd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
-	m := &memfd{rw: os.NewFile(uintptr(fd), "leash:"+name), sealed: seal}
+	m := &memfd{rw: os.NewFile(uintptr(fd), "leash:"+name), sealed: seal, mlock: mlock}
 	if err := m.fill(b, uid, gid); err != nil {
+		m.unlock()
 		m.rw.Close()
 		if m.ro != nil {
 			m.ro.Close()
@@ -42,6 +45,33 @@ func newMemfd(name string, b []byte, uid, gid int, seal bool) (*memfd, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// lock maps the memfd's n bytes read-only and locks them, so the secret's
+// shmem pages are never written to swap (--mlock). mlockall alone does not
+// cover them: leash writes memfds with write(2) and never maps them.
+func (m *memfd) lock(n int) error {
+	m.unlock()
+	if !m.mlock || n == 0 {
+		return nil
+	}
+	b, err := unix.Mmap(int(m.rw.Fd()), 0, n, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map memfd: %w", err)
+	}
+	if err := unix.Mlock(b); err != nil {
+		unix.Munmap(b)
+		return fmt.Errorf("lock memfd pages (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK): %w", err)
+	}
+	m.mapped = b
+	return nil
+}
+
+func (m *memfd) unlock() {
+	if m.mapped != nil {
+		unix.Munmap(m.mapped) // also unlocks
+		m.mapped = nil
+	}
 }
 
 func (m *memfd) fill(b []byte, uid, gid int) error {
@@ -63,13 +93,12 @@ func (m *memfd) fill(b []byte, uid, gid int) error {
 			return fmt.Errorf("chown memfd to %d:%d: %w", uid, gid, err)
 		}
 	}
-	if !m.sealed {
-		return nil
+	if m.sealed {
+		if _, err := unix.FcntlInt(m.rw.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW); err != nil {
+			return fmt.Errorf("seal memfd: %w", err)
+		}
 	}
-	if _, err := unix.FcntlInt(m.rw.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW); err != nil {
-		return fmt.Errorf("seal memfd: %w", err)
-	}
-	return nil
+	return m.lock(len(b))
 }
 
 // rewrite replaces the content of an unsealed memfd in place: write the
@@ -83,12 +112,13 @@ func (m *memfd) rewrite(b []byte) error {
 	if err := m.rw.Truncate(int64(len(b))); err != nil {
 		return fmt.Errorf("truncate memfd: %w", err)
 	}
-	return nil
+	return m.lock(len(b))
 }
 
 // close empties the memfd, so processes still holding an inherited copy
 // read nothing, and closes leash's descriptors.
 func (m *memfd) close() error {
+	m.unlock()
 	terr := m.rw.Truncate(0)
 	cerr := errors.Join(m.rw.Close(), m.ro.Close())
 	if terr != nil {

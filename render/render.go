@@ -70,6 +70,10 @@ type Options struct {
 	AllowDisk bool         // Dir mode: accept a parent that is not tmpfs/ramfs
 	UID, GID  int          // owner of memfds/files; -1 leaves them as leash's (0 is root)
 	FirstFD   int          // child's fd number for output 0; 0 means 3
+	// Mlock maps every memfd read-only and locks its pages so secrets are
+	// never swapped out (Memfd mode; in Dir mode use a noswap tmpfs or
+	// ramfs). An Update fails when RLIMIT_MEMLOCK forbids it.
+	Mlock bool
 	Logger    hclog.Logger // nil: no logging
 }
 
@@ -247,7 +251,7 @@ func (r *Renderer) deliver(i int, b []byte, inPlace bool) error {
 		}
 		return m.rewrite(b)
 	}
-	m, err := newMemfd(name, b, r.opts.UID, r.opts.GID, !inPlace)
+	m, err := newMemfd(name, b, r.opts.UID, r.opts.GID, !inPlace, r.opts.Mlock)
 	if err != nil {
 		return err
 	}
