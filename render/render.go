@@ -66,15 +66,15 @@ const (
 // Options configures a Renderer.
 type Options struct {
 	Mode      Mode
-	Dir       string       // Dir mode parent; "" means $XDG_RUNTIME_DIR, else /dev/shm
-	AllowDisk bool         // Dir mode: accept a parent that is not tmpfs/ramfs
-	UID, GID  int          // owner of memfds/files; -1 leaves them as leash's (0 is root)
-	FirstFD   int          // child's fd number for output 0; 0 means 3
+	Dir       string // Dir mode parent; "" means $XDG_RUNTIME_DIR, else /dev/shm
+	AllowDisk bool   // Dir mode: accept a parent that is not tmpfs/ramfs
+	UID, GID  int    // owner of memfds/files; -1 leaves them as leash's (0 is root)
+	FirstFD   int    // child's fd number for output 0; 0 means 3
 	// Mlock maps every memfd read-only and locks its pages so secrets are
 	// never swapped out (Memfd mode; in Dir mode use a noswap tmpfs or
 	// ramfs). An Update fails when RLIMIT_MEMLOCK forbids it.
-	Mlock bool
-	Logger    hclog.Logger // nil: no logging
+	Mlock  bool
+	Logger hclog.Logger // nil: no logging
 }
 
 // ErrClosed is returned by Update after Close.
