@@ -587,6 +587,13 @@ func TestFaultOutagePastExpiry(t *testing.T) {
 	if !strings.Contains(lp.log.String(), "credential expired") {
 		t.Errorf("no log line explaining the stop")
 	}
+	// A write to a connection Vault reset raises SIGPIPE in leash itself;
+	// forwarding it killed children without a handler (fixed in b9194e5).
+	// Which of leash's reader and writer meets the reset first is a race,
+	// so this caught the bug in about half of its runs.
+	if n := strings.Count(lp.log.String(), "signal=SIGPIPE"); n > 0 {
+		t.Errorf("leash forwarded %d SIGPIPEs to the child while Vault was resetting connections", n)
+	}
 }
 
 // restartEnv provisions a fresh Vault (after New or Restart: the dev server
@@ -707,34 +714,6 @@ func TestFaultVaultRestart(t *testing.T) {
 				t.Errorf("%d leases left after exit", len(ids))
 			}
 		})
-	}
-}
-
-// A Vault connection reset under leash's request write raises SIGPIPE in
-// leash itself (Go delivers it to signal.Notify channels whatever the fd).
-// That signal is leash's own business; forwarding it killed a child that
-// did not handle SIGPIPE just because Vault restarted (fixed in b9194e5).
-// Which of leash's reader and writer meets the reset first is a race, so
-// this caught the bug in about half of its runs.
-func TestVaultResetDoesNotSignalChild(t *testing.T) {
-	t.Parallel()
-	srv := testvault.Shared(t)
-	p := vaultproxy.Start(t, srv.Addr)
-	creds := dbCreds(t, srv, 6*time.Second, time.Hour)
-	args := append([]string{"--log-level", "debug", "--on-rotate", "signal", "-s", "db=" + creds, "--"}, watchArgs(t, "DB_FILE")...)
-	lp := startLeash(t, vaultEnv(p.Addr(), srv.RootToken), args...)
-	lp.ready()
-	// Every request after Down finds its pooled connection reset.
-	p.Down()
-	if l := lp.next(30 * time.Second); l != "term" {
-		t.Fatalf("child said %q, want term", l)
-	}
-	lp.exit(30 * time.Second)
-	if rest := lp.rest(); len(rest) > 0 {
-		t.Errorf("child got more after term: %q", rest)
-	}
-	if n := strings.Count(lp.log.String(), "signal=SIGPIPE"); n > 0 {
-		t.Errorf("leash forwarded %d SIGPIPEs to the child while Vault was resetting connections", n)
 	}
 }
 
@@ -1325,7 +1304,7 @@ func checkSoak(t *testing.T, reports []*soakReport) {
 // is TestSoak, behind the soak build tag).
 func TestSoakShort(t *testing.T) {
 	t.Parallel()
-	checkSoak(t, soak(t, 20*time.Second))
+	checkSoak(t, soak(t, 15*time.Second))
 }
 
 // subtests runs subtests at the same time without taking -parallel slots
