@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 	"github.com/leash-dev/leash/internal/testvault"
+	"github.com/leash-dev/leash/internal/vaultproxy"
 )
 
 // These tests (issue 7) search for the actual secret bytes wherever they
@@ -339,17 +340,27 @@ func TestOutputsEmptiedAfterExit(t *testing.T) {
 	t.Parallel()
 	g := &subtests{t: t}
 	defer g.wait()
-	for _, tt := range []struct{ name, delivery, onRotate, fd string }{
-		{"memfd signal", "memfd", "signal", "3"},
-		{"memfd restart", "memfd", "restart", "3"},
-		{"dir", "dir", "signal", "7"},
+	for _, tt := range []struct {
+		name, delivery, onRotate, fd string
+		lost                         bool // end by lease loss (Vault down), not SIGTERM
+	}{
+		{"memfd signal", "memfd", "signal", "3", false},
+		{"memfd restart", "memfd", "restart", "3", false},
+		{"dir", "dir", "signal", "7", false},
+		{"memfd lease lost", "memfd", "signal", "3", true},
 	} {
 		g.run(tt.name, func(t *testing.T) {
 			srv := testvault.Shared(t)
 			kv := srv.KV(t, 2)
 			secret := "emptied-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 			srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": secret}})
+			p := vaultproxy.Start(t, srv.Addr)
 			args := []string{"--delivery", tt.delivery, "--on-rotate", tt.onRotate, "-s", "pw=" + kv + "/app#password"}
+			if tt.lost {
+				// A 4s database lease next to the KV secret: with Vault
+				// down it is lost, and leash stops everything.
+				args = append(args, "-s", "db="+dbCreds(t, srv, 4*time.Second, time.Hour))
+			}
 			if tt.delivery == "dir" {
 				shm, err := os.MkdirTemp("/dev/shm", "leash-test-")
 				if err != nil {
@@ -362,7 +373,7 @@ func TestOutputsEmptiedAfterExit(t *testing.T) {
 			// so neither leash's stop signal nor the parent-death signal
 			// reaches it; it holds the output open on fd tt.fd.
 			script := `setsid sh -c 'exec 7<"$PW_FILE"; exec sleep 300' </dev/null >/dev/null 2>&1 & echo $!; exec sleep 300`
-			lp := startLeash(t, vaultEnv(srv.Addr, srv.RootToken), append(append(args, "--"), "sh", "-c", script)...)
+			lp := startLeash(t, vaultEnv(p.Addr(), srv.RootToken), append(append(args, "--"), "sh", "-c", script)...)
 			gc, _ := strconv.Atoi(lp.next(30 * time.Second))
 			t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -380,8 +391,15 @@ func TestOutputsEmptiedAfterExit(t *testing.T) {
 			if string(got) != secret {
 				t.Fatalf("grandchild's %s holds %q before exit, want the secret", path, got)
 			}
-			lp.signal(syscall.SIGTERM)
-			lp.exit(30 * time.Second)
+			if tt.lost {
+				p.Down()
+				if code := lp.exit(30 * time.Second); code != exitTempFail {
+					t.Errorf("leash exited %d, want %d (lease lost)", code, exitTempFail)
+				}
+			} else {
+				lp.signal(syscall.SIGTERM)
+				lp.exit(30 * time.Second)
+			}
 			if _, err := os.Stat(fmt.Sprintf("/proc/%d", gc)); err != nil {
 				t.Fatal("the grandchild did not outlive leash; the test proves nothing")
 			}
