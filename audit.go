@@ -81,14 +81,12 @@ func (a *auditor) leaseEvent(e lease.Event) {
 }
 
 // childEvent records a child lifecycle event (start, reload, restart,
-// exit) with its outcome.
+// exit) with its outcome in the audit file. The log lines for these come
+// from the supervisor and the run loop.
 func (a *auditor) childEvent(event string, err error) {
 	rec := auditRecord{Time: time.Now(), Event: "child_" + event, Outcome: "ok"}
 	if err != nil {
 		rec.Outcome, rec.Error = "error", err.Error()
-		a.log.Info("child "+event, "error", err)
-	} else {
-		a.log.Info("child " + event)
 	}
 	a.write(rec)
 }

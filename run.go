@@ -447,6 +447,8 @@ func (rt *rotation) apply(ctx context.Context) bool {
 		rt.aud.childEvent("reload", err)
 		if err != nil {
 			rt.log.Error("reload signal failed", "error", err)
+		} else {
+			rt.log.Info("new credentials delivered; reload signal sent", "signal", rt.reloadSig)
 		}
 		rt.st.count("leash_child_reloads_total")
 		// Give the child time to switch before its old credentials are
