@@ -632,6 +632,12 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	case e.renewing() && (e.failures == 0 || now.Before(m.rotatePoint(e))):
 		m.renew(ctx, e)
 		return false
+	case e.renewing() && m.renew(ctx, e):
+		// Past the hand-over point after failed renewals (an outage): if
+		// Vault is back and the lease still renews, keep it. Re-issuing
+		// because of a blip is what vault#10918 complains about. Only when
+		// renewal still fails is a new credential fetched.
+		return false
 	}
 	if bound && e.lease.owner == m.tok {
 		// A new credential from the same token would die with it.
@@ -648,7 +654,8 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	return m.rotate(ctx, e)
 }
 
-func (m *Manager) renew(ctx context.Context, e *entry) {
+// renew extends the entry's lease and reports whether it succeeded.
+func (m *Manager) renew(ctx context.Context, e *entry) bool {
 	c, cancel := m.callCtx(ctx)
 	start := time.Now()
 	ld, err := m.renewLease(c, e.lease, e.ttl)
@@ -663,7 +670,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) {
 		if rp := m.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
 			e.next = rp
 		}
-		return
+		return false
 	}
 	e.failures = 0
 	e.leaseExp = now.Add(ld)
@@ -677,6 +684,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) {
 	exp, _ := e.expiry()
 	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
 		TTL: ld, ExpiresAt: exp, Next: e.next, Latency: took})
+	return true
 }
 
 func (m *Manager) rotate(ctx context.Context, e *entry) bool {
