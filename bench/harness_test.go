@@ -236,6 +236,17 @@ func (e *env) revoke(token string) {
 	e.v.Client.Auth().Token().RevokeTree(token) // may already be revoked by the wrapper
 }
 
+// cleanup revokes what a run left behind before the next run starts.
+// Revoking a token revokes its leases in the background, and those DROP
+// ROLEs would slow the next run's credential creation, so the run's leases
+// are revoked synchronously first (revoke-prefix per role, sync by default).
+func (e *env) cleanup(sc *scenario) {
+	for _, c := range sc.creds {
+		e.v.Client.Logical().Write("sys/leases/revoke-prefix/"+c, nil)
+	}
+	e.revoke(sc.token)
+}
+
 // newScenario returns a scenario with a fresh dir, FIFO and token.
 func (e *env) newScenario(addr string, creds []string) *scenario {
 	e.seq++

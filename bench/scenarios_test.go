@@ -165,10 +165,10 @@ func (e *env) benchStartup() {
 // startOnce runs w once with the child exiting right after start.
 func (e *env) startOnce(w wrapper, creds []string) (start, exit time.Duration, peak int64, err error) {
 	sc := e.newScenario(e.v.Addr, creds)
-	defer e.revoke(sc.token)
+	defer e.cleanup(sc)
 	sc.exit, sc.timed = true, true
 	if w.name == "direct" || w.name == "tini" {
-		sc.creds = nil
+		sc.creds = nil // and nothing to clean up
 	}
 	p, err := e.start(w, sc)
 	if err != nil {
@@ -317,7 +317,7 @@ func (e *env) shutdownOnce(w wrapper, n int, idle time.Duration) (shutdownResult
 	prefix := fmt.Sprintf("shut%d_", e.seq)
 	creds := e.roles(prefix, n, time.Hour, time.Hour)
 	sc := e.newScenario(px.Addr(), creds)
-	defer e.revoke(sc.token)
+	defer e.cleanup(sc)
 	p, err := e.start(w, sc)
 	if err != nil {
 		return r, err
@@ -401,7 +401,7 @@ func (e *env) benchSignals() {
 
 func (e *env) signalsOnce(w wrapper, creds []string, count int) (lat []float64, rate float64, lost string, err error) {
 	sc := e.newScenario(e.v.Addr, creds)
-	defer e.revoke(sc.token)
+	defer e.cleanup(sc)
 	if w.name == "direct" || w.name == "tini" {
 		sc.creds = nil
 	}
@@ -492,7 +492,7 @@ func (e *env) rotationOnce(w wrapper, mode string, ttl time.Duration, rotations 
 	defer px.Close()
 	creds := e.roles(fmt.Sprintf("rot%d_", e.seq), 1, ttl, ttl)
 	sc := e.newScenario(px.Addr(), creds)
-	defer e.revoke(sc.token)
+	defer e.cleanup(sc)
 	sc.onRotate = mode
 	p, err := e.start(w, sc)
 	if err != nil {
@@ -581,7 +581,7 @@ func (e *env) scaleOnce(w wrapper, n int, ttl, window time.Duration) (scaleResul
 	defer px.Close()
 	creds := e.roles(fmt.Sprintf("scale%d_", e.seq), n, ttl, time.Hour)
 	sc := e.newScenario(px.Addr(), creds)
-	defer e.revoke(sc.token)
+	defer e.cleanup(sc)
 	p, err := e.start(w, sc)
 	if err != nil {
 		return r, err
@@ -700,7 +700,7 @@ func (e *env) benchOutage() {
 	wg.Wait()
 	var rows [][]string
 	for _, j := range jobs {
-		e.revoke(j.sc.token)
+		e.cleanup(j.sc)
 		if j.err != nil {
 			rows = append(rows, []string{j.w.name, j.c.ttl.String(), j.c.outage.String(), errCell(j.err), "", "", "", "", "", "", ""})
 			continue
