@@ -1515,15 +1515,6 @@ func TestKVChangedThenDeleted(t *testing.T) {
 	}
 }
 
-// knownBug skips a test that fails because of a bug reported to another
-// package's owner, unless LEASH_TEST_KNOWN_BUGS=1 (to check a fix).
-func knownBug(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("LEASH_TEST_KNOWN_BUGS") != "1" {
-		t.Skip(msg)
-	}
-}
-
 // leash as PID 1 of a new PID namespace (a container's init) with leased
 // secrets: hand-overs by restart, then SIGTERM from outside (docker stop):
 // exit 0, every lease revoked.
