@@ -551,48 +551,84 @@ func TestFaultTransientRenewalErrors(t *testing.T) {
 	}
 }
 
-// Vault down past the lease's expiry: the child is stopped at expiry (fail
-// closed) and leash exits 75.
+// Vault down (connections reset) or hung (accepts, never answers) past
+// the lease's expiry: the child is stopped at expiry (fail closed) and
+// leash exits 75.
 func TestFaultOutagePastExpiry(t *testing.T) {
 	t.Parallel()
-	srv := testvault.Shared(t)
-	p := vaultproxy.Start(t, srv.Addr)
-	creds := dbCreds(t, srv, 6*time.Second, time.Hour)
-	args := append([]string{"--log-level", "debug", "--on-rotate", "signal", "-s", "db=" + creds, "--"}, watchArgs(t, "DB_FILE")...)
-	lp := startLeash(t, vaultEnv(p.Addr(), srv.RootToken), args...)
-	lp.ready()
-	p.Down()
-	ids := leaseIDs(t, srv, creds)
-	if len(ids) != 1 {
-		t.Fatalf("%d leases, want 1", len(ids))
+	g := &subtests{t: t}
+	defer g.wait()
+	for _, tt := range []struct {
+		name     string
+		fault    func(p *vaultproxy.Proxy)
+		lateness time.Duration // allowed delay of the stop after expiry
+	}{
+		// Down: leash notices at the end of the Vault call in flight at
+		// expiry (the client's own retries make that up to ~2.5s, plus a
+		// renew-then-rotate attempt past the hand-over point).
+		{"down", func(p *vaultproxy.Proxy) { p.Down() }, 5 * time.Second},
+		{"hung", func(p *vaultproxy.Proxy) { p.Delay(time.Hour) }, 2 * time.Second},
+	} {
+		g.run(tt.name, func(t *testing.T) {
+			if tt.name == "hung" {
+				knownBug(t, "BUG(lease): a Vault call in flight is not bounded by the lease's expiry: with "+
+					"Vault accepting but not answering, the renew/rotate call blocks for its 30s call "+
+					"timeout, and only then does Run notice the lease expired and report the loss, so the "+
+					"child runs on an expired credential for up to ~30s (fail closed late). Bound each "+
+					"runtime call by the time left before the earliest expiry (or watch expiry "+
+					"independently of calls)")
+			}
+			srv := testvault.Shared(t)
+			p := vaultproxy.Start(t, srv.Addr)
+			creds := dbCreds(t, srv, 6*time.Second, time.Hour)
+			args := append([]string{"--log-level", "debug", "--on-rotate", "signal", "-s", "db=" + creds, "--"}, watchArgs(t, "DB_FILE")...)
+			lp := startLeash(t, vaultEnv(p.Addr(), srv.RootToken), args...)
+			lp.ready()
+			tt.fault(p)
+			ids := leaseIDs(t, srv, creds)
+			if len(ids) != 1 {
+				t.Fatalf("%d leases, want 1", len(ids))
+			}
+			expire, _, ok := srv.LeaseLookup(t, ids[0])
+			if !ok {
+				t.Fatal("lease lookup failed")
+			}
+			if l := lp.next(60 * time.Second); l != "term" {
+				t.Fatalf("child said %q, want term (stopped at expiry)", l)
+			}
+			stoppedAt := time.Now()
+			t.Logf("child stopped %s after Vault's expire_time", stoppedAt.Sub(expire).Round(time.Millisecond))
+			// Vault's expire_time has whole-second precision.
+			if early := expire.Sub(stoppedAt); early > 1500*time.Millisecond {
+				t.Errorf("child stopped %s before the lease expired", early)
+			}
+			if late := stoppedAt.Sub(expire); late > tt.lateness {
+				t.Errorf("child stopped %s after the lease expired", late)
+			}
+			if code := lp.exit(30 * time.Second); code != exitTempFail {
+				t.Errorf("leash exited %d, want %d", code, exitTempFail)
+			}
+			if !strings.Contains(lp.log.String(), "credential expired") {
+				t.Errorf("no log line explaining the stop")
+			}
+			// A write to a connection Vault reset raises SIGPIPE in leash
+			// itself; forwarding it killed children without a handler
+			// (fixed in b9194e5). Which of leash's reader and writer meets
+			// the reset first is a race, so this caught the bug in about
+			// half of its runs.
+			if n := strings.Count(lp.log.String(), "signal=SIGPIPE"); n > 0 {
+				t.Errorf("leash forwarded %d SIGPIPEs to the child while Vault was resetting connections", n)
+			}
+		})
 	}
-	expire, _, ok := srv.LeaseLookup(t, ids[0])
-	if !ok {
-		t.Fatal("lease lookup failed")
-	}
-	if l := lp.next(30 * time.Second); l != "term" {
-		t.Fatalf("child said %q, want term (stopped at expiry)", l)
-	}
-	stoppedAt := time.Now()
-	// Vault's expire_time has whole-second precision.
-	if early := expire.Sub(stoppedAt); early > 1500*time.Millisecond {
-		t.Errorf("child stopped %s before the lease expired", early)
-	}
-	if late := stoppedAt.Sub(expire); late > 3*time.Second {
-		t.Errorf("child stopped %s after the lease expired", late)
-	}
-	if code := lp.exit(30 * time.Second); code != exitTempFail {
-		t.Errorf("leash exited %d, want %d", code, exitTempFail)
-	}
-	if !strings.Contains(lp.log.String(), "credential expired") {
-		t.Errorf("no log line explaining the stop")
-	}
-	// A write to a connection Vault reset raises SIGPIPE in leash itself;
-	// forwarding it killed children without a handler (fixed in b9194e5).
-	// Which of leash's reader and writer meets the reset first is a race,
-	// so this caught the bug in about half of its runs.
-	if n := strings.Count(lp.log.String(), "signal=SIGPIPE"); n > 0 {
-		t.Errorf("leash forwarded %d SIGPIPEs to the child while Vault was resetting connections", n)
+}
+
+// knownBug skips a test that fails because of a bug reported to another
+// package's owner, unless LEASH_TEST_KNOWN_BUGS=1 (to check a fix).
+func knownBug(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("LEASH_TEST_KNOWN_BUGS") != "1" {
+		t.Skip(msg)
 	}
 }
 
