@@ -570,14 +570,6 @@ func TestFaultOutagePastExpiry(t *testing.T) {
 		{"hung", func(p *vaultproxy.Proxy) { p.Delay(time.Hour) }, 2 * time.Second},
 	} {
 		g.run(tt.name, func(t *testing.T) {
-			if tt.name == "hung" {
-				knownBug(t, "BUG(lease): a Vault call in flight is not bounded by the lease's expiry: with "+
-					"Vault accepting but not answering, the renew/rotate call blocks for its 30s call "+
-					"timeout, and only then does Run notice the lease expired and report the loss, so the "+
-					"child runs on an expired credential for up to ~30s (fail closed late). Bound each "+
-					"runtime call by the time left before the earliest expiry (or watch expiry "+
-					"independently of calls)")
-			}
 			srv := testvault.Shared(t)
 			p := vaultproxy.Start(t, srv.Addr)
 			creds := dbCreds(t, srv, 6*time.Second, time.Hour)
@@ -620,15 +612,6 @@ func TestFaultOutagePastExpiry(t *testing.T) {
 				t.Errorf("leash forwarded %d SIGPIPEs to the child while Vault was resetting connections", n)
 			}
 		})
-	}
-}
-
-// knownBug skips a test that fails because of a bug reported to another
-// package's owner, unless LEASH_TEST_KNOWN_BUGS=1 (to check a fix).
-func knownBug(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("LEASH_TEST_KNOWN_BUGS") != "1" {
-		t.Skip(msg)
 	}
 }
 

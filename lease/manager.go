@@ -541,11 +541,40 @@ func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, 30*time.Second)
 }
 
+// tokenCallCtx bounds a token request also by the earliest expiry of any
+// credential, so a hung token renewal cannot delay a fail-closed stop.
+func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	var first time.Time
+	for _, e := range m.entries {
+		if exp, _ := e.expiry(); !exp.IsZero() && (first.IsZero() || exp.Before(first)) {
+			first = exp
+		}
+	}
+	if !first.IsZero() {
+		if left := first.Sub(m.now()); left < 30*time.Second {
+			return context.WithTimeout(ctx, max(left, 0))
+		}
+	}
+	return m.callCtx(ctx)
+}
+
+// entryCallCtx bounds a request for e also by e's expiry: a hung Vault must
+// not keep leash waiting past the moment the credential dies, when the
+// child has to be stopped (fail closed).
+func (m *Manager) entryCallCtx(ctx context.Context, e *entry) (context.Context, context.CancelFunc) {
+	if exp, _ := e.expiry(); !exp.IsZero() {
+		if left := exp.Sub(m.now()); left < 30*time.Second {
+			return context.WithTimeout(ctx, max(left, 0))
+		}
+	}
+	return m.callCtx(ctx)
+}
+
 // tokenStep renews the current token or logs in again.
 func (m *Manager) tokenStep(ctx context.Context, t *token) {
 	now := m.now()
 	if !t.hard && (t.failures == 0 || !m.canLogin() || now.Before(m.sched.rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, t.issued))) {
-		c, cancel := m.callCtx(ctx)
+		c, cancel := m.tokenCallCtx(ctx)
 		err := m.renewToken(c, t)
 		cancel()
 		if err == nil {
@@ -590,7 +619,7 @@ func (m *Manager) tokenFailed(t *token, op string, err error) {
 // relogin obtains a new token; leases of the old one are handed over in
 // time because their expiry is now bound by it.
 func (m *Manager) relogin(ctx context.Context) bool {
-	c, cancel := m.callCtx(ctx)
+	c, cancel := m.tokenCallCtx(ctx)
 	t, err := m.login(c)
 	cancel()
 	if err != nil {
@@ -656,7 +685,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 
 // renew extends the entry's lease and reports whether it succeeded.
 func (m *Manager) renew(ctx context.Context, e *entry) bool {
-	c, cancel := m.callCtx(ctx)
+	c, cancel := m.entryCallCtx(ctx, e)
 	start := time.Now()
 	ld, err := m.renewLease(c, e.lease, e.ttl)
 	took := time.Since(start)
@@ -688,7 +717,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) bool {
 }
 
 func (m *Manager) rotate(ctx context.Context, e *entry) bool {
-	c, cancel := m.callCtx(ctx)
+	c, cancel := m.entryCallCtx(ctx, e)
 	start := time.Now()
 	is, err := m.fetch(c, e)
 	took := time.Since(start)
@@ -708,7 +737,7 @@ func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 }
 
 func (m *Manager) refresh(ctx context.Context, e *entry) bool {
-	c, cancel := m.callCtx(ctx)
+	c, cancel := m.entryCallCtx(ctx, e)
 	is, err := m.fetch(c, e)
 	cancel()
 	if err != nil {
