@@ -407,6 +407,9 @@ func (rt *rotation) run(ctx context.Context, cur *lease.Snapshot) {
 		case next = <-rt.mgr.Updates():
 		}
 		changed, err := rt.out.Update(renderSecrets(next), inPlace)
+		if err != nil && ctx.Err() != nil {
+			return // shutting down: the outputs are already closed
+		}
 		if err != nil {
 			// The old credentials stay valid and unretired; the lease
 			// manager reports loss if nothing replaces them in time.

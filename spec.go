@@ -134,6 +134,11 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 		if _, ok := names[name]; !ok {
 			return nil, configErrorf("--env %q: no output named %q (define it with --secret or --template)", e, name)
 		}
+		for out := range names {
+			if render.EnvName(out) == v {
+				return nil, configErrorf("--env %q: %s is already the pointer leash sets for output %q", e, v, out)
+			}
+		}
 		p.pointers = append(p.pointers, pointer{Var: v, Output: name})
 	}
 	ids := make([]string, 0, len(refs))

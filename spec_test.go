@@ -75,6 +75,7 @@ func TestPlanRejectsDuplicatesAndDanglingPointers(t *testing.T) {
 		{Secrets: []string{"db=database/creds/a", "db=database/creds/b"}},
 		{Secrets: []string{"db=database/creds/a"}, Env: []string{"PGPASSFILE=nope"}},
 		{Secrets: []string{"db=database/creds/a"}, Env: []string{"=db"}},
+		{Secrets: []string{"db=database/creds/a", "x=database/creds/b"}, Env: []string{"DB_FILE=x"}},
 		{Templates: []string{"t=/nonexistent/leash.tmpl"}},
 	} {
 		if _, err := o.buildPlan(func(string) string { return "" }); err == nil {
