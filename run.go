@@ -195,19 +195,11 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	aud := &auditor{log: log.Named("audit"), f: auditFile, status: st}
 	defer aud.close()
 	if c.StatusAddr != "" {
-		l, err := listenStatus(c.StatusAddr)
+		stopStatus, err := startStatus(c.StatusAddr, st, log)
 		if err != nil {
 			return &configError{err}
 		}
-		statusCtx, stopStatus := context.WithCancel(context.Background())
-		statusDone := make(chan struct{})
-		go func() {
-			defer close(statusDone)
-			if err := serveStatus(statusCtx, l, st); err != nil {
-				log.Error("status server stopped", "error", err)
-			}
-		}()
-		defer func() { stopStatus(); <-statusDone }()
+		defer stopStatus()
 	}
 
 	var mgr *lease.Manager
@@ -315,31 +307,57 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		childErr <- sup.Run(runCtx)
 	}()
 
+	err = supervise(sigs, leaseErr, childErr, sup, log)
+	cancelRun()
+	st.set(func(st *status) { st.running = false })
+	aud.childEvent("exit", err)
+	return err
+}
+
+// supervise forwards signals to the child until it exits, and stops it
+// when its credentials are lost (fail closed). It returns the child's
+// result, or the loss that made leash stop it.
+func supervise(sigs <-chan os.Signal, leaseErr, childErr <-chan error, sup *supervisor.Supervisor, log hclog.Logger) error {
 	var lost error
 	for {
 		select {
 		case sig := <-sigs:
 			sup.Signal(sig)
 		case err := <-leaseErr:
+			if err == nil || errors.Is(err, context.Canceled) {
+				continue
+			}
 			if errors.Is(err, lease.ErrLeaseLost) {
 				log.Error("credential expired with no replacement; stopping the child (fail closed)", "error", err)
-				lost = err
-				sup.Stop()
-			} else if err != nil && !errors.Is(err, context.Canceled) {
-				log.Error("lease manager stopped", "error", err)
-				lost = err
-				sup.Stop()
+			} else {
+				log.Error("lease manager stopped; stopping the child", "error", err)
 			}
+			lost = err
+			sup.Stop()
 		case err := <-childErr:
-			cancelRun()
-			st.set(func(st *status) { st.running = false })
-			aud.childEvent("exit", err)
 			if lost != nil {
 				return lost
 			}
 			return err
 		}
 	}
+}
+
+// startStatus serves --status-addr until the returned stop is called.
+func startStatus(addr string, st *status, log hclog.Logger) (stop func(), err error) {
+	l, err := listenStatus(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := serveStatus(ctx, l, st); err != nil {
+			log.Error("status server stopped", "error", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // watchStartupSignals cancels start-up when a stop signal arrives before the
