@@ -872,24 +872,20 @@ func (m *Manager) revokeAll(ctx context.Context) error {
 	toks := m.tokens
 	m.tokens = nil
 	m.mu.Unlock()
-	var errs []error
-	for _, h := range leases {
-		err := m.revokeLease(ctx, h)
-		if err == nil {
-			m.log.Info("lease revoked", "name", h.id, "path", h.path, "lease", h.fp)
-			m.event(Event{Kind: EventRevoked, ID: h.id, Path: h.path, Fingerprint: h.fp})
-			continue
-		}
-		cerr, _ := classify(err)
-		if errors.Is(cerr, ErrPermissionDenied) && h.owner != nil && h.owner.own {
-			// Revoking leash's own token below revokes the lease with it.
-			m.log.Debug("lease revoked with its token", "name", h.id, "path", h.path, "lease", h.fp)
-			continue
-		}
-		m.log.Warn("revoke failed", "name", h.id, "path", h.path, "lease", h.fp, "error", cerr)
-		m.event(Event{Kind: EventFailed, ID: h.id, Path: h.path, Fingerprint: h.fp, Op: "revoke", Err: cerr.Error()})
-		errs = append(errs, &Error{Op: "revoke", Path: h.path, Err: cerr})
+	// Revoke in parallel (bounded): each revocation is a round trip plus,
+	// for database credentials, a DROP ROLE; one by one, ten leases took
+	// 150 ms of a container's shutdown.
+	errs := make([]error, len(leases))
+	sem := make(chan struct{}, revokeConcurrency)
+	var wg sync.WaitGroup
+	for i, h := range leases {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = m.revokeOne(ctx, h)
+		})
 	}
+	wg.Wait()
 	for _, t := range toks {
 		if err := m.revokeToken(ctx, t); err != nil {
 			cerr, _ := classify(err)
@@ -900,6 +896,28 @@ func (m *Manager) revokeAll(ctx context.Context) error {
 		m.log.Info("token revoked", "path", m.loginPath())
 	}
 	return errors.Join(errs...)
+}
+
+// revokeConcurrency bounds parallel revocations at shutdown.
+const revokeConcurrency = 8
+
+// revokeOne revokes one held lease and reports it.
+func (m *Manager) revokeOne(ctx context.Context, h *held) error {
+	err := m.revokeLease(ctx, h)
+	if err == nil {
+		m.log.Info("lease revoked", "name", h.id, "path", h.path, "lease", h.fp)
+		m.event(Event{Kind: EventRevoked, ID: h.id, Path: h.path, Fingerprint: h.fp})
+		return nil
+	}
+	cerr, _ := classify(err)
+	if errors.Is(cerr, ErrPermissionDenied) && h.owner != nil && h.owner.own {
+		// Revoking leash's own token afterwards revokes the lease with it.
+		m.log.Debug("lease revoked with its token", "name", h.id, "path", h.path, "lease", h.fp)
+		return nil
+	}
+	m.log.Warn("revoke failed", "name", h.id, "path", h.path, "lease", h.fp, "error", cerr)
+	m.event(Event{Kind: EventFailed, ID: h.id, Path: h.path, Fingerprint: h.fp, Op: "revoke", Err: cerr.Error()})
+	return &Error{Op: "revoke", Path: h.path, Err: cerr}
 }
 
 // Check logs in and verifies with sys/capabilities-self that the token may
