@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,8 @@ import (
 
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
+
+	"github.com/leash-dev/leash/internal/devkit"
 )
 
 // env is one benchmark run: the binaries, Vault, PostgreSQL and the report.
@@ -92,31 +93,11 @@ type proc struct {
 	started time.Time
 	events  chan event
 	fifo    *os.File
-	stderr  *lockedBuffer
+	stderr  *devkit.LockedBuffer
 	done    chan struct{} // closed when Wait returned
 	exitAt  time.Time
 	waitErr error
 	rssFile string // /usr/bin/time output when scenario.timed
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 4<<20 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func repoRoot(t *testing.T) string {
@@ -274,7 +255,7 @@ func (e *env) start(w wrapper, sc *scenario) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: w.name, events: make(chan event, 1<<16), fifo: fifo, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{name: w.name, events: make(chan event, 1<<16), fifo: fifo, stderr: &devkit.LockedBuffer{Limit: 4 << 20}, done: make(chan struct{})}
 	go func() {
 		r := bufio.NewReader(fifo)
 		for {

@@ -9,8 +9,6 @@ package testpg
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -26,6 +24,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/leash-dev/leash/internal/devkit"
 )
 
 const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
@@ -84,7 +84,7 @@ func databaseOn(t testing.TB, admin string) *DB {
 		skipOrFail(t, "no PostgreSQL at "+redactURL(admin)+": "+err.Error())
 	}
 	defer conn.Close(ctx)
-	name := "leash_" + randHex(6)
+	name := "leash_" + devkit.RandHex(6)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
@@ -175,7 +175,7 @@ func NewCluster(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &Cluster{User: "postgres", Password: randHex(16), dir: dir, bin: bin}
+	c := &Cluster{User: "postgres", Password: devkit.RandHex(16), dir: dir, bin: bin}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -269,12 +269,4 @@ func redactURL(s string) string {
 		return "(unparsable url)"
 	}
 	return u.Redacted()
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }

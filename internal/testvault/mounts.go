@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/leash-dev/leash/internal/devkit"
 )
 
 func secs(d time.Duration) string { return fmt.Sprintf("%ds", int(d.Seconds())) }
@@ -240,7 +242,7 @@ func (j *JWTAuth) Token(t testing.TB, validFor time.Duration) string {
 	return j.Sign(t, map[string]any{
 		"iss": j.Issuer, "aud": j.Audience, "sub": j.Subject,
 		"iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": now.Add(validFor).Unix(),
-		"jti": randHex(8),
+		"jti": devkit.RandHex(8),
 	})
 }
 

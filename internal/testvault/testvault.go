@@ -9,14 +9,10 @@
 package testvault
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +26,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/leash-dev/leash/internal/devkit"
 )
 
 // Server is a running `vault server -dev`. Its storage is in memory: a
@@ -52,7 +50,7 @@ type Server struct {
 type process struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
-	out  *lockedBuffer
+	out  *devkit.LockedBuffer
 }
 
 // Bin returns the path of the vault binary, or "" when none is found.
@@ -158,7 +156,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, home: home, RootToken: "root-" + randHex(12), tls: useTLS}
+	s := &Server{bin: bin, home: home, RootToken: "root-" + devkit.RandHex(12), tls: useTLS}
 	scheme := "http://"
 	if useTLS {
 		scheme = "https://"
@@ -169,7 +167,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 	}
 	var lastErr error
 	for range 5 {
-		port, err := freePortPair()
+		port, err := devkit.FreePortPair()
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +207,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 
 // launch starts the process and waits for sys/health.
 func (s *Server) launch() error {
-	p := &process{done: make(chan struct{}), out: &lockedBuffer{}}
+	p := &process{done: make(chan struct{}), out: &devkit.LockedBuffer{}}
 	args := []string{"server", "-dev",
 		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(s.port),
 		"-dev-root-token-id=" + s.RootToken,
@@ -324,33 +322,6 @@ func (s *Server) Output() string {
 	return s.proc.out.String()
 }
 
-// freePortPair returns a loopback port p where p and p+1 were free: the dev
-// server also listens on the next port for cluster traffic.
-func freePortPair() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port pair")
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
-
 var uniqueSeq struct {
 	sync.Mutex
 	n int
@@ -396,24 +367,4 @@ func (s *Server) Read(t testing.TB, path string) *api.Secret {
 		t.Fatalf("vault read %s: %v", path, err)
 	}
 	return sec
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -25,8 +25,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -46,6 +44,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/leash-dev/leash/internal/devkit"
 )
 
 type options struct {
@@ -189,7 +189,7 @@ func demo(o options) (code int) {
 
 	// The credential: PostgreSQL roles from the database engine, or child
 	// tokens from a token role.
-	role := "demo" + randHex(2)
+	role := "demo" + devkit.RandHex(2)
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "VAULT_ADDR=" + v.addr}
 	var secretFlag, fileVar, credsPath, policy string
 	var pg *pgTarget
@@ -441,11 +441,11 @@ func startVault(ctx context.Context, bin, home string) (*vault, error) {
 	}
 	var last error
 	for range 5 {
-		port, err := freePortPair()
+		port, err := devkit.FreePortPair()
 		if err != nil {
 			return nil, err
 		}
-		v := &vault{addr: "http://127.0.0.1:" + strconv.Itoa(port), root: "root-" + randHex(16), exited: make(chan struct{}), log: logf}
+		v := &vault{addr: "http://127.0.0.1:" + strconv.Itoa(port), root: "root-" + devkit.RandHex(16), exited: make(chan struct{}), log: logf}
 		v.cmd = exec.Command(bin, "server", "-dev",
 			"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
 			"-dev-root-token-id="+v.root,
@@ -703,7 +703,7 @@ func setUpPostgres(ctx context.Context, adminURL string) (*pgTarget, error) {
 	defer conn.Close(context.Background())
 	cfg := conn.Config()
 	p := &pgTarget{adminURL: adminURL, host: cfg.Host, port: int(cfg.Port), user: cfg.User, password: cfg.Password,
-		db: "leash_demo_" + randHex(4)}
+		db: "leash_demo_" + devkit.RandHex(4)}
 	// Not cancelled by Ctrl-C: once asked for, the database is created and
 	// the caller drops it.
 	xctx, xcancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -769,31 +769,4 @@ func dbURL(adminURL, db string) string {
 		cfg.Host, cfg.Port, cfg.User, db, strings.ReplaceAll(strings.ReplaceAll(cfg.Password, `\`, `\\`), `'`, `\'`))
 }
 
-// freePortPair returns a loopback port p where p and p+1 were free: the dev
-// server also listens on the next port for cluster traffic.
-func freePortPair() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port pair")
-}
-
 func secs(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) + "s" }
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
