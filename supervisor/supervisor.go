@@ -225,6 +225,13 @@ func (s *Supervisor) Signal(sig os.Signal) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ss == syscall.SIGCONT && s.foreground {
+		// Under a terminal the SIGCONT leash gets is fg/bg resuming it
+		// after a Ctrl-Z. awaitExit hands the terminal back to the child
+		// and only then continues it; continuing it here first could let
+		// it read while still in the background and stop on SIGTTIN.
+		return
+	}
 	stop := ss == syscall.SIGTERM || ss == syscall.SIGINT || ss == s.cfg.StopSignal
 	s.requestLocked(request{sig: ss, stop: stop})
 }
