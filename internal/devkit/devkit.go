@@ -10,8 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // FreePortPair returns a loopback port p where p and p+1 were free: a Vault
@@ -70,4 +73,32 @@ func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// StartTied starts cmd in its own process group with a parent-death signal,
+// so it never outlives the caller (a Vault dev server left behind by a
+// killed test or demo). Pdeathsig fires when the creating OS thread exits
+// (golang/go#27505), so the goroutine that starts cmd keeps its thread until
+// cmd exits. The returned channel is closed once cmd has exited and been
+// waited for.
+func StartTied(cmd *exec.Cmd) (exited <-chan struct{}, err error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	done := make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(done)
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+	}()
+	return done, <-started
 }

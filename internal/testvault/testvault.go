@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +48,7 @@ type Server struct {
 
 type process struct {
 	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	done <-chan struct{} // closed when the process has exited
 	out  *devkit.LockedBuffer
 }
 
@@ -207,7 +206,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 
 // launch starts the process and waits for sys/health.
 func (s *Server) launch() error {
-	p := &process{done: make(chan struct{}), out: &devkit.LockedBuffer{}}
+	p := &process{out: &devkit.LockedBuffer{}}
 	args := []string{"server", "-dev",
 		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(s.port),
 		"-dev-root-token-id=" + s.RootToken,
@@ -220,23 +219,9 @@ func (s *Server) launch() error {
 	p.cmd.Env = []string{"HOME=" + s.home, "PATH=" + os.Getenv("PATH"), "VAULT_LOG_LEVEL=warn"}
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
-	// Pdeathsig fires when the creating OS thread exits (golang/go#27505), so
-	// the goroutine that starts the server keeps its thread until the server exits.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := p.cmd.Start(); err != nil {
-			started <- err
-			close(p.done)
-			return
-		}
-		started <- nil
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	done, err := devkit.StartTied(p.cmd)
+	p.done = done
+	if err != nil {
 		return fmt.Errorf("start vault: %w", err)
 	}
 	if err := waitHealthy(s.Addr, p.done, 60*time.Second); err != nil {

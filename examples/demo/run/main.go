@@ -36,7 +36,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -430,7 +429,7 @@ func trimTimestamp(line string) string {
 type vault struct {
 	addr, root string
 	cmd        *exec.Cmd
-	exited     chan struct{}
+	exited     <-chan struct{}
 	log        *os.File
 }
 
@@ -445,7 +444,7 @@ func startVault(ctx context.Context, bin, home string) (*vault, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := &vault{addr: "http://127.0.0.1:" + strconv.Itoa(port), root: "root-" + devkit.RandHex(16), exited: make(chan struct{}), log: logf}
+		v := &vault{addr: "http://127.0.0.1:" + strconv.Itoa(port), root: "root-" + devkit.RandHex(16), log: logf}
 		v.cmd = exec.Command(bin, "server", "-dev",
 			"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
 			"-dev-root-token-id="+v.root,
@@ -453,23 +452,11 @@ func startVault(ctx context.Context, bin, home string) (*vault, error) {
 		v.cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "VAULT_LOG_LEVEL=warn"}
 		v.cmd.Stdout, v.cmd.Stderr = logf, logf
 		// Its own process group, so Ctrl-C does not stop Vault before
-		// leash has revoked; Pdeathsig (from a thread that lives as long
-		// as the server, golang/go#27505) so it never outlives the demo.
-		v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		started := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			if err := v.cmd.Start(); err != nil {
-				started <- err
-				close(v.exited)
-				return
-			}
-			started <- nil
-			v.cmd.Wait()
-			close(v.exited)
-		}()
-		if err := <-started; err != nil {
+		// leash has revoked; a parent-death signal so it never outlives
+		// the demo.
+		exited, err := devkit.StartTied(v.cmd)
+		v.exited = exited
+		if err != nil {
 			return nil, err
 		}
 		if last = v.waitHealthy(ctx); last == nil {
