@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseCLICommandAfterDashDash(t *testing.T) {
@@ -79,6 +80,54 @@ func TestConfigFileSyntaxError(t *testing.T) {
 	var ce *configError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), p+":") {
 		t.Fatalf("err = %v, want a config error naming %s", err, p)
+	}
+}
+
+// Every way a config file can be wrong is a config error (exit 78) that
+// names the file, the line and what is wrong; nothing is silently dropped.
+func TestConfigFileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, where, what string
+	}{
+		{"duplicate", "auth = \"approle\"\n\nauth = \"jwt\"\n", ":3:1", `"auth" is set twice (first at line 1)`},
+		{"quoted duplicate", "auth = \"approle\"\n\"auth\" = \"jwt\"\n", ":2:1", "set twice"},
+		{"value missing at the end", "auth = \"token\"\nno_revoke = # later\n", ":2:11", "missing value"},
+		{"block", "secret \"db\" {\n  path = \"database/creds/app\"\n}\n", ":1:1", "blocks and objects are not supported"},
+		{"object", "secret = { db = \"x\" }\n", ":1:1", "blocks and objects are not supported"},
+		{"function", "auth = upper(\"token\")\n", ":1:8", "no functions or variables"},
+		{"unterminated string", "auth = \"token\n", ":1:", "not terminated"},
+		{"unterminated list", "secret = [\"a=b/c\",\n", ":2:1", "list"},
+		{"nested list", "secret = [[\"a=b/c\"]]\n", ":1:1", "nested lists"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, tc.text)
+			_, _, err := parseCLI([]string{"-c", p, "--", "true"})
+			var ce *configError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a config error", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, p+tc.where) || !strings.Contains(msg, tc.what) {
+				t.Errorf("error %q: want %s%s and %q", msg, p, tc.where, tc.what)
+			}
+		})
+	}
+}
+
+// HCL values arrive at the flags as written: heredocs, numbers as text for
+// kong to parse, strings with "${" kept literally (no interpolation).
+func TestConfigFileValues(t *testing.T) {
+	p := writeConfig(t, "\uFEFF# comment\nsecret = [\"db=database/creds/${app}\", <<EOT\nkv=secret/app\nEOT\n]\nkill_timeout = \"3s\"\nsplay = \"0s\"\n")
+	cli, _, err := parseCLI([]string{"-c", p, "--", "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cli.Run.Options
+	want := []string{"db=database/creds/${app}", "kv=secret/app\n"}
+	if !slices.Equal(o.Secrets, want) {
+		t.Errorf("secrets = %q, want %q", o.Secrets, want)
+	}
+	if o.KillTimeout != 3*time.Second {
+		t.Errorf("kill timeout = %v", o.KillTimeout)
 	}
 }
 

@@ -126,8 +126,16 @@ func FuzzConfig(f *testing.F) {
 			return
 		}
 		for _, a := range c.attrs {
-			if v, diags := a.Expr.Value(nil); !diags.HasErrors() {
-				_, _ = ctyToGo(v)
+			v, err := hclValue(a.val, true)
+			if err != nil {
+				continue
+			}
+			if l, ok := v.([]any); ok {
+				for _, e := range l {
+					if _, nested := e.([]any); nested {
+						t.Fatalf("%s: nested list accepted", a.name)
+					}
+				}
 			}
 		}
 	})
