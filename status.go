@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -146,27 +146,30 @@ func (s *status) rows() []leaseRow {
 	return s.sortedLocked()
 }
 
-// handler serves /healthz, /v1/leases and /metrics.
-func (s *status) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := s.health()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		fmt.Fprintln(w, why)
-	})
-	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"leases": s.rows()})
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		s.writeMetrics(w)
-	})
-	return mux
+// routes serves /healthz, /v1/leases and /metrics.
+func (s *status) routes() map[string]statusRoute {
+	return map[string]statusRoute{
+		"/healthz": func() (int, string, []byte) {
+			ok, why := s.health()
+			code := http.StatusOK
+			if !ok {
+				code = http.StatusServiceUnavailable
+			}
+			return code, "text/plain; charset=utf-8", []byte(why + "\n")
+		},
+		"/v1/leases": func() (int, string, []byte) {
+			var b bytes.Buffer
+			enc := json.NewEncoder(&b)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(map[string]any{"leases": s.rows()})
+			return http.StatusOK, "application/json", b.Bytes()
+		},
+		"/metrics": func() (int, string, []byte) {
+			var b bytes.Buffer
+			s.writeMetrics(&b)
+			return http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", b.Bytes()
+		},
+	}
 }
 
 // writeMetrics writes the Prometheus text exposition format (0.0.4) by hand:
@@ -284,21 +287,7 @@ func listenStatus(addr string) (net.Listener, error) {
 
 // serveStatus serves s on l until ctx is done.
 func serveStatus(ctx context.Context, l net.Listener, s *status) error {
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	err := srv.Serve(l)
-	<-done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return newStatusServer(s.routes()).Serve(ctx, l)
 }
 
 // statusClient returns an HTTP client and base URL for --status-addr.
