@@ -123,12 +123,25 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 // userToken reads the token the user gave (a file, VAULT_TOKEN/BAO_TOKEN, or
 // ~/.vault-token) and looks it up.
 func (m *Manager) userToken(ctx context.Context) (*token, error) {
+	v, err := m.readUserToken()
+	if err != nil {
+		return nil, err
+	}
+	t := &token{value: v}
+	if err := m.lookupToken(ctx, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// readUserToken returns the token the user gave, without contacting Vault.
+func (m *Manager) readUserToken() (secretString, error) {
 	var v string
 	switch {
 	case m.cfg.Auth.TokenFile != "":
 		s, err := readTrimmed(m.cfg.Auth.TokenFile)
 		if err != nil {
-			return nil, &Error{Op: "login", Path: "token", Err: err}
+			return "", &Error{Op: "login", Path: "token", Err: err}
 		}
 		v = s
 	case m.env.val("TOKEN") != "":
@@ -140,18 +153,25 @@ func (m *Manager) userToken(ctx context.Context) (*token, error) {
 		}
 	}
 	if v == "" {
-		return nil, &Error{Op: "login", Path: "token", Err: fmt.Errorf("%w: no token (set VAULT_TOKEN, a token file, or ~/.vault-token)", ErrPermissionDenied)}
+		return "", &Error{Op: "login", Path: "token", Err: fmt.Errorf("%w: no token (set VAULT_TOKEN, a token file, or ~/.vault-token)", ErrPermissionDenied)}
 	}
+	return secretString(v), nil
+}
+
+// lookupToken asks Vault about t's value and fills in what it says: ttl,
+// expiry, renewability.
+func (m *Manager) lookupToken(ctx context.Context, t *token) error {
 	now := m.now()
-	c, err := m.clientWith(v)
+	c, err := m.clientWith(string(t.value))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sec, err := c.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	t := &token{value: secretString(v), issued: now, r: m.rand()}
+	t.issued, t.r = now, m.rand()
+	t.renewable, t.ttl, t.expires = false, 0, time.Time{}
 	if sec != nil {
 		t.renewable, _ = sec.TokenIsRenewable()
 		ttl, _ := sec.TokenTTL()
@@ -166,7 +186,7 @@ func (m *Manager) userToken(ctx context.Context) (*token, error) {
 		}
 	}
 	t.hard = !t.renewable
-	return t, nil
+	return nil
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)

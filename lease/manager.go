@@ -111,24 +111,61 @@ func (m *Manager) currentToken() *token {
 // Start logs in and fetches every secret in parallel. Transient failures are
 // retried until StartupTimeout (then ErrUnreachable); permanent ones fail at
 // once. On failure everything already issued is revoked.
+//
+// With the token method the token is known before Vault is asked about it,
+// so its lookup runs alongside the fetches: one round trip less before the
+// child can start. Other methods log in first.
 func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
 	defer cancel()
-	var tok *token
-	err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
-		t, err := m.login(c)
-		tok = t
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	m.setToken(tok)
-	m.log.Info("logged in", "path", m.loginPath(), "ttl", tok.ttl.String(), "renewable", tok.renewable)
-	m.event(Event{Kind: EventLogin, Path: m.loginPath(), TTL: tok.ttl, ExpiresAt: tok.expires, Next: tok.next})
-
+	// fctx stops retries once the start has failed. Requests already in
+	// flight get abandonGrace to finish (rctx) so that a credential Vault
+	// is issuing right now is seen and revoked, not orphaned until its TTL.
 	fctx, fcancel := context.WithCancel(sctx)
 	defer fcancel()
+	rctx, rcancel := context.WithCancel(sctx)
+	defer rcancel()
+	stopGrace := context.AfterFunc(fctx, func() { time.AfterFunc(abandonGrace, rcancel) })
+	defer stopGrace()
+
+	var (
+		tok      *token
+		loginErr error
+		lookup   sync.WaitGroup
+	)
+	if m.isTokenMethod() {
+		v, err := m.readUserToken()
+		if err != nil {
+			return nil, err
+		}
+		// Installed now so the fetches use it and their leases name it as
+		// owner; planned once the lookup has said when it expires.
+		tok = &token{value: v}
+		m.mu.Lock()
+		m.tok = tok
+		m.mu.Unlock()
+		m.client.SetToken(string(v))
+		lookup.Go(func() {
+			loginErr = m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+				return m.lookupToken(c, tok)
+			})
+			if loginErr != nil {
+				fcancel() // the fetches cannot be trusted without a valid token
+			}
+		})
+	} else {
+		err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+			t, err := m.login(c)
+			tok = t
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		m.setToken(tok)
+		m.loggedIn(tok)
+	}
+
 	results := make([]*issued, len(m.entries))
 	errs := make([]error, len(m.entries))
 	var wg sync.WaitGroup
@@ -138,8 +175,8 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 			if e.spec.Params != nil {
 				op = "write"
 			}
-			errs[i] = m.retry(ctx, fctx, op, e.spec.Path, func(c context.Context) error {
-				is, err := m.fetch(c, e)
+			errs[i] = m.retry(ctx, fctx, op, e.spec.Path, func(context.Context) error {
+				is, err := m.fetch(rctx, e)
 				results[i] = is
 				return err
 			})
@@ -149,15 +186,24 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 		})
 	}
 	wg.Wait()
+	lookup.Wait()
 
+	if m.isTokenMethod() && loginErr == nil {
+		m.planToken(tok, m.now())
+		m.loggedIn(tok)
+	}
 	now := m.now()
 	for i, e := range m.entries {
 		if results[i] != nil {
 			m.apply(e, results[i], now)
 		}
 	}
-	if err := firstError(errs); err != nil {
-		if errors.Is(err, ErrPermissionDenied) {
+	err := loginErr // a bad token explains the fetches' failures
+	if err == nil {
+		err = firstError(errs)
+	}
+	if err != nil {
+		if errors.Is(err, ErrPermissionDenied) && loginErr == nil {
 			err = m.explainDenied(err)
 		}
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
@@ -167,6 +213,14 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	}
 	m.warnTokenBound()
 	return m.emit(), nil
+}
+
+// abandonGrace is how long a failed start waits for requests in flight.
+const abandonGrace = 2 * time.Second
+
+func (m *Manager) loggedIn(t *token) {
+	m.log.Info("logged in", "path", m.loginPath(), "ttl", t.ttl.String(), "renewable", t.renewable)
+	m.event(Event{Kind: EventLogin, Path: m.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next})
 }
 
 // firstError prefers a real failure over the cancellations it caused.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 )
@@ -283,6 +284,43 @@ path "sys/leases/revoke" { capabilities = ["update"] }`)
 				t.Fatalf("issued %d, revoked %d", n, h.log.count("lease revoked: name=ok"))
 			}
 		})
+	}
+}
+
+// With the token method the token lookup runs alongside the fetches. A
+// token that may fetch but not look itself up (no default policy) fails
+// Start as a login error, and the credential fetched meanwhile is revoked,
+// not left in Vault.
+func TestStartLookupFailsAfterFetch(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	create := s.TokenRole(t, time.Minute)
+	// The child tokens inherit the policy: revoke-self lets leash revoke them.
+	pol := s.Policy(t, `path "`+create+`" { capabilities = ["update"] }
+path "auth/token/revoke-self" { capabilities = ["update"] }`)
+	sec, err := s.Client.Auth().Token().CreateWithContext(context.Background(), &api.TokenCreateRequest{
+		Policies: []string{pol}, NoDefaultPolicy: true, TTL: "1h",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + sec.Auth.ClientToken}, Config{Specs: []Spec{
+		{ID: "tok", Path: create, Params: map[string]string{"ttl": "1m"}},
+	}})
+	_, err = h.m.Start(context.Background())
+	var le *Error
+	if !errors.Is(err, ErrPermissionDenied) || !errors.As(err, &le) || le.Op != "login" {
+		t.Fatalf("Start: %v, want a login permission error", err)
+	}
+	if h.log.count("lease issued: name=tok") != 1 {
+		t.Fatalf("the fetch did not run alongside the lookup:\n%s", h.log)
+	}
+	if h.log.count("lease revoked: name=tok") != 1 {
+		t.Fatalf("the credential issued during the failed start was not revoked:\n%s", h.log)
+	}
+	role := strings.TrimPrefix(create, "auth/token/create/")
+	if ids := s.LeaseIDs(t, "auth/token/create/"+role+"/"); len(ids) != 0 {
+		t.Fatalf("Vault still holds %d leases of the failed start", len(ids))
 	}
 }
 
