@@ -154,7 +154,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	// From here on no signal is lost: they queue until the child runs.
 	sigCtx, stopSignals := context.WithCancel(context.Background())
 	defer stopSignals()
-	sigs := signals.Notify(sigCtx)
+	sigs, sigsReady := signals.Notify(sigCtx)
 	if os.Getpid() != 1 {
 		if err := signals.SetSubreaper(); err != nil {
 			log.Warn("cannot become a child subreaper; orphans of the child will not be reaped", "error", err)
@@ -259,6 +259,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	sigsReady() // every forwardable signal caught, none left ignored for the child
 	if err := sup.Start(r.Files(), nil); err != nil {
 		aud.childEvent("start", err)
 		return err

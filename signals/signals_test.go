@@ -3,6 +3,7 @@ package signals_test
 import (
 	"context"
 	"os"
+	"os/signal"
 	"sync"
 	"syscall"
 	"testing"
@@ -139,7 +140,8 @@ func (fakeSignal) Signal()        {}
 
 func TestNotify(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := signals.Notify(ctx)
+	ch, ready := signals.Notify(ctx)
+	ready()
 	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM, syscall.SIGTSTP, 37} {
 		if err := unix.Kill(os.Getpid(), sig); err != nil {
 			t.Fatal(err)
@@ -161,6 +163,48 @@ func TestNotify(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("channel not closed after cancel")
+	}
+}
+
+// Before ready, the stop signals are caught already and every other
+// forwardable signal is at least ignored: none of them can kill leash while
+// it holds leases.
+func TestNotifyBeforeReady(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, ready := signals.Notify(ctx)
+	for _, sig := range signals.StopSignals {
+		if signal.Ignored(sig) {
+			t.Errorf("%v ignored, want caught", sig)
+		}
+	}
+	// A signal with a default action of terminate, sent before ready:
+	// leash survives it (the test process would die otherwise).
+	if err := unix.Kill(os.Getpid(), syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case got := <-ch:
+			if got == syscall.SIGTERM {
+				ready()
+				// After ready every forwardable signal is caught, none ignored.
+				for _, sig := range signals.ForwardableSignals() {
+					if signal.Ignored(sig) {
+						t.Errorf("%v still ignored after ready", sig)
+					}
+				}
+				return
+			}
+			if got != syscall.SIGUSR2 {
+				t.Fatalf("got %v", got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("SIGTERM not delivered")
+		}
 	}
 }
 

@@ -71,7 +71,7 @@ func reportFile() *os.File {
 
 // leashMain is package main's wiring in miniature.
 func leashMain() int {
-	sigs := signals.Notify(context.Background())
+	sigs, sigsReady := signals.Notify(context.Background())
 	if os.Getpid() != 1 {
 		if err := signals.SetSubreaper(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -93,6 +93,7 @@ func leashMain() int {
 		// any SIGURG it reports came from leash.
 		env = append(env, "GODEBUG=asyncpreemptoff=1")
 	}
+	sigsReady()
 	if err := sup.Start(files, env); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -217,7 +218,8 @@ func initMain() int {
 	report := reportFile()
 	say := func(format string, args ...any) { fmt.Fprintf(report, format+"\n", args...) }
 	n, _ := strconv.Atoi(os.Getenv(envInit))
-	sigs := signals.Notify(context.Background())
+	sigs, sigsReady := signals.Notify(context.Background())
+	sigsReady()
 
 	var cur atomic.Pointer[supervisor.Supervisor]
 	var reaped atomic.Int64
