@@ -19,6 +19,10 @@ type schedule struct {
 	minRotateBefore time.Duration
 	// retryBase and retryMax bound the backoff after runtime failures.
 	retryBase, retryMax time.Duration
+	// lostMargin is how long before its expiry a credential without a
+	// replacement counts as lost (the child is stopped): at most this, at
+	// most a twentieth of the lease.
+	lostMargin time.Duration
 }
 
 var defaultSchedule = schedule{
@@ -27,6 +31,7 @@ var defaultSchedule = schedule{
 	minRotateBefore: 3 * time.Second,
 	retryBase:       500 * time.Millisecond,
 	retryMax:        30 * time.Second,
+	lostMargin:      time.Second,
 }
 
 // renewAt returns when to renew a lease expiring at expires: about two
@@ -82,6 +87,15 @@ func backoff(attempt int, base, ceiling time.Duration, r float64) time.Duration 
 // retry returns the wait before runtime retry number attempt.
 func (s schedule) retry(attempt int, r float64) time.Duration {
 	return backoff(attempt, s.retryBase, s.retryMax, r)
+}
+
+// lostBefore returns how long before its expiry a credential of lease
+// duration ttl counts as lost: lostMargin, at most a twentieth of ttl.
+func (s schedule) lostBefore(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return s.lostMargin
+	}
+	return min(s.lostMargin, ttl/20)
 }
 
 // earliest returns the earliest non-zero time, or zero.

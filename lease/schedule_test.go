@@ -125,6 +125,22 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+func TestLostBefore(t *testing.T) {
+	tests := []struct {
+		ttl, want time.Duration
+	}{
+		{0, time.Second},
+		{6 * time.Second, 300 * time.Millisecond},
+		{40 * time.Second, time.Second},
+		{time.Hour, time.Second},
+	}
+	for _, tt := range tests {
+		if got := defaultSchedule.lostBefore(tt.ttl); got != tt.want {
+			t.Errorf("lostBefore(%s) = %s, want %s", tt.ttl, got, tt.want)
+		}
+	}
+}
+
 func TestRetryAfter(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
