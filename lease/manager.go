@@ -623,7 +623,11 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 
 func (m *Manager) tokenFailed(t *token, op string, err error) {
 	m.event(Event{Kind: EventFailed, Path: m.loginPath(), ExpiresAt: t.expires, Op: op, Err: err.Error()})
-	d := m.sched.retry(t.failures, m.rand())
+	var left time.Duration
+	if !t.expires.IsZero() {
+		left = t.expires.Sub(m.now())
+	}
+	d := m.sched.retry(t.failures, left, m.rand())
 	t.failures++
 	t.next = m.now().Add(d)
 	if !t.expires.IsZero() && t.next.After(t.expires) {
@@ -784,9 +788,20 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 		// the token step check it now and log in again if so.
 		m.tok.next = m.now()
 	}
-	d := m.sched.retry(e.failures, m.rand())
+	now := m.now()
+	// The deadline that matters: the hand-over point while renewing can
+	// still keep the lease, else the loss. Retries get denser near it.
+	deadline := m.lostAt(e)
+	if rp := m.rotatePoint(e); e.renewing() && rp.After(now) {
+		deadline = rp
+	}
+	var left time.Duration
+	if !deadline.IsZero() {
+		left = deadline.Sub(now)
+	}
+	d := m.sched.retry(e.failures, left, m.rand())
 	e.failures++
-	e.next = m.now().Add(d)
+	e.next = now.Add(d)
 	if lost := m.lostAt(e); !lost.IsZero() && e.next.After(lost) {
 		e.next = lost
 	}
