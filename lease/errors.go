@@ -49,17 +49,18 @@ func (e *Error) Error() string {
 // Unwrap returns Err.
 func (e *Error) Unwrap() error { return e.Err }
 
-// LostError reports a credential that expired without a replacement. It
+// LostError reports a credential about to expire without a replacement:
+// Run returns it a small margin before the expiry (see Manager.Run). It
 // matches ErrLeaseLost with errors.Is.
 type LostError struct {
 	ID, Path string
-	Lease    string // fingerprint
-	Expired  time.Time
+	Lease    string    // fingerprint
+	Expired  time.Time // when the credential expires (leash's conservative estimate)
 }
 
-// Error names the secret, its path, its lease fingerprint and when it expired.
+// Error names the secret, its path, its lease fingerprint and when it expires.
 func (e *LostError) Error() string {
-	return fmt.Sprintf("lease lost: %s (%s, lease %s) expired at %s with no replacement",
+	return fmt.Sprintf("lease lost: %s (%s, lease %s) expires at %s with no replacement",
 		e.ID, e.Path, e.Lease, e.Expired.UTC().Format(time.RFC3339))
 }
 

@@ -139,6 +139,9 @@ func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
 	}
 	var sec *api.Secret
 	var err error
+	// Vault counts the lease from when it handled the request: counting
+	// from when leash sent it never overestimates the credential's life.
+	now := m.now()
 	if e.spec.Params != nil {
 		body := make(map[string]any, len(e.spec.Params))
 		for k, v := range e.spec.Params {
@@ -151,7 +154,6 @@ func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := m.now()
 	if sec == nil {
 		return nil, ErrNotFound
 	}

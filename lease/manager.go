@@ -388,6 +388,22 @@ func (e *entry) expiry() (exp time.Time, bound bool) {
 	return exp, false
 }
 
+// lostAt is when the entry's credential counts as lost if nothing replaced
+// or extended it: a small margin (schedule.lostBefore) before its expiry,
+// because Vault revokes it at expiry (for a database credential, drops the
+// role) and the child must have been told to stop by then. Zero: never.
+func (m *Manager) lostAt(e *entry) time.Time {
+	exp, bound := e.expiry()
+	if exp.IsZero() {
+		return exp
+	}
+	ttl := e.ttl
+	if bound {
+		ttl = e.lease.owner.ttl // the token's life is what runs out
+	}
+	return exp.Add(-m.sched.lostBefore(ttl))
+}
+
 // rotatePoint is when to fetch a replacement for the entry.
 func (m *Manager) rotatePoint(e *entry) time.Time {
 	exp, _ := e.expiry()
@@ -481,7 +497,10 @@ func fmtTime(t time.Time) string {
 }
 
 // Run renews, rotates and refreshes until ctx is done (then it returns nil).
-// It returns a *LostError when a credential expires with no replacement.
+// It returns a *LostError when a credential is about to expire with no
+// replacement: a second before its expiry (at most a twentieth of the
+// lease), counted from when leash sent the request that issued or renewed
+// it, so never after Vault's own expiry.
 func (m *Manager) Run(ctx context.Context) error {
 	if m.currentToken() == nil {
 		return errors.New("lease: Run before a successful Start")
@@ -515,10 +534,7 @@ func (m *Manager) nextEvent() time.Time {
 		ts = append(ts, m.tok.next)
 	}
 	for _, e := range m.entries {
-		ts = append(ts, e.next)
-		if exp, _ := e.expiry(); !exp.IsZero() {
-			ts = append(ts, exp)
-		}
+		ts = append(ts, e.next, m.lostAt(e))
 	}
 	m.mu.Lock()
 	for _, h := range m.held {
@@ -556,7 +572,8 @@ func (m *Manager) step(ctx context.Context) error {
 	}
 	now = m.now()
 	for _, e := range m.entries {
-		if exp, _ := e.expiry(); !exp.IsZero() && !now.Before(exp) {
+		if lost := m.lostAt(e); !lost.IsZero() && !now.Before(lost) {
+			exp, _ := e.expiry()
 			m.event(Event{Kind: EventLost, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint, ExpiresAt: exp})
 			return &LostError{ID: e.spec.ID, Path: e.spec.Path, Lease: e.cur.Fingerprint, Expired: exp}
 		}
@@ -595,16 +612,15 @@ func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, 30*time.Second)
 }
 
-// tokenCallCtx bounds a token request also by the earliest expiry of any
-// credential, so a hung token renewal cannot delay a fail-closed stop.
+// tokenCallCtx bounds a token request also by the earliest moment a
+// credential counts as lost, so a hung token renewal cannot delay a
+// fail-closed stop.
 func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	var first time.Time
+	var lost []time.Time
 	for _, e := range m.entries {
-		if exp, _ := e.expiry(); !exp.IsZero() && (first.IsZero() || exp.Before(first)) {
-			first = exp
-		}
+		lost = append(lost, m.lostAt(e))
 	}
-	if !first.IsZero() {
+	if first := earliest(lost...); !first.IsZero() {
 		if left := first.Sub(m.now()); left < 30*time.Second {
 			return context.WithTimeout(ctx, max(left, 0))
 		}
@@ -612,12 +628,12 @@ func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.Ca
 	return m.callCtx(ctx)
 }
 
-// entryCallCtx bounds a request for e also by e's expiry: a hung Vault must
-// not keep leash waiting past the moment the credential dies, when the
-// child has to be stopped (fail closed).
+// entryCallCtx bounds a request for e also by the moment e's credential
+// counts as lost: a hung Vault must not keep leash waiting past it, when
+// the child has to be stopped (fail closed).
 func (m *Manager) entryCallCtx(ctx context.Context, e *entry) (context.Context, context.CancelFunc) {
-	if exp, _ := e.expiry(); !exp.IsZero() {
-		if left := exp.Sub(m.now()); left < 30*time.Second {
+	if lost := m.lostAt(e); !lost.IsZero() {
+		if left := lost.Sub(m.now()); left < 30*time.Second {
 			return context.WithTimeout(ctx, max(left, 0))
 		}
 	}
@@ -661,7 +677,11 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 
 func (m *Manager) tokenFailed(t *token, op string, err error) {
 	m.event(Event{Kind: EventFailed, Path: m.loginPath(), ExpiresAt: t.expires, Op: op, Err: err.Error()})
-	d := m.sched.retry(t.failures, m.rand())
+	var left time.Duration
+	if !t.expires.IsZero() {
+		left = t.expires.Sub(m.now())
+	}
+	d := m.sched.retry(t.failures, left, m.rand())
 	t.failures++
 	t.next = m.now().Add(d)
 	if !t.expires.IsZero() && t.next.After(t.expires) {
@@ -725,7 +745,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	if bound && e.lease.owner == m.tok {
 		// A new credential from the same token would die with it.
 		if !m.canLogin() {
-			e.next = exp // nothing to do but report the loss then
+			e.next = m.lostAt(e) // nothing to do but report the loss then
 			return false
 		}
 		if !m.relogin(ctx) {
@@ -741,6 +761,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 func (m *Manager) renew(ctx context.Context, e *entry) bool {
 	c, cancel := m.entryCallCtx(ctx, e)
 	start := time.Now()
+	sent := m.now()
 	ld, err := m.renewLease(c, e.lease, e.ttl)
 	took := time.Since(start)
 	cancel()
@@ -756,7 +777,9 @@ func (m *Manager) renew(ctx context.Context, e *entry) bool {
 		return false
 	}
 	e.failures = 0
-	e.leaseExp = now.Add(ld)
+	// Vault counts ld from when it handled the request, somewhere between
+	// sent and now: counting from sent never overestimates the lease.
+	e.leaseExp = sent.Add(ld)
 	e.lease.expires = e.leaseExp
 	if ld < e.ttl {
 		e.maxed = true // max TTL ahead: hand over before it
@@ -819,11 +842,22 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 		// the token step check it now and log in again if so.
 		m.tok.next = m.now()
 	}
-	d := m.sched.retry(e.failures, m.rand())
+	now := m.now()
+	// The deadline that matters: the hand-over point while renewing can
+	// still keep the lease, else the loss. Retries get denser near it.
+	deadline := m.lostAt(e)
+	if rp := m.rotatePoint(e); e.renewing() && rp.After(now) {
+		deadline = rp
+	}
+	var left time.Duration
+	if !deadline.IsZero() {
+		left = deadline.Sub(now)
+	}
+	d := m.sched.retry(e.failures, left, m.rand())
 	e.failures++
-	e.next = m.now().Add(d)
-	if exp, _ := e.expiry(); !exp.IsZero() && e.next.After(exp) {
-		e.next = exp
+	e.next = now.Add(d)
+	if lost := m.lostAt(e); !lost.IsZero() && e.next.After(lost) {
+		e.next = lost
 	}
 	level := hclog.Warn
 	if errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported) {

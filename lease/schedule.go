@@ -18,7 +18,17 @@ type schedule struct {
 	// and a child reload even on short leases.
 	minRotateBefore time.Duration
 	// retryBase and retryMax bound the backoff after runtime failures.
+	// retryMax is also how long leash may keep waiting after Vault is back.
 	retryBase, retryMax time.Duration
+	// Near a deadline the backoff ceiling shrinks to the time left divided
+	// by retryShare, so several tries fit before it, but never below
+	// retryFloor, so a failing instance never hammers Vault.
+	retryShare int
+	retryFloor time.Duration
+	// lostMargin is how long before its expiry a credential without a
+	// replacement counts as lost (the child is stopped): at most this, at
+	// most a twentieth of the lease.
+	lostMargin time.Duration
 }
 
 var defaultSchedule = schedule{
@@ -26,7 +36,10 @@ var defaultSchedule = schedule{
 	rotateJitter:    0.25,
 	minRotateBefore: 3 * time.Second,
 	retryBase:       500 * time.Millisecond,
-	retryMax:        30 * time.Second,
+	retryMax:        10 * time.Second,
+	retryShare:      8,
+	retryFloor:      2 * time.Second,
+	lostMargin:      time.Second,
 }
 
 // renewAt returns when to renew a lease expiring at expires: about two
@@ -79,9 +92,26 @@ func backoff(attempt int, base, ceiling time.Duration, r float64) time.Duration 
 	return d/2 + time.Duration(float64(d/2)*r)
 }
 
-// retry returns the wait before runtime retry number attempt.
-func (s schedule) retry(attempt int, r float64) time.Duration {
-	return backoff(attempt, s.retryBase, s.retryMax, r)
+// retry returns the wait before runtime retry number attempt when left
+// remains before the deadline that matters (the hand-over point while a
+// renewal can still save the lease, else the credential's loss; 0 or less:
+// none known). The ceiling is retryMax, or left/retryShare when that is
+// smaller, but at least retryFloor.
+func (s schedule) retry(attempt int, left time.Duration, r float64) time.Duration {
+	ceiling := s.retryMax
+	if left > 0 {
+		ceiling = max(min(ceiling, left/time.Duration(s.retryShare)), min(s.retryFloor, ceiling))
+	}
+	return backoff(attempt, s.retryBase, ceiling, r)
+}
+
+// lostBefore returns how long before its expiry a credential of lease
+// duration ttl counts as lost: lostMargin, at most a twentieth of ttl.
+func (s schedule) lostBefore(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return s.lostMargin
+	}
+	return min(s.lostMargin, ttl/20)
 }
 
 // earliest returns the earliest non-zero time, or zero.

@@ -125,6 +125,52 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// The runtime retry: capped at retryMax (the longest leash may keep
+// waiting after Vault is back), denser near a deadline so several tries fit
+// before it, never denser than the floor.
+func TestRetry(t *testing.T) {
+	tests := []struct {
+		name    string
+		attempt int
+		left    time.Duration
+		r       float64
+		want    time.Duration
+	}{
+		{"first retry", 0, time.Hour, 0, 250 * time.Millisecond},
+		{"doubles", 2, time.Hour, 1, 2 * time.Second},
+		{"capped far from the deadline", 100, time.Hour, 1, 10 * time.Second},
+		{"equal jitter keeps half", 100, time.Hour, 0, 5 * time.Second},
+		{"no deadline known", 100, 0, 1, 10 * time.Second},
+		{"an eighth of the time left", 100, 40 * time.Second, 1, 5 * time.Second},
+		{"never below the floor", 100, 8 * time.Second, 1, 2 * time.Second},
+		{"floor with jitter", 100, time.Second, 0, time.Second},
+		{"early retries unchanged near a deadline", 0, 8 * time.Second, 1, 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := defaultSchedule.retry(tt.attempt, tt.left, tt.r); got != tt.want {
+				t.Fatalf("retry(%d, %s, %v) = %s, want %s", tt.attempt, tt.left, tt.r, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLostBefore(t *testing.T) {
+	tests := []struct {
+		ttl, want time.Duration
+	}{
+		{0, time.Second},
+		{6 * time.Second, 300 * time.Millisecond},
+		{40 * time.Second, time.Second},
+		{time.Hour, time.Second},
+	}
+	for _, tt := range tests {
+		if got := defaultSchedule.lostBefore(tt.ttl); got != tt.want {
+			t.Errorf("lostBefore(%s) = %s, want %s", tt.ttl, got, tt.want)
+		}
+	}
+}
+
 func TestRetryAfter(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
