@@ -1,9 +1,11 @@
 package lease
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -145,6 +147,21 @@ func newClient(env environ) (*api.Client, error) {
 			return nil, fmt.Errorf("parse VAULT_CLIENT_TIMEOUT: %w", err)
 		}
 		cfg.Timeout = d
+	}
+	// A unix:// address is dialled by our own transport. Left to vault/api,
+	// every Clone (one per login and per child-token request) rewrites the
+	// shared transport's DialContext, racing requests in flight on other
+	// goroutines.
+	addr := &cfg.Address
+	if cfg.AgentAddress != "" {
+		addr = &cfg.AgentAddress // vault/api prefers it too
+	}
+	if sock, ok := strings.CutPrefix(*addr, "unix://"); ok {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}
+		*addr = "http://localhost"
 	}
 	tlsCfg := &api.TLSConfig{
 		CACert:        env.val("CACERT"),
