@@ -358,6 +358,7 @@ func (m *Manager) apply(e *entry, is *issued, now time.Time) {
 	e.ttl = is.ttl
 	e.r = m.rand()
 	e.failures = 0
+	e.steady = false
 	e.hash = is.hash
 	if h := is.lease; h != nil {
 		m.mu.Lock()
@@ -436,7 +437,19 @@ func (m *Manager) planEntry(e *entry, now time.Time) {
 		// first: when Vault caps a renewal at max_ttl, what is left is then
 		// still at least the hand-over margin. entryStep renews (not
 		// rotates) at that point unless renewals are failing.
-		e.next = earliest(m.sched.renewAt(now, exp, e.r), m.rotatePoint(e))
+		//
+		// Only the first renewal after an issue or a failure is jittered
+		// (up to a tenth earlier, and bounded by the jittered hand-over
+		// point): that spreads leases issued or recovered together, and
+		// their phases stay apart because every later renewal comes the
+		// same two thirds after the one before, bounded by the margin
+		// without its jitter. Jittering every renewal cost 1.62 requests
+		// per lease per TTL instead of 1.5 (issue 9).
+		r, bound := e.r, m.rotatePoint(e)
+		if e.steady {
+			r, bound = 0, exp.Add(-m.rotateBefore(e.ttl))
+		}
+		e.next = earliest(m.sched.renewAt(now, exp, r), bound)
 		if e.next.Before(now) {
 			e.next = now
 		}
@@ -821,6 +834,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) bool {
 		return false
 	}
 	e.failures = 0
+	e.steady = true
 	// Vault counts ld from when it handled the request, somewhere between
 	// sent and now: counting from sent never overestimates the lease.
 	e.leaseExp = sent.Add(ld)
@@ -899,6 +913,7 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 	}
 	d := m.sched.retry(e.failures, left, m.rand())
 	e.failures++
+	e.steady = false
 	e.next = now.Add(d)
 	if lost := m.lostAt(e); !lost.IsZero() && e.next.After(lost) {
 		e.next = lost

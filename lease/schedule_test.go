@@ -232,6 +232,15 @@ func TestPlanEntry(t *testing.T) {
 		{"renewable lease renews at two thirds", entry{
 			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute,
 		}, t0.Add(20 * time.Minute)},
+		{"first renewal is jittered", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute, r: 1,
+		}, t0.Add(17 * time.Minute)},
+		{"later renewals at two thirds without jitter", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute, r: 1, steady: true,
+		}, t0.Add(20 * time.Minute)},
+		{"later renewals no later than the margin", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(6 * time.Second), ttl: 6 * time.Second, r: 1, steady: true,
+		}, t0.Add(3 * time.Second)},
 		{"short lease renews at the hand-over point", entry{
 			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(6 * time.Second), ttl: 6 * time.Second,
 		}, t0.Add(3 * time.Second)},
