@@ -439,12 +439,13 @@ func (m *Manager) planEntry(e *entry, now time.Time) {
 		// rotates) at that point unless renewals are failing.
 		//
 		// Only the first renewal after an issue or a failure is jittered
-		// (up to a tenth earlier, and bounded by the jittered hand-over
-		// point): that spreads leases issued or recovered together, and
-		// their phases stay apart because every later renewal comes the
-		// same two thirds after the one before, bounded by the margin
-		// without its jitter. Jittering every renewal cost 1.62 requests
-		// per lease per TTL instead of 1.5 (issue 9).
+		// (up to 15% of the remaining time earlier, and bounded by the
+		// jittered hand-over point): that spreads leases issued or
+		// recovered together, and their phases stay apart because every
+		// later renewal comes the same two thirds after the one before,
+		// bounded by the margin without its jitter. Jittering every
+		// renewal cost 1.62 requests per lease per TTL instead of 1.5
+		// (issue 9).
 		r, bound := e.r, m.rotatePoint(e)
 		if e.steady {
 			r, bound = 0, exp.Add(-m.rotateBefore(e.ttl))

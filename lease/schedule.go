@@ -35,7 +35,7 @@ type schedule struct {
 }
 
 var defaultSchedule = schedule{
-	renewJitter:     0.1,
+	renewJitter:     0.15,
 	rotateJitter:    0.25,
 	minRotateBefore: 3 * time.Second,
 	retryBase:       500 * time.Millisecond,
