@@ -196,10 +196,9 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 		m.planToken(tok, m.now())
 		m.loggedIn(tok)
 	}
-	now := m.now()
 	for i, e := range m.entries {
 		if results[i] != nil {
-			m.apply(e, results[i], now)
+			m.apply(e, results[i])
 		}
 	}
 	err := loginErr // a bad token explains the fetches' failures
@@ -347,8 +346,13 @@ func (m *Manager) rotateBefore(ttl time.Duration) time.Duration {
 }
 
 // apply installs a fetch result as the entry's current credential. The
-// previous lease stays held until Retire.
-func (m *Manager) apply(e *entry, is *issued, now time.Time) {
+// previous lease stays held until Retire. The next action is planned from
+// the issue time, like the expiry: Start applies every result once the
+// last fetch is back, and planning the first renewal from that moment
+// shortened the renewal jitter's reach by the length of the start (with
+// 1000 leases the jittered hand-over bound decided most first renewals,
+// and their spread fell to 8% of the TTL).
+func (m *Manager) apply(e *entry, is *issued) {
 	e.cur = is.secret
 	e.lease = is.lease
 	e.leaseExp = is.leaseExp
@@ -369,7 +373,7 @@ func (m *Manager) apply(e *entry, is *issued, now time.Time) {
 		}
 		m.mu.Unlock()
 	}
-	m.planEntry(e, now)
+	m.planEntry(e, is.secret.IssuedAt)
 	exp, bound := e.expiry()
 	if bound {
 		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
@@ -834,8 +838,10 @@ func (m *Manager) renew(ctx context.Context, e *entry) bool {
 		}
 		return false
 	}
+	// The renewal after one that followed failures is jittered again:
+	// leases that recovered from an outage together are spread anew.
+	e.steady = e.failures == 0
 	e.failures = 0
-	e.steady = true
 	// Vault counts ld from when it handled the request, somewhere between
 	// sent and now: counting from sent never overestimates the lease.
 	e.leaseExp = sent.Add(ld)
@@ -864,7 +870,7 @@ func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 		return false
 	}
 	old := e.cur
-	m.apply(e, is, m.now())
+	m.apply(e, is)
 	m.log.Info("lease rotated", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
 	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
@@ -889,7 +895,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 		m.log.Trace("secret unchanged", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
 		return false
 	}
-	m.apply(e, is, m.now())
+	m.apply(e, is)
 	m.log.Info("secret changed", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
 	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint, Next: e.next})
 	return true
