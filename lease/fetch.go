@@ -57,6 +57,7 @@ type entry struct {
 	notAfter  time.Time
 	renewable bool
 	maxed     bool          // renewal no longer extends the lease
+	steady    bool          // renewed since the last issue or failure: renew without jitter
 	ttl       time.Duration // lease duration as issued; renewals ask for this
 	r         float64       // jitter drawn at issue
 	next      time.Time     // next action

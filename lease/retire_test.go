@@ -20,7 +20,7 @@ func TestRetireKeepsLeasesOfNewerSnapshots(t *testing.T) {
 	a, b := m.entries[0], m.entries[1]
 	issue := func(e *entry, fp string) {
 		is := &issued{secret: &Secret{ID: e.spec.ID, Fingerprint: fp}, lease: &held{fp: fp, id: e.spec.ID, leaseID: "id-" + secretString(fp), owner: tok}}
-		m.apply(e, is, m.now())
+		m.apply(e, is)
 	}
 	issue(a, "a1")
 	issue(b, "b1")

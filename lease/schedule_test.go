@@ -18,8 +18,8 @@ func TestRenewAt(t *testing.T) {
 		want      time.Duration
 	}{
 		{"no jitter is two thirds", 90 * time.Second, 0, 60 * time.Second},
-		{"full jitter is 0.1 earlier", 90 * time.Second, 1, 51 * time.Second},
-		{"half jitter", 30 * time.Minute, 0.5, 1110 * time.Second},
+		{"full jitter is 0.15 earlier", 90 * time.Second, 1, 46500 * time.Millisecond},
+		{"half jitter", 30 * time.Minute, 0.5, 1065 * time.Second},
 		{"expired renews now", -time.Second, 0.3, 0},
 		{"short lease", 6 * time.Second, 0, 4 * time.Second},
 	}
@@ -38,8 +38,8 @@ func TestRenewAtJitterBounds(t *testing.T) {
 	for i := range 101 {
 		r := float64(i) / 101
 		got := defaultSchedule.renewAt(t0, exp, r).Sub(t0)
-		if got > 40*time.Minute || got < 34*time.Minute {
-			t.Fatalf("r=%v: renewAt +%s outside [34m, 40m]", r, got)
+		if got > 40*time.Minute || got < 31*time.Minute {
+			t.Fatalf("r=%v: renewAt +%s outside [31m, 40m]", r, got)
 		}
 	}
 }
@@ -232,6 +232,15 @@ func TestPlanEntry(t *testing.T) {
 		{"renewable lease renews at two thirds", entry{
 			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute,
 		}, t0.Add(20 * time.Minute)},
+		{"first renewal is jittered", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute, r: 1,
+		}, t0.Add(15*time.Minute + 30*time.Second)},
+		{"later renewals at two thirds without jitter", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(30 * time.Minute), ttl: 30 * time.Minute, r: 1, steady: true,
+		}, t0.Add(20 * time.Minute)},
+		{"later renewals no later than the margin", entry{
+			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(6 * time.Second), ttl: 6 * time.Second, r: 1, steady: true,
+		}, t0.Add(3 * time.Second)},
 		{"short lease renews at the hand-over point", entry{
 			lease: &held{owner: renewable}, renewable: true, leaseExp: t0.Add(6 * time.Second), ttl: 6 * time.Second,
 		}, t0.Add(3 * time.Second)},
@@ -253,7 +262,7 @@ func TestPlanEntry(t *testing.T) {
 			e := tt.e
 			e.cur = &Secret{IssuedAt: t0}
 			m.planEntry(&e, t0)
-			if !e.next.Equal(tt.want) {
+			if d := e.next.Sub(tt.want); d < -time.Millisecond || d > time.Millisecond { // float jitter
 				t.Fatalf("next = +%s, want +%s", e.next.Sub(t0), tt.want.Sub(t0))
 			}
 		})
@@ -267,5 +276,86 @@ func TestVaultMessage(t *testing.T) {
 	}
 	if got := vaultMessage([]string{"unknown role r"}); got != "unknown role r" {
 		t.Fatalf("vaultMessage = %q", got)
+	}
+}
+
+// Run acts on what is due plus what falls due within 1% of the lease's
+// ttl, earliest first; never early for a retry or a static secret.
+func TestDueAtBatches(t *testing.T) {
+	m, err := New(Config{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := t0.Add(10 * time.Second)
+	lease := func(id string, next time.Time, ttl time.Duration, failures int) *entry {
+		return &entry{spec: Spec{ID: id}, next: next, ttl: ttl, failures: failures}
+	}
+	m.entries = []*entry{
+		lease("later", at.Add(500*time.Millisecond), time.Minute, 0), // within 600ms
+		lease("now", at, time.Minute, 0),
+		lease("too-late", at.Add(700*time.Millisecond), time.Minute, 0),
+		lease("retrying", at.Add(100*time.Millisecond), time.Minute, 1),
+		lease("static", at.Add(100*time.Millisecond), 0, 0),
+		lease("idle", time.Time{}, time.Minute, 0),
+		lease("overdue", at.Add(-time.Second), time.Minute, 3),
+	}
+	var got []string
+	for _, e := range m.dueAt(at) {
+		got = append(got, e.spec.ID)
+	}
+	if want := "overdue now later"; strings.Join(got, " ") != want {
+		t.Fatalf("due = %q, want %q", got, want)
+	}
+}
+
+// scan finds the next wake-up among the token, the entries' actions and
+// loss points and the held leases, and the first lost credential.
+func TestScan(t *testing.T) {
+	m, err := New(Config{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.tok = &token{next: t0.Add(time.Hour)}
+	a := &entry{spec: Spec{ID: "a"}, next: t0.Add(40 * time.Second), leaseExp: t0.Add(time.Minute), lease: &held{}}
+	b := &entry{spec: Spec{ID: "b"}, next: t0.Add(30 * time.Second), leaseExp: t0.Add(20 * time.Second), lease: &held{}}
+	c := &entry{spec: Spec{ID: "c"}, next: t0.Add(50 * time.Second), leaseExp: t0.Add(10 * time.Second), lease: &held{}}
+	m.entries = []*entry{a, b}
+	if next, lost := m.scan(t0); !next.Equal(t0.Add(19*time.Second)) || lost != nil {
+		t.Fatalf("scan = +%s, %v; want +19s (a second before b's expiry), nothing lost", next.Sub(t0), lost)
+	}
+	m.pruneAt = t0.Add(5 * time.Second)
+	if next, _ := m.scan(t0); !next.Equal(m.pruneAt) {
+		t.Fatalf("scan = +%s, want the held lease's expiry +5s", next.Sub(t0))
+	}
+	m.entries = []*entry{a, b, c}
+	if _, lost := m.scan(t0.Add(25 * time.Second)); lost != b {
+		t.Fatalf("lost = %v, want b (first in Spec order)", lost)
+	}
+}
+
+// prune drops expired leases the entries no longer hold, keeps the rest,
+// and wakes next at the earliest expiry still ahead.
+func TestPrune(t *testing.T) {
+	m, err := New(Config{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := &token{leases: 3}
+	old := &held{fp: "old", owner: tok, expires: t0.Add(time.Second)}
+	cur := &held{fp: "cur", owner: tok, expires: t0.Add(2 * time.Second)}
+	other := &held{fp: "other", owner: tok, expires: t0.Add(time.Minute)}
+	m.held = map[string]*held{"old": old, "cur": cur, "other": other}
+	m.entries = []*entry{{lease: cur}}
+	m.pruneAt = old.expires
+	m.prune(t0) // not yet
+	if len(m.held) != 3 {
+		t.Fatalf("pruned before the earliest expiry: %d held", len(m.held))
+	}
+	m.prune(t0.Add(3 * time.Second))
+	if _, ok := m.held["old"]; ok || len(m.held) != 2 || tok.leases != 2 {
+		t.Fatalf("held %v, token leases %d: want cur and other, 2", m.held, tok.leases)
+	}
+	if !m.pruneAt.Equal(other.expires) {
+		t.Fatalf("pruneAt = +%s, want +1m (other's expiry)", m.pruneAt.Sub(t0))
 	}
 }
