@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -86,40 +87,104 @@ func (m *Manager) resolve(ctx context.Context, e *entry) error {
 		e.resolved = true
 		return nil
 	}
-	sec, err := m.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+e.path)
+	info, err := m.mounts.lookup(ctx, e.path, m.lookupMount)
 	if err != nil {
-		if _, transient := classify(err); transient {
-			return err
-		}
-		e.resolved = true // older Vault or no permission: the CLI also falls back
-		return nil
+		return err
 	}
 	e.resolved = true
+	e.kv = info.kv
+	if info.kv == 2 {
+		rest := strings.TrimPrefix(e.path+"/", info.path)
+		rest = strings.TrimSuffix(rest, "/")
+		if !strings.HasPrefix(rest, "data/") {
+			e.path = strings.TrimSuffix(info.path, "/") + "/data/" + rest
+		}
+	}
+	return nil
+}
+
+// mountInfo is what Vault says about the mount holding a path.
+type mountInfo struct {
+	path string // "secret/", with Vault's trailing slash; empty: unknown
+	kv   int    // KV version, 0 when not a KV mount
+}
+
+// lookupMount asks sys/internal/ui/mounts about path. Only transient
+// failures are errors: an older Vault or a denied lookup leaves the path
+// as written, as the vault CLI does.
+func (m *Manager) lookupMount(ctx context.Context, path string) (mountInfo, error) {
+	sec, err := m.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
+	if err != nil {
+		if _, transient := classify(err); transient {
+			return mountInfo{}, err
+		}
+		return mountInfo{}, nil
+	}
 	if sec == nil || sec.Data == nil {
-		return nil
+		return mountInfo{}, nil
 	}
 	typ, _ := sec.Data["type"].(string)
 	mount, _ := sec.Data["path"].(string)
+	info := mountInfo{path: mount}
 	if typ != "kv" && typ != "generic" || mount == "" {
-		return nil
+		return info, nil
 	}
-	version := "1"
+	info.kv = 1
 	if opts, ok := sec.Data["options"].(map[string]any); ok {
-		if v, ok := opts["version"].(string); ok && v != "" {
-			version = v
+		if v, ok := opts["version"].(string); ok && v == "2" {
+			info.kv = 2
 		}
 	}
-	if version != "2" {
-		e.kv = 1
-		return nil
+	return info, nil
+}
+
+// mountLookups shares mount lookups between the entries resolved at
+// start-up: secrets under one mount (ten database roles; a thousand in a
+// fleet test) need one lookup, not one each. Paths with the same first
+// segment wait for the first lookup and use its answer when its mount
+// holds them; otherwise, and after a failed lookup, they ask themselves.
+type mountLookups struct {
+	mu      sync.Mutex
+	byFirst map[string]*mountLookup
+}
+
+type mountLookup struct {
+	done chan struct{}
+	info mountInfo // valid once done is closed
+}
+
+func (ml *mountLookups) lookup(ctx context.Context, path string, ask func(context.Context, string) (mountInfo, error)) (mountInfo, error) {
+	first, _, _ := strings.Cut(path, "/")
+	ml.mu.Lock()
+	if ml.byFirst == nil {
+		ml.byFirst = map[string]*mountLookup{}
 	}
-	e.kv = 2
-	rest := strings.TrimPrefix(e.path+"/", mount)
-	rest = strings.TrimSuffix(rest, "/")
-	if !strings.HasPrefix(rest, "data/") {
-		e.path = strings.TrimSuffix(mount, "/") + "/data/" + rest
+	l, shared := ml.byFirst[first]
+	if !shared {
+		l = &mountLookup{done: make(chan struct{})}
+		ml.byFirst[first] = l
 	}
-	return nil
+	ml.mu.Unlock()
+	if !shared {
+		info, err := ask(ctx, path)
+		if err != nil {
+			ml.mu.Lock()
+			delete(ml.byFirst, first) // the next attempt asks again
+			ml.mu.Unlock()
+		}
+		l.info = info
+		close(l.done)
+		return info, err
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return mountInfo{}, ctx.Err()
+	}
+	if l.info.path != "" && strings.HasPrefix(path+"/", l.info.path) {
+		return l.info, nil
+	}
+	return ask(ctx, path)
 }
 
 // issued is the result of one fetch, applied to an entry by the caller.

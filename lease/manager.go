@@ -38,6 +38,7 @@ type Manager struct {
 	// running Start, Run or Check. Network calls happen without mu, so
 	// Retire never waits for a slow Vault request of Run.
 	entries []*entry // in Spec order
+	mounts  mountLookups
 	due     []*entry // step's scratch list, kept to allocate once
 
 	mu     sync.Mutex       // guards the fields below and token.leases

@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
+	"github.com/leash-dev/leash/internal/vaultproxy"
 )
 
 // Database credentials against a real PostgreSQL: renewed (Vault's lease
@@ -198,6 +200,54 @@ func TestKVForms(t *testing.T) {
 	}
 	if str(t, snap.Secrets["v2data"], "k") != "v2" || snap.Secrets["v2data"].Version != 1 {
 		t.Fatal("kv v2 data/ form read")
+	}
+}
+
+// Secrets under one mount share one mount lookup at start-up; secrets
+// under different mounts that share a first path segment (base/one,
+// base/two) still resolve each to their own mount.
+func TestMountLookupsShared(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	ctx := context.Background()
+	v2 := s.KV(t, 2)
+	base := testvault.Unique(t, "nested")
+	for mount, version := range map[string]string{base + "/one": "2", base + "/two": "1"} {
+		if err := s.Client.Sys().MountWithContext(ctx, mount, &api.MountInput{Type: "kv", Options: map[string]string{"version": version}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var specs []Spec
+	for i := range 5 {
+		name := fmt.Sprintf("app%d", i)
+		if _, err := s.Client.KVv2(v2).Put(ctx, name, map[string]any{"k": name}); err != nil {
+			t.Fatal(err)
+		}
+		specs = append(specs, Spec{ID: name, Path: v2 + "/" + name})
+	}
+	if _, err := s.Client.KVv2(base+"/one").Put(ctx, "a", map[string]any{"k": "one"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Write(t, base+"/two/b", map[string]any{"k": "two"})
+	specs = append(specs, Spec{ID: "one", Path: base + "/one/a"}, Spec{ID: "two", Path: base + "/two/b"})
+
+	p := vaultproxy.Start(t, s.Addr)
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: specs})
+	h.m.client.SetAddress(p.Addr())
+	snap, err := h.m.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"app0": "app0", "app4": "app4", "one": "one", "two": "two"} {
+		if got := str(t, snap.Secrets[id], "k"); got != want {
+			t.Errorf("%s: k = %q, want %q", id, got, want)
+		}
+	}
+	if n := p.Requests("sys/internal/ui/mounts/" + v2 + "/"); n != 1 {
+		t.Errorf("%d mount lookups for the five secrets of %s, want 1", n, v2)
+	}
+	if n := p.Requests("sys/internal/ui/mounts/" + base + "/"); n != 2 {
+		t.Errorf("%d mount lookups under %s, want one per mount", n, base)
 	}
 }
 
