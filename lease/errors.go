@@ -67,6 +67,19 @@ func (e *LostError) Error() string {
 // Is makes errors.Is(err, ErrLeaseLost) true.
 func (e *LostError) Is(target error) bool { return target == ErrLeaseLost }
 
+// noAnswer reports that a request got no HTTP answer from Vault: refused,
+// reset, timed out. Vault being unreachable, any other request would fail
+// the same way.
+func noAnswer(err error) bool {
+	var re *api.ResponseError
+	if err == nil || errors.As(err, &re) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
 // classify turns a Vault client error into a leash error and reports
 // whether retrying may help. It never includes request bodies (tokens,
 // lease ids) in the result: only Vault's error messages and status.

@@ -798,12 +798,22 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	case e.renewing() && (e.failures == 0 || now.Before(m.rotatePoint(e))):
 		m.renew(ctx, e)
 		return false
-	case e.renewing() && m.renew(ctx, e):
+	case e.renewing():
 		// Past the hand-over point after failed renewals (an outage): if
 		// Vault is back and the lease still renews, keep it. Re-issuing
 		// because of a blip is what vault#10918 complains about. Only when
-		// renewal still fails is a new credential fetched.
-		return false
+		// Vault answers that it will not renew is a new credential fetched:
+		// when it does not answer at all, it cannot issue one either, and
+		// trying would only double the requests of an outage.
+		err := m.renew(ctx, e)
+		if err == nil {
+			return false
+		}
+		if noAnswer(err) {
+			m.log.Debug("vault did not answer; renewing again before trying a new credential",
+				"name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())
+			return false
+		}
 	}
 	if bound && e.lease.owner == m.tok {
 		// A new credential from the same token would die with it.
@@ -820,8 +830,9 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	return m.rotate(ctx, e)
 }
 
-// renew extends the entry's lease and reports whether it succeeded.
-func (m *Manager) renew(ctx context.Context, e *entry) bool {
+// renew extends the entry's lease. It returns nil on success, else Vault's
+// or the transport's error (already logged and counted).
+func (m *Manager) renew(ctx context.Context, e *entry) error {
 	c, cancel := m.entryCallCtx(ctx, e)
 	start := time.Now()
 	sent := m.now()
@@ -837,7 +848,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) bool {
 		if rp := m.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
 			e.next = rp
 		}
-		return false
+		return err
 	}
 	// The renewal after one that followed failures is jittered again:
 	// leases that recovered from an outage together are spread anew.
@@ -856,7 +867,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) bool {
 	exp, _ := e.expiry()
 	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
 		TTL: ld, ExpiresAt: exp, Next: e.next, Latency: took})
-	return true
+	return nil
 }
 
 func (m *Manager) rotate(ctx context.Context, e *entry) bool {
