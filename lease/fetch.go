@@ -316,11 +316,9 @@ func certNotAfter(s string) time.Time {
 func (m *Manager) renewLease(ctx context.Context, h *held, inc time.Duration) (time.Duration, error) {
 	secs := int(inc / time.Second)
 	if h.childTok != "" {
-		c, err := m.clientWith(string(h.childTok))
-		if err != nil {
-			return 0, err
-		}
-		sec, err := c.Auth().Token().RenewSelfWithContext(ctx, secs)
+		// As the child token on the shared client, without a Clone per
+		// renewal (Clone re-runs vault/api's NewClient and DefaultConfig).
+		sec, err := m.anon.Auth().Token().RenewTokenAsSelfWithContext(ctx, string(h.childTok), secs)
 		if err != nil {
 			return 0, err
 		}
