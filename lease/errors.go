@@ -92,7 +92,6 @@ func classify(err error) (out error, transient bool) {
 	}
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
-		var ne net.Error
 		var certErr *tls.CertificateVerificationError
 		var unknownCA x509.UnknownAuthorityError
 		var hostErr x509.HostnameError
@@ -100,8 +99,7 @@ func classify(err error) (out error, transient bool) {
 		case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
 			// A wrong CA or server name does not fix itself: fail at once.
 			return fmt.Errorf("tls: %w", stripURL(err)), false
-		case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-			errors.Is(err, context.DeadlineExceeded):
+		case noAnswer(err):
 			// Connection refused, resets, timeouts: the network or a restarting Vault.
 			return stripURL(err), true
 		default:

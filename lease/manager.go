@@ -679,11 +679,11 @@ func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelF
 // credential counts as lost, so a hung token renewal cannot delay a
 // fail-closed stop.
 func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	var lost []time.Time
+	var first time.Time
 	for _, e := range m.entries {
-		lost = append(lost, m.lostAt(e))
+		first = earliest(first, m.lostAt(e))
 	}
-	if first := earliest(lost...); !first.IsZero() {
+	if !first.IsZero() {
 		if left := first.Sub(m.now()); left < 30*time.Second {
 			return context.WithTimeout(ctx, max(left, 0))
 		}
