@@ -84,6 +84,9 @@ func (s *statusServer) Serve(ctx context.Context, l net.Listener) error {
 		}
 		mu.Lock()
 		conns[c] = struct{}{}
+		if ctx.Err() != nil {
+			c.Close() // accepted as shutdown closed the others: its handler ends at once
+		}
 		mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-slots }()
