@@ -99,22 +99,38 @@ func (s *statusServer) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
+// answer is one response; code 0 means none (the client is gone or too
+// slow).
+type answer struct {
+	code  int
+	ctype string
+	body  []byte
+	head  bool // a HEAD request: the body is not sent
+	allow bool // 405: say which methods are allowed
+}
+
+const plainText = "text/plain; charset=utf-8"
+
+func textAnswer(code int, msg string) answer {
+	return answer{code: code, ctype: plainText, body: []byte(msg + "\n")}
+}
+
 // serveConn reads one request and writes one response.
 func (s *statusServer) serveConn(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(s.timeout))
-	code, ctype, body, head, allow := s.respond(c)
-	if code == 0 {
-		return // the client went away or stalled past the timeout
+	a := s.respond(c)
+	if a.code == 0 {
+		return
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
-	fmt.Fprintf(&b, "Content-Type: %s\r\nContent-Length: %d\r\n", ctype, len(body))
-	if allow {
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", a.code, http.StatusText(a.code))
+	fmt.Fprintf(&b, "Content-Type: %s\r\nContent-Length: %d\r\n", a.ctype, len(a.body))
+	if a.allow {
 		b.WriteString("Allow: GET, HEAD\r\n")
 	}
 	b.WriteString("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n")
-	if !head {
-		b.Write(body)
+	if !a.head {
+		b.Write(a.body)
 	}
 	if _, err := c.Write(b.Bytes()); err != nil {
 		return
@@ -127,49 +143,46 @@ func (s *statusServer) serveConn(c net.Conn) {
 	}
 }
 
-// respond parses the request on r and picks the answer. head reports a
-// HEAD request (no body is sent); allow asks for an Allow header (405).
-// Code 0: no answer, the client is gone or too slow.
-func (s *statusServer) respond(r io.Reader) (code int, ctype string, body []byte, head, allow bool) {
-	const text = "text/plain; charset=utf-8"
+// respond parses the request on r and picks the answer.
+func (s *statusServer) respond(r io.Reader) answer {
 	lr := &io.LimitedReader{R: r, N: s.maxHeader}
 	tp := textproto.NewReader(bufio.NewReader(lr))
 	line, err := tp.ReadLine()
 	if err != nil || lr.N <= 0 {
-		return s.readError(lr, err)
+		return readError(lr, err)
 	}
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || !strings.HasPrefix(proto, "HTTP/1.") || len(proto) != len("HTTP/1.1") || !strings.HasPrefix(target, "/") {
-		return http.StatusBadRequest, text, []byte("malformed request line\n"), false, false
+		return textAnswer(http.StatusBadRequest, "malformed request line")
 	}
 	// The headers are read (and bounded) but not used: no route depends on
 	// them, and every response closes the connection.
 	if _, err := tp.ReadMIMEHeader(); err != nil || lr.N <= 0 {
-		return s.readError(lr, err)
+		return readError(lr, err)
 	}
-	head = method == http.MethodHead
-	if method != http.MethodGet && !head {
-		return http.StatusMethodNotAllowed, text, []byte("only GET and HEAD\n"), false, true
+	if method != http.MethodGet && method != http.MethodHead {
+		a := textAnswer(http.StatusMethodNotAllowed, "only GET and HEAD")
+		a.allow = true
+		return a
 	}
 	path, _, _ := strings.Cut(target, "?")
-	route, ok := s.routes[path]
-	if !ok {
-		return http.StatusNotFound, text, []byte("not found; try /healthz, /v1/leases or /metrics\n"), head, false
+	a := textAnswer(http.StatusNotFound, "not found; try /healthz, /v1/leases or /metrics")
+	if route, ok := s.routes[path]; ok {
+		a.code, a.ctype, a.body = route()
 	}
-	code, ctype, body = route()
-	return code, ctype, body, head, false
+	a.head = method == http.MethodHead
+	return a
 }
 
-func (s *statusServer) readError(lr *io.LimitedReader, err error) (int, string, []byte, bool, bool) {
-	const text = "text/plain; charset=utf-8"
+// readError answers a request line or header that could not be read.
+func readError(lr *io.LimitedReader, err error) answer {
 	var ne net.Error
-	if lr.N <= 0 {
-		// The limit, not the client, ended the read.
-		return http.StatusRequestHeaderFieldsTooLarge, text, []byte("request header too large\n"), false, false
+	switch {
+	case lr.N <= 0: // the limit, not the client, ended the read
+		return textAnswer(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne) && ne.Timeout():
+		return answer{}
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) && ne.Timeout() {
-		return 0, "", nil, false, false
-	}
-	return http.StatusBadRequest, text, []byte("malformed request\n"), false, false
+	return textAnswer(http.StatusBadRequest, "malformed request")
 }
