@@ -45,7 +45,7 @@ func configErrorf(format string, args ...any) error {
 // every start (issue 9).
 type hclConfig struct {
 	filename string
-	attrs    map[string]hclAttr
+	attrs    []hclAttr // in file order, names unique
 }
 
 // hclAttr is one top-level attribute: its name, where it is, its value.
@@ -93,7 +93,8 @@ func parseHCLConfig(name string, src []byte) (*hclConfig, error) {
 	if !ok {
 		return nil, configErrorf("%s: not a list of attributes", name)
 	}
-	c := &hclConfig{filename: name, attrs: map[string]hclAttr{}}
+	c := &hclConfig{filename: name}
+	seen := map[string]int{} // name -> line
 	for _, item := range list.Items {
 		if len(item.Keys) == 0 {
 			continue
@@ -107,10 +108,11 @@ func parseHCLConfig(name string, src []byte) (*hclConfig, error) {
 		if len(item.Keys) > 1 || object {
 			return nil, configErrorf("%s: blocks and objects are not supported (found %q); write keys as attributes, e.g. secret = [\"db=database/creds/app\"]", posString(name, k.Pos()), key)
 		}
-		if prev, dup := c.attrs[key]; dup {
-			return nil, configErrorf("%s: %q is set twice (first at line %d)", posString(name, k.Pos()), key, prev.pos.Line)
+		if line, dup := seen[key]; dup {
+			return nil, configErrorf("%s: %q is set twice (first at line %d)", posString(name, k.Pos()), key, line)
 		}
-		c.attrs[key] = hclAttr{name: key, pos: k.Pos(), val: item.Val}
+		seen[key] = k.Pos().Line
+		c.attrs = append(c.attrs, hclAttr{name: key, pos: k.Pos(), val: item.Val})
 	}
 	return c, nil
 }
@@ -160,7 +162,7 @@ func (c *hclConfig) Validate(app *kong.Application) error {
 		}
 	}
 	visit(app.Node)
-	for _, a := range c.sorted() {
+	for _, a := range c.attrs {
 		if a.name == "config" {
 			return configErrorf("%s: config files cannot include other config files", posString(c.filename, a.pos))
 		}
@@ -171,24 +173,14 @@ func (c *hclConfig) Validate(app *kong.Application) error {
 	return nil
 }
 
-// sorted returns the attributes in file order, so the first bad one is
-// the one reported.
-func (c *hclConfig) sorted() []hclAttr {
-	out := make([]hclAttr, 0, len(c.attrs))
-	for _, a := range c.attrs {
-		out = append(out, a)
-	}
-	slices.SortFunc(out, func(a, b hclAttr) int { return a.pos.Offset - b.pos.Offset })
-	return out
-}
-
 // Resolve returns the file's value for flag, or nil when the file does not
 // set it or its environment variable is set (the environment wins).
 func (c *hclConfig) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
-	a, ok := c.attrs[flagKey(flag.Name)]
-	if !ok {
+	i := slices.IndexFunc(c.attrs, func(a hclAttr) bool { return a.name == flagKey(flag.Name) })
+	if i < 0 {
 		return nil, nil
 	}
+	a := c.attrs[i]
 	for _, env := range flag.Envs {
 		if _, set := os.LookupEnv(env); set {
 			return nil, nil
