@@ -374,15 +374,14 @@ func watchStartupSignals(sigs <-chan os.Signal, cancel context.CancelFunc, log h
 			case <-done:
 				return
 			case sig := <-sigs:
-				switch sig {
-				case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP:
-					log.Info("signal during start-up; giving up", "signal", sig)
-					caught = sig
-					cancel()
-					return
-				default:
+				if !slices.Contains(signals.StopSignals, sig) {
 					log.Debug("signal during start-up ignored: no child yet", "signal", sig)
+					continue
 				}
+				log.Info("signal during start-up; giving up", "signal", sig)
+				caught = sig
+				cancel()
+				return
 			}
 		}
 	}()
