@@ -144,12 +144,9 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 			return nil, err
 		}
 		// Installed now so the fetches use it and their leases name it as
-		// owner; planned once the lookup has said when it expires.
+		// owner; planned again once the lookup has said when it expires.
 		tok = &token{value: v}
-		m.mu.Lock()
-		m.tok = tok
-		m.mu.Unlock()
-		m.client.SetToken(string(v))
+		m.setToken(tok)
 		lookup.Go(func() {
 			loginErr = m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
 				return m.lookupToken(c, tok)
