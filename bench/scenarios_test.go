@@ -50,17 +50,18 @@ func (e *env) proxy() *vaultproxy.Proxy {
 
 func (e *env) benchFloor() {
 	creds := e.roles(fmt.Sprintf("floor%d_", e.seq), 1, time.Hour, time.Hour)
-	var lat []float64
 	n := e.pick(3, 50)
-	for range n {
-		t0 := time.Now()
+	var leaseID string
+	lat, err := timeN(n, func() error {
 		sec, err := e.v.Client.Logical().Read(creds[0])
-		if err != nil {
-			e.md.p("## Floor\n\nfailed: %v\n", err)
-			return
+		if err == nil {
+			leaseID = sec.LeaseID
 		}
-		lat = append(lat, ms(time.Since(t0)))
-		e.v.Client.Sys().Revoke(sec.LeaseID)
+		return err
+	}, func() { e.v.Client.Sys().Revoke(leaseID) })
+	if err != nil {
+		e.md.p("## Floor\n\nfailed: %v\n", err)
+		return
 	}
 	// Ten different credentials fetched in parallel: the floor for ten.
 	creds10 := e.roles(fmt.Sprintf("floor%d_", e.seq+1000), 10, time.Hour, time.Hour)
@@ -90,25 +91,25 @@ func (e *env) benchFloor() {
 		e.t.Fatal(err)
 	}
 	lc.SetToken(tok)
-	var login []float64
-	for range n {
-		t0 := time.Now()
-		if _, err := lc.Auth().Token().LookupSelf(); err != nil {
-			e.md.p("## Floor\n\nfailed: %v\n", err)
-			return
-		}
-		login = append(login, ms(time.Since(t0)))
+	login, err := timeN(n, func() error {
+		_, err := lc.Auth().Token().LookupSelf()
+		return err
+	}, nil)
+	if err != nil {
+		e.md.p("## Floor\n\nfailed: %v\n", err)
+		return
 	}
 	// Go runtime start-up: exec of a static Go program (the bench child,
 	// which returns at once with -noop) until its exit is reaped.
-	var goInit []float64
-	for range n {
-		t0 := time.Now()
+	goInit, err := timeN(n, func() error {
 		if out, err := exec.Command(e.child, "-noop").CombinedOutput(); err != nil {
-			e.md.p("## Floor\n\nfailed: child -noop: %v %s\n", err, out)
-			return
+			return fmt.Errorf("child -noop: %v %s", err, out)
 		}
-		goInit = append(goInit, ms(time.Since(t0)))
+		return nil
+	}, nil)
+	if err != nil {
+		e.md.p("## Floor\n\nfailed: %v\n", err)
+		return
 	}
 	s, s10, sl, sg := summarize(lat), summarize(lat10), summarize(login), summarize(goInit)
 	e.metric("floor.1", s.p50)
@@ -126,6 +127,23 @@ func (e *env) benchFloor() {
 		{"login (lookup-self)", f2(sl.p50), f2(sl.p90), f2(sl.p99), f2(sl.min), f2(sl.max)},
 		{"Go start-up", f2(sg.p50), f2(sg.p90), f2(sg.p99), f2(sg.min), f2(sg.max)},
 	})
+}
+
+// timeN times n calls of f in milliseconds; after, if set, runs after each
+// call, untimed.
+func timeN(n int, f func() error, after func()) ([]float64, error) {
+	var out []float64
+	for range n {
+		t0 := time.Now()
+		if err := f(); err != nil {
+			return nil, err
+		}
+		out = append(out, ms(time.Since(t0)))
+		if after != nil {
+			after()
+		}
+	}
+	return out, nil
 }
 
 // ---------------------------------------------------------------- startup
