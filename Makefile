@@ -25,7 +25,7 @@ test: vault
 
 # Each fuzz target briefly (FUZZTIME each); the corpora live in testdata/fuzz.
 FUZZTIME ?= 5s
-FUZZ_TARGETS := .:FuzzParseSecretFlag .:FuzzConfig ./render:FuzzTemplateRender ./render:FuzzJSONString ./render:FuzzDotenvRoundTrip
+FUZZ_TARGETS := .:FuzzParseSecretFlag .:FuzzConfig .:FuzzParseCLIFast ./render:FuzzTemplateRender ./render:FuzzJSONString ./render:FuzzDotenvRoundTrip
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -185,4 +187,85 @@ func TestParseCLIExplicitRunKeepsChildDashDash(t *testing.T) {
 	if _, _, err := parseCLI([]string{"validate", "--", "true"}); err == nil {
 		t.Error("validate accepted a command")
 	}
+}
+
+// FuzzParseCLIFast checks parseCLI's shortcut (runCLI first) against
+// parsing with the whole CLI: the same command, flags and child argv, or
+// the same error.
+func FuzzParseCLIFast(f *testing.F) {
+	for _, s := range []string{
+		"", "--", "-- true", "run -- true", "run", "run run", "app", "app -- x",
+		"-s db=database/creds/app -- env", "-s validate", "-s x validate",
+		"validate", "validate -s x", "validate --online", "status", "status --status-addr /x",
+		"version", "version -- x", "--help", "-h", "run --help", "validate --help",
+		"--log-level debug -- true", "--log-level loud -- true", "--no-such-flag -- x",
+		"--delivery disk -- x", "--kill-timeout soon -- x", "--on-rotate signal app -s y",
+		"-c testdata/cli/online.hcl -- true", "-c testdata/cli/run.hcl -- true",
+		"-c testdata/cli/missing.hcl -- true", "-c testdata/cli/run.hcl validate",
+		"--online -- true", "--check", "versio", "--env PGPASSFILE=db -s db=p app",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args := strings.Fields(s)
+		fastCLI, fastCtx, fastErr := parseArgs(args, true, io.Discard, io.Discard)
+		cli, kctx, err := parseArgs(args, false, io.Discard, io.Discard)
+		if (fastErr == nil) != (err == nil) || err != nil && (fastErr.Error() != err.Error() || reflect.TypeOf(fastErr) != reflect.TypeOf(err)) {
+			t.Fatalf("%q: shortcut error %v, whole CLI error %v", args, fastErr, err)
+		}
+		if err != nil {
+			return
+		}
+		if fastCtx.Command() != kctx.Command() {
+			t.Fatalf("%q: shortcut command %q, whole CLI %q", args, fastCtx.Command(), kctx.Command())
+		}
+		if fastCLI.Globals != cli.Globals || !reflect.DeepEqual(fastCLI.Run, cli.Run) {
+			t.Fatalf("%q: shortcut parsed\n%+v\nwhole CLI\n%+v", args, *fastCLI, *cli)
+		}
+	})
+}
+
+// TestParseCLIShortcut checks that the shortcut is taken for a plain run
+// and left for anything runCLI cannot parse like CLI.
+func TestParseCLIShortcut(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		fast bool
+	}{
+		{[]string{"-s", "db=database/creds/app", "--", "app"}, true},
+		{[]string{"run", "--", "app"}, true},
+		{[]string{"app", "arg"}, true},
+		{[]string{"validate", "-s", "db=database/creds/app"}, false},
+		{[]string{"-c", "testdata/cli/online.hcl", "--", "app"}, false}, // a key only validate has
+		{[]string{"version"}, false},
+		{[]string{"--help"}, false},
+		{[]string{"--no-such-flag", "--", "app"}, false},
+	} {
+		args := tt.args
+		if i := slices.Index(args, "--"); i >= 0 {
+			args = args[:i]
+		}
+		if cli, _ := parseRun(args); (cli != nil) != tt.fast {
+			t.Errorf("parseRun(%q) took the shortcut: %v, want %v", tt.args, cli != nil, tt.fast)
+		}
+	}
+}
+
+// TestCommandNames keeps commandNames in step with CLI's commands.
+func TestCommandNames(t *testing.T) {
+	var got []string
+	typ := reflect.TypeFor[CLI]()
+	for i := range typ.NumField() {
+		if f := typ.Field(i); hasTag(f, "cmd") {
+			got = append(got, strings.ToLower(f.Name))
+		}
+	}
+	if !slices.Equal(got, commandNames) {
+		t.Errorf("CLI's commands are %q, commandNames %q", got, commandNames)
+	}
+}
+
+func hasTag(f reflect.StructField, key string) bool {
+	_, ok := f.Tag.Lookup(key)
+	return ok
 }

@@ -1,0 +1,2 @@
+secret = ["db=database/creds/app"]
+on_rotate = "signal"
