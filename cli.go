@@ -151,8 +151,8 @@ func parseArgs(args []string, fast bool, out, errw io.Writer) (*CLI, *kong.Conte
 		kctx *kong.Context
 		err  error
 	)
-	if fast {
-		cli, kctx = parseRun(args)
+	if fast && (len(args) == 0 || args[0] == "run" || !slices.Contains(commandNames, args[0])) {
+		cli, kctx = parseRun(args) // not for `leash status`, a probe run often
 	}
 	if cli == nil {
 		cli = new(CLI)

@@ -269,3 +269,24 @@ func hasTag(f reflect.StructField, key string) bool {
 	_, ok := f.Tag.Lookup(key)
 	return ok
 }
+
+// BenchmarkParseCLI is the command line's share of leash's start-up: a
+// plain run (runCLI) and a command that needs the whole CLI.
+func BenchmarkParseCLI(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		args []string
+	}{
+		{"run", []string{"-s", "db=database/creds/app", "--", "app"}},
+		{"validate", []string{"validate", "-s", "db=database/creds/app"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := parseCLI(bc.args); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
