@@ -496,7 +496,8 @@ func (s *Supervisor) spawn(files []*os.File, env []string) (*child, error) {
 func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 	// Pdeathsig fires when the forking thread exits (golang/go#27505). Lock
 	// this goroutine to its thread and never unlock: the thread lives until
-	// the child is reaped, and then exits with the goroutine.
+	// the child is reaped, and then exits with the goroutine. awaitExit
+	// relies on it too, to stop this thread on a Ctrl-Z.
 	runtime.LockOSThread()
 
 	s.forkMu.Lock()
@@ -591,7 +592,14 @@ func (s *Supervisor) awaitExit(c *child, fg bool) {
 		default:
 			// Mirror the stop to the shell, which takes the terminal back.
 			s.log.Info("child stopped; stopping leash", "pid", c.pid, "signal", sigName(sig))
-			_ = unix.Kill(unix.Getpid(), unix.SIGSTOP)
+			// Stop this thread itself. kill(getpid()) lets the kernel pick
+			// any thread, and this one could run on before the stop
+			// reached it: it would SIGCONT the child while the child still
+			// had the terminal, leaving a "stopped" job in read() that
+			// steals the shell's input. A stop sent to the calling thread
+			// takes effect before tgkill returns (the thread is locked,
+			// see waitChild).
+			_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGSTOP)
 			// Continued: fg gave leash the terminal; bg did not.
 		}
 		if pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP); pgrp == unix.Getpgrp() {
