@@ -205,6 +205,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	var mgr *lease.Manager
 	var snap *lease.Snapshot
 	if len(s.plan.specs) > 0 {
+		go supervisor.Prepare() // while Vault answers
 		lc := c.leaseConfig(s, log)
 		lc.OnEvent = aud.leaseEvent
 		mgr, err = lease.New(lc)
