@@ -262,6 +262,8 @@ func TestTerminalCtrlZWithoutJobControl(t *testing.T) {
 	}
 }
 
+// debugProcs describes the bash, cat and supervisor processes (states,
+// process groups, wait channels, kernel stacks) for a failed terminal wait.
 func debugProcs() string {
 	var b strings.Builder
 	comm, _ := os.ReadFile("/proc/self/comm") // the supervisors run this binary
