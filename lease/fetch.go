@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	pathpkg "path"
 	"strings"
 	"sync"
 	"time"
@@ -200,6 +201,12 @@ type issued struct {
 
 // fetch reads or writes the entry's path once with the current token.
 func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
+	if !e.resolved && e.spec.Params == nil && isCredsPath(e.spec.Path) {
+		is, err := m.fetchDirect(ctx, e)
+		if is != nil || err != nil {
+			return is, err
+		}
+	}
 	if err := m.resolve(ctx, e); err != nil {
 		return nil, err
 	}
@@ -223,6 +230,46 @@ func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
 	if sec == nil {
 		return nil, ErrNotFound
 	}
+	return m.issue(e, sec, now)
+}
+
+// isCredsPath reports whether path has the shape MOUNT/creds/ROLE, the
+// endpoint through which the dynamic secrets engines (database, aws, azure,
+// consul, nomad, rabbitmq, ldap, ...) issue leased credentials.
+func isCredsPath(path string) bool {
+	dir, role := pathpkg.Split(strings.Trim(path, "/"))
+	mount, ok := strings.CutSuffix(dir, "/creds/")
+	return ok && role != "" && mount != ""
+}
+
+// fetchDirect reads a MOUNT/creds/ROLE path as written, without the mount
+// lookup that resolve would make first: on the start-up path that lookup
+// costs a whole round trip before the credential is even asked for. Only a
+// leased answer is taken. Anything else (a KV secret that happens to live
+// under a folder named creds, a denial, a 404) returns nil, nil and the
+// caller resolves the mount and asks again, as for any other path; a
+// transient failure is returned for the caller to retry.
+func (m *Manager) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
+	path := strings.Trim(e.spec.Path, "/")
+	now := m.now()
+	sec, err := m.client.Logical().ReadWithContext(ctx, path)
+	if err != nil {
+		if _, transient := classify(err); transient {
+			return nil, err
+		}
+		m.log.Debug("direct read failed; resolving the mount", "name", e.spec.ID, "path", e.spec.Path)
+		return nil, nil
+	}
+	if sec == nil || sec.LeaseID == "" {
+		m.log.Debug("direct read gave no lease; resolving the mount", "name", e.spec.ID, "path", e.spec.Path)
+		return nil, nil
+	}
+	e.path, e.resolved = path, true
+	return m.issue(e, sec, now)
+}
+
+// issue turns Vault's answer for e, requested at now, into an issued credential.
+func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, error) {
 	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now}
 	out := &issued{secret: s}
 	tok := m.currentToken()

@@ -251,6 +251,78 @@ func TestMountLookupsShared(t *testing.T) {
 	}
 }
 
+// A MOUNT/creds/ROLE path is read as written, with no mount lookup before
+// it. A KV secret stored under a folder named creds still reads right: the
+// direct read gives no lease (KV v1) or fails (KV v2, whose data lives under
+// data/), and leash resolves the mount as for any other path.
+func TestCredsPathReadDirectly(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	db := testpg.Database(t)
+	creds := s.Database(t, db.VaultURL(), db.User, db.Password, time.Minute, time.Hour)
+	dbMount := strings.TrimSuffix(creds, "/creds/app")
+	v1, v2 := s.KV(t, 1), s.KV(t, 2)
+	s.Write(t, v1+"/creds/app", map[string]any{"k": "v1"})
+	if _, err := s.Client.KVv2(v2).Put(context.Background(), "creds/app", map[string]any{"k": "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	// The limited token is denied v2/creds/app (its policy names data/, as
+	// KV v2 policies do); the root token gets Vault's answer for a path the
+	// KV v2 engine has no handler for.
+	limited := s.LimitedToken(t, fmt.Sprintf(`
+path "%s" { capabilities = ["read"] }
+path "%s/creds/*" { capabilities = ["read"] }
+path "%s/data/creds/*" { capabilities = ["read"] }
+path "sys/internal/ui/mounts/*" { capabilities = ["read"] }
+path "sys/leases/revoke" { capabilities = ["update"] }`, creds, v1, v2))
+	for name, tok := range map[string]string{"limited": limited, "root": s.RootToken} {
+		t.Run(name, func(t *testing.T) {
+			p := vaultproxy.Start(t, s.Addr)
+			h := newHarness(t, s, []string{"VAULT_TOKEN=" + tok}, Config{Specs: []Spec{
+				{ID: "db", Path: creds}, {ID: "v1", Path: v1 + "/creds/app"}, {ID: "v2", Path: v2 + "/creds/app"},
+			}})
+			h.m.client.SetAddress(p.Addr())
+			snap, err := h.m.Start(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = h.m.Close(context.Background()) })
+			if err := db.Connect(str(t, snap.Secrets["db"], "username"), str(t, snap.Secrets["db"], "password")); err != nil {
+				t.Errorf("database credential: %v", err)
+			}
+			if got := str(t, snap.Secrets["v1"], "k"); got != "v1" {
+				t.Errorf("kv v1 under creds/: k = %q", got)
+			}
+			if got := str(t, snap.Secrets["v2"], "k"); got != "v2" || snap.Secrets["v2"].Version != 1 {
+				t.Errorf("kv v2 under creds/: k = %q, version %d", got, snap.Secrets["v2"].Version)
+			}
+			if n := p.Requests("sys/internal/ui/mounts/" + dbMount + "/"); n != 0 {
+				t.Errorf("%d mount lookups for %s, want none", n, creds)
+			}
+			if n := p.Requests(creds); n != 1 {
+				t.Errorf("%s requested %d times, want 1", creds, n)
+			}
+		})
+	}
+}
+
+func TestIsCredsPath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"database/creds/app":       true,
+		"/database/creds/app/":     true,
+		"team/aws/creds/deploy":    true,
+		"creds/app":                false,
+		"database/creds/":          false,
+		"database/static-creds/x":  false,
+		"secret/app/creds":         false,
+		"database/creds/app/extra": false,
+	} {
+		if got := isCredsPath(path); got != want {
+			t.Errorf("isCredsPath(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
 // auth/token/create/ROLE: the auth block is the credential, and it is renewed.
 func TestTokenCreateRenewed(t *testing.T) {
 	t.Parallel()
