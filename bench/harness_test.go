@@ -449,6 +449,35 @@ func procStatus(pid int, field string) int64 {
 	return 0
 }
 
+// threadStats sums, over pid's threads, the CPU time they have run
+// (schedstat, in nanoseconds, unlike the 10 ms ticks of /proc/PID/stat) and
+// their context switches (each voluntary one is a block and a wake-up).
+func threadStats(pid int) (cpu time.Duration, switches int64) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, _ := os.ReadDir(dir)
+	for _, t := range tasks {
+		if b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat")); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				ns, _ := strconv.ParseInt(f[0], 10, 64)
+				cpu += time.Duration(ns)
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, field := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+				if v, ok := strings.CutPrefix(line, field); ok {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					switches += n
+				}
+			}
+		}
+	}
+	return cpu, switches
+}
+
 // cpuTime reads utime+stime of pid (without children).
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
