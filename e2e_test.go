@@ -270,3 +270,29 @@ func TestUserRunsChildAsAnotherUser(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSHTTP2: leash is built without net/http's bundled HTTP/2 client
+// (nethttpomithttp2, see the Makefile) and must still reach Vault over TLS
+// and speak HTTP/2 to it, through the golang.org/x/net/http2 transport that
+// vault/api configures. http2debug makes that transport log its connections.
+func TestTLSHTTP2(t *testing.T) {
+	t.Parallel()
+	srv := testvault.NewTLS(t)
+	kv := srv.KV(t, 1)
+	srv.Write(t, kv+"/app", map[string]any{"k": "over-tls"})
+	cmd := leashCmd(t, "-s", "k="+kv+"/app#k", "--", "sh", "-c", `cat "$K_FILE"`)
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken,
+		"VAULT_CACERT="+srv.CACert, "GODEBUG=http2debug=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+	}
+	if string(out) != "over-tls" {
+		t.Errorf("child read %q, want %q", out, "over-tls")
+	}
+	if !strings.Contains(stderr.String(), "http2: Transport creating client conn") {
+		t.Errorf("no HTTP/2 connection to Vault; stderr:\n%s", stderr.String())
+	}
+}

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	leashBin = filepath.Join(dir, "leash")
-	args := []string{"build", "-o", leashBin}
+	args := []string{"build", "-tags", "nethttpomithttp2", "-o", leashBin} // as make build
 	if raceEnabled {
 		args = append(args, "-race")
 	}

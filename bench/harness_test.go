@@ -133,7 +133,7 @@ func setup(t *testing.T) *env {
 	}
 	// leash as `make build` builds it: static, stripped.
 	e.leash = filepath.Join(e.cache, "leash")
-	if out, err := e.goBuild(e.root, e.leash, "-trimpath", "-ldflags", "-s -w", "."); err != nil {
+	if out, err := e.goBuild(e.root, e.leash, "-trimpath", "-tags", "nethttpomithttp2", "-ldflags", "-s -w", "."); err != nil {
 		e.buildErr["leash"] = buildError(out)
 		e.leash = ""
 	}

@@ -248,7 +248,7 @@ func (e *env) startOnce(w wrapper, creds []string) (start, exit time.Duration, p
 func (e *env) benchSizes() {
 	e.md.p("## Binary size")
 	e.md.p("")
-	e.md.p("leash is built like `make build` (CGO_ENABLED=0, -trimpath, -s -w). The Vault binary is the test server build (Vault Agent ships inside the full Vault binary).")
+	e.md.p("leash is built like `make build` (CGO_ENABLED=0, -trimpath, -tags nethttpomithttp2, -s -w). The Vault binary is the test server build (Vault Agent ships inside the full Vault binary).")
 	e.md.p("")
 	var rows [][]string
 	leashSize := fileSize(e.leash)

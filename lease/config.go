@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
+	"golang.org/x/net/http2"
 )
 
 // Spec is one secret to fetch and keep alive.
@@ -115,7 +116,10 @@ func newClient(env environ) (*api.Client, error) {
 	cfg.Error = nil
 	cfg.Limiter = nil
 	cfg.DisableRedirects = false
-	tr := cleanTransport()
+	tr, err := cleanTransport()
+	if err != nil {
+		return nil, err
+	}
 	cfg.HttpClient = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
@@ -205,14 +209,21 @@ func newClient(env environ) (*api.Client, error) {
 	return c, nil
 }
 
-func cleanTransport() *http.Transport {
+// cleanTransport is DefaultConfig's transport, made afresh. HTTP/2 over TLS
+// comes from golang.org/x/net/http2, as in vault/api's DefaultConfig, not
+// from net/http's bundled copy, which leash's build leaves out
+// (nethttpomithttp2, see the Makefile): one TLS connection carries the
+// parallel fetches and renewals.
+func cleanTransport() (*http.Transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = http.ProxyFromEnvironment
 	tr.MaxIdleConnsPerHost = 8
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	tr.ForceAttemptHTTP2 = true
-	return tr
+	if err := http2.ConfigureTransport(tr); err != nil {
+		return nil, fmt.Errorf("vault client: configure HTTP/2: %w", err)
+	}
+	return tr, nil
 }
 
 // retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
