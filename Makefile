@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # transport gets HTTP/2 from golang.org/x/net/http2 (lease/config.go), which
 # vault/api links anyway. Leaving the bundle out makes the binary 0.33 MB
 # smaller and the peak RSS about 0.55 MB lower; a plain go build still works.
-# TestTLSHTTP2 checks that leash still speaks HTTP/2 to Vault over TLS.
+# Tests build with the same tags (TestClientHTTP2OverTLS checks HTTP/2).
 TAGS      := nethttpomithttp2
 
 .PHONY: all build vault test lint fuzz dockerfile demo bench clean
@@ -27,7 +27,7 @@ $(VAULT_BIN): tools/vault/go.mod tools/vault/go.sum
 	touch $@
 
 test: vault
-	LEASH_REQUIRE_VAULT=1 LEASH_VAULT_BIN=$(VAULT_BIN) $(GO) test -race -count=1 -timeout 30m ./...
+	LEASH_REQUIRE_VAULT=1 LEASH_VAULT_BIN=$(VAULT_BIN) $(GO) test -race -count=1 -timeout 30m -tags $(TAGS) ./...
 
 # Each fuzz target briefly (FUZZTIME each); the corpora live in testdata/fuzz.
 FUZZTIME ?= 5s

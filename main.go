@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"io"
+	stdlog "log"
 	"os"
 )
 
@@ -18,6 +20,11 @@ import (
 var version = "dev"
 
 func main() {
+	// Libraries write to the standard logger only in debug modes, and those
+	// print what leash must never log: GODEBUG=http2debug=1 prints every
+	// request header (the Vault token), =2 every response body (the
+	// secrets). leash's own logs go through hclog.
+	stdlog.SetOutput(io.Discard)
 	cli, kctx, err := parseCLI(os.Args[1:])
 	if err != nil {
 		os.Exit(reportParseError(err))

@@ -138,6 +138,26 @@ func TestTokenSourcesAndUnixSocket(t *testing.T) {
 	}
 }
 
+// leash's Vault transport speaks HTTP/2 over TLS, which carries parallel
+// fetches and renewals on one connection. HTTP/2 comes from x/net/http2,
+// since leash is built without net/http's copy (make test builds the same).
+func TestClientHTTP2OverTLS(t *testing.T) {
+	t.Parallel()
+	s := testvault.NewTLS(t)
+	c, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.CloneConfig().HttpClient.Get(s.Addr + "/v1/sys/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("protocol %s, want HTTP/2", resp.Proto)
+	}
+}
+
 // TLS settings come from the environment like the vault CLI's: the CA via
 // VAULT_CACERT, VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME. An unknown CA is
 // a permanent error, not a startup-deadline wait.
