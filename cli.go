@@ -34,9 +34,9 @@ type Globals struct {
 // runCLI is CLI with its default command alone. Kong builds its model by
 // reflection at every start, and run and validate each carry all of
 // Options: run's model alone costs half the time (1.1-1.3 ms less in a
-// new process, measured on a slow 2-core machine) and half the garbage. parseCLI tries it first and
-// parses again with CLI for anything else (FuzzParseCLIFast checks that
-// both give the same result).
+// new process, measured on a slow 2-core machine) and half the garbage.
+// parseCLI tries it first and parses again with CLI for anything else
+// (FuzzParseCLIFast checks that both give the same result).
 type runCLI struct {
 	Globals
 	Run RunCmd `cmd:"" default:"withargs"`
