@@ -126,10 +126,20 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 			return nil, err
 		}
 	}
+	seen := map[string]string{} // variable -> the --env that set it
 	for _, e := range o.Env {
 		v, name, ok := strings.Cut(e, "=")
 		if !ok || v == "" || name == "" || strings.ContainsAny(v, "=\x00") {
 			return nil, configErrorf("--env %q: want VAR=NAME", e)
+		}
+		// The child sees one value per variable: a second pointer would
+		// silently win over the first.
+		if prev, ok := seen[v]; ok {
+			return nil, configErrorf("--env %q: %s is already set by --env %q", e, v, prev)
+		}
+		seen[v] = e
+		if v == "CREDENTIALS_DIRECTORY" {
+			return nil, configErrorf("--env %q: CREDENTIALS_DIRECTORY is leash's own pointer to the private directory (--delivery dir)", e)
 		}
 		if _, ok := names[name]; !ok {
 			return nil, configErrorf("--env %q: no output named %q (define it with --secret or --template)", e, name)

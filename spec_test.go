@@ -76,6 +76,8 @@ func TestPlanRejectsDuplicatesAndDanglingPointers(t *testing.T) {
 		{Secrets: []string{"db=database/creds/a"}, Env: []string{"PGPASSFILE=nope"}},
 		{Secrets: []string{"db=database/creds/a"}, Env: []string{"=db"}},
 		{Secrets: []string{"db=database/creds/a", "x=database/creds/b"}, Env: []string{"DB_FILE=x"}},
+		{Secrets: []string{"db=database/creds/a", "x=database/creds/b"}, Env: []string{"PGPASSFILE=db", "PGPASSFILE=x"}},
+		{Secrets: []string{"db=database/creds/a"}, Env: []string{"CREDENTIALS_DIRECTORY=db"}},
 		{Templates: []string{"t=/nonexistent/leash.tmpl"}},
 	} {
 		if _, err := o.buildPlan(func(string) string { return "" }); err == nil {
