@@ -77,6 +77,7 @@ type Options struct {
 	StaticRefresh   time.Duration `name:"static-refresh" default:"5m" help:"How often secrets without a lease (KV) are re-read."`
 	StartupTimeout  time.Duration `name:"startup-timeout" default:"30s" env:"LEASH_STARTUP_TIMEOUT" help:"Give up (exit 69) if the secrets cannot be fetched within DUR."`
 	NoRevoke        bool          `name:"no-revoke" env:"LEASH_NO_REVOKE" help:"Do not revoke leases and leash's token on exit."`
+	RevokeTimeout   time.Duration `name:"revoke-timeout" default:"10s" env:"LEASH_REVOKE_TIMEOUT" help:"How long revoking leases and leash's token on exit may take; what is left expires on its own."`
 	SignalChildOnly bool          `name:"signal-child-only" help:"Send signals only to the child, not to its process group."`
 	User            string        `name:"user" env:"LEASH_USER" placeholder:"USER[:GROUP]" help:"Run the child as USER (name or id), with its groups or GROUP."`
 	Mlock           bool          `name:"mlock" env:"LEASH_MLOCK" help:"Lock leash's memory so secrets are never swapped out (needs RLIMIT_MEMLOCK or CAP_IPC_LOCK)."`

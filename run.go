@@ -38,10 +38,6 @@ type deliverer interface {
 	Release()
 }
 
-// revokeTimeout bounds the revocation of leases and token on exit, so a
-// dead Vault cannot hold up a container's shutdown.
-const revokeTimeout = 10 * time.Second
-
 // settings are the checked, typed form of Options.
 type settings struct {
 	plan         *plan
@@ -75,10 +71,13 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--kill-timeout", o.KillTimeout}, {"--splay", o.Splay}, {"--stop-delay", o.StopDelay}, {"--static-refresh", o.StaticRefresh}, {"--startup-timeout", o.StartupTimeout}, {"--reload-grace", o.ReloadGrace}} {
+	}{{"--kill-timeout", o.KillTimeout}, {"--splay", o.Splay}, {"--stop-delay", o.StopDelay}, {"--static-refresh", o.StaticRefresh}, {"--startup-timeout", o.StartupTimeout}, {"--reload-grace", o.ReloadGrace}, {"--revoke-timeout", o.RevokeTimeout}} {
 		if d.v < 0 {
 			return nil, &usageError{fmt.Errorf("%s %s: must not be negative", d.name, d.v)}
 		}
+	}
+	if o.RevokeTimeout == 0 && !o.NoRevoke {
+		return nil, &usageError{errors.New("--revoke-timeout 0s: must be positive (--no-revoke leaves leases and token in place)")}
 	}
 	if o.Delivery != "dir" && o.Dir != "" {
 		return nil, &usageError{errors.New("--dir needs --delivery dir")}
@@ -102,6 +101,7 @@ func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 		RotateFraction: s.rotateFrac,
 		StaticRefresh:  o.StaticRefresh,
 		StartupTimeout: o.StartupTimeout,
+		RevokeTimeout:  o.RevokeTimeout,
 		NoRevoke:       o.NoRevoke,
 		Logger:         log.Named("lease"),
 	}
@@ -226,9 +226,9 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		}
 		defer func() {
 			closeOutputs() // truncate before a possibly slow revocation
-			rctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
-			defer cancel()
-			if cerr := mgr.Close(rctx); cerr != nil {
+			// Bounded by --revoke-timeout, so a dead Vault cannot hold up
+			// a container's shutdown.
+			if cerr := mgr.Close(context.Background()); cerr != nil {
 				log.Error("revoking on exit failed", "error", cerr)
 			}
 		}()

@@ -53,6 +53,7 @@ type Config struct {
 	RotateFraction float64       // alternative to RotateBefore ("25%" -> 0.25)
 	StaticRefresh  time.Duration // 0: 5m
 	StartupTimeout time.Duration // 0: 30s
+	RevokeTimeout  time.Duration // 0: 10s; bounds Close, and the clean-up of a failed Start
 	NoRevoke       bool
 	Logger         hclog.Logger // nil: no logging
 	// OnEvent, when set, receives every lease event (audit trail, health,
@@ -67,9 +68,10 @@ const DefaultServiceAccountTokenFile = "/var/run/secrets/kubernetes.io/serviceac
 const (
 	defaultStaticRefresh  = 5 * time.Minute
 	defaultStartupTimeout = 30 * time.Second
-	// closeTimeout bounds revocation at shutdown when the caller's context
-	// has no earlier deadline.
-	closeTimeout = 10 * time.Second
+	defaultRevokeTimeout  = 10 * time.Second
+	// retireTimeout bounds the revocation of superseded leases after a
+	// hand-over; the child no longer uses them, so a failure only logs.
+	retireTimeout = 10 * time.Second
 )
 
 // environ is the environment leash reads VAULT_* and BAO_* from.

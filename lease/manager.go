@@ -63,6 +63,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.StartupTimeout <= 0 {
 		cfg.StartupTimeout = defaultStartupTimeout
 	}
+	if cfg.RevokeTimeout <= 0 {
+		cfg.RevokeTimeout = defaultRevokeTimeout
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -207,7 +210,7 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 		if errors.Is(err, ErrPermissionDenied) && loginErr == nil {
 			err = m.explainDenied(err)
 		}
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.RevokeTimeout)
 		defer ccancel()
 		m.revokeAll(cctx)
 		return nil, err
@@ -989,7 +992,7 @@ func (m *Manager) Retire(old *Snapshot) {
 	if m.cfg.NoRevoke {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), retireTimeout)
 	defer cancel()
 	for _, h := range leases {
 		if err := m.revokeLease(ctx, h); err != nil {
@@ -1014,13 +1017,13 @@ func (m *Manager) Retire(old *Snapshot) {
 
 // Close revokes every lease leash holds and the tokens it logged in with
 // (never a token the user gave), unless NoRevoke. ctx bounds it, and so
-// does a short internal timeout.
+// does Config.RevokeTimeout.
 func (m *Manager) Close(ctx context.Context) error {
 	if m.cfg.NoRevoke {
 		m.log.Info("leaving leases in place (no-revoke)")
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, closeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RevokeTimeout)
 	defer cancel()
 	return m.revokeAll(ctx)
 }
