@@ -31,7 +31,7 @@ type token struct {
 // canLogin reports whether leash can obtain a new token by itself.
 func (m *Manager) canLogin() bool {
 	switch m.cfg.Auth.Method {
-	case "approle", "kubernetes", "jwt":
+	case "approle", "kubernetes", "jwt", "cert":
 		return true
 	}
 	return false
@@ -96,6 +96,15 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 			return nil, &Error{Op: "login", Path: m.loginPath(), Err: err}
 		}
 		body = map[string]any{"role": m.cfg.Auth.Role, "jwt": jwt}
+	case "cert":
+		// Vault matches the certificate of the TLS connection the login
+		// arrives on. Idle connections may have been set up with a
+		// certificate since renewed on disk: let the login dial afresh.
+		m.transport.CloseIdleConnections()
+		body = map[string]any{}
+		if m.cfg.Auth.Role != "" {
+			body["name"] = m.cfg.Auth.Role
+		}
 	}
 	sec, err := m.anon.Logical().WriteWithContext(ctx, m.loginPath(), body)
 	if err != nil {

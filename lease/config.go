@@ -28,10 +28,13 @@ type Spec struct {
 
 // AuthConfig selects how leash obtains its Vault token.
 type AuthConfig struct {
-	Method string // token (default) | approle | kubernetes | jwt
+	Method string // token (default) | approle | kubernetes | jwt | cert
 	// Mount is the auth mount path; "" means the method name.
 	Mount string
-	// Role is the role for approle (unused), kubernetes and jwt logins.
+	// Role is the role for approle (unused), kubernetes and jwt logins, and
+	// the certificate role (the "name" to match) for cert logins. cert
+	// logins present VAULT_CLIENT_CERT and VAULT_CLIENT_KEY, re-read at
+	// every TLS handshake.
 	Role string
 	// TokenFile (token): read the token from here instead of
 	// VAULT_TOKEN/BAO_TOKEN; neither set means ~/.vault-token like the CLI.
@@ -105,8 +108,9 @@ func (e environ) val(name string) string { v, _ := e.get(name); return v }
 
 // newClient builds a client configured like the vault CLI's
 // (api.DefaultConfig + the environment), but from env rather than the
-// process environment so tests and main can choose what leash sees.
-func newClient(env environ) (*api.Client, error) {
+// process environment so tests and main can choose what leash sees. It
+// also returns the client's transport, which its clones share.
+func newClient(env environ) (*api.Client, *transport, error) {
 	// DefaultConfig also reads the process environment: everything it may
 	// have set from there is reset below, including the TLS transport.
 	cfg := api.DefaultConfig()
@@ -120,9 +124,9 @@ func newClient(env environ) (*api.Client, error) {
 	cfg.DisableRedirects = false
 	tr, err := cleanTransport()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	cfg.HttpClient = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+	cfg.HttpClient = &http.Client{Transport: tr.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
 	// Honour Retry-After on 429/503; otherwise exponential between the bounds.
@@ -143,14 +147,14 @@ func newClient(env environ) (*api.Client, error) {
 	if v := env.val("MAX_RETRIES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			return nil, fmt.Errorf("parse VAULT_MAX_RETRIES: %w", err)
+			return nil, nil, fmt.Errorf("parse VAULT_MAX_RETRIES: %w", err)
 		}
 		cfg.MaxRetries = n
 	}
 	if v := env.val("CLIENT_TIMEOUT"); v != "" {
 		d, err := parseDurationSecond(v)
 		if err != nil {
-			return nil, fmt.Errorf("parse VAULT_CLIENT_TIMEOUT: %w", err)
+			return nil, nil, fmt.Errorf("parse VAULT_CLIENT_TIMEOUT: %w", err)
 		}
 		cfg.Timeout = d
 	}
@@ -180,23 +184,35 @@ func newClient(env environ) (*api.Client, error) {
 	if v := env.val("SKIP_VERIFY"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("parse VAULT_SKIP_VERIFY: %w", err)
+			return nil, nil, fmt.Errorf("parse VAULT_SKIP_VERIFY: %w", err)
 		}
 		tlsCfg.Insecure = b
 	}
 	if err := cfg.ConfigureTLS(tlsCfg); err != nil {
-		return nil, fmt.Errorf("configure vault tls: %w", err)
+		return nil, nil, fmt.Errorf("configure vault tls: %w", err)
+	}
+	if certFile, keyFile := tlsCfg.ClientCert, tlsCfg.ClientKey; certFile != "" {
+		// vault/api loads the pair once. Read it at every handshake instead,
+		// as the JWT file is at every login: short-lived client certificates
+		// renewed on disk (cert-manager, a PKI agent) keep working.
+		tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("VAULT_CLIENT_CERT %s: %w", certFile, err)
+			}
+			return &c, nil
+		}
 	}
 	if v := firstNonEmpty(env["VAULT_PROXY_ADDR"], env["VAULT_HTTP_PROXY"]); v != "" {
 		u, err := url.Parse(v)
 		if err != nil {
-			return nil, fmt.Errorf("parse VAULT_PROXY_ADDR: %w", err)
+			return nil, nil, fmt.Errorf("parse VAULT_PROXY_ADDR: %w", err)
 		}
 		tr.Proxy = http.ProxyURL(u)
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("vault client: %w", err)
+		return nil, nil, fmt.Errorf("vault client: %w", err)
 	}
 	// NewClient also reads VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
 	// from the process: leash decides those itself.
@@ -208,7 +224,7 @@ func newClient(env environ) (*api.Client, error) {
 	}
 	// Clones (logins, per-token requests) keep the namespace header.
 	c.SetCloneHeaders(true)
-	return c, nil
+	return c, tr, nil
 }
 
 // cleanTransport is DefaultConfig's transport, made afresh. HTTP/2 over TLS
@@ -216,16 +232,32 @@ func newClient(env environ) (*api.Client, error) {
 // from net/http's bundled copy, which leash's build leaves out
 // (nethttpomithttp2, see the Makefile): one TLS connection carries the
 // parallel fetches and renewals.
-func cleanTransport() (*http.Transport, error) {
+func cleanTransport() (*transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = http.ProxyFromEnvironment
 	tr.MaxIdleConnsPerHost = 8
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if err := http2.ConfigureTransport(tr); err != nil {
+	h2, err := http2.ConfigureTransports(tr)
+	if err != nil {
 		return nil, fmt.Errorf("vault client: configure HTTP/2: %w", err)
 	}
-	return tr, nil
+	return &transport{Transport: tr, h2: h2}, nil
+}
+
+// transport is the client's HTTP/1.1 transport and the HTTP/2 transport
+// that takes over its TLS connections once "h2" is negotiated.
+type transport struct {
+	*http.Transport
+	h2 *http2.Transport
+}
+
+// CloseIdleConnections closes the idle connections of both: HTTP/2
+// connections live in x/net's pool, which http.Transport's own method does
+// not reach when net/http's bundled copy is left out.
+func (t *transport) CloseIdleConnections() {
+	t.Transport.CloseIdleConnections()
+	t.h2.CloseIdleConnections()
 }
 
 // retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
@@ -273,8 +305,12 @@ func (c *Config) validate() error {
 		if c.Auth.Method == "jwt" && c.Auth.JWTFile == "" {
 			return errors.New("jwt auth needs a JWT file")
 		}
+	case "cert":
+		if env := newEnviron(c.Env); env.val("CLIENT_CERT") == "" || env.val("CLIENT_KEY") == "" {
+			return errors.New("cert auth needs a client certificate: set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
+		}
 	default:
-		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt)", c.Auth.Method)
+		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert)", c.Auth.Method)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Specs {

@@ -144,7 +144,7 @@ func TestTokenSourcesAndUnixSocket(t *testing.T) {
 func TestClientHTTP2OverTLS(t *testing.T) {
 	t.Parallel()
 	s := testvault.NewTLS(t)
-	c, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert})
+	c, _, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,14 @@ import (
 // goroutine; Retire and Updates may be used from others; Close after Run
 // has returned.
 type Manager struct {
-	cfg     Config
-	env     environ
-	client  *api.Client // carries the current token
-	anon    *api.Client // no token: logins, and per-token clones
-	log     hclog.Logger
-	updates chan *Snapshot
+	cfg    Config
+	env    environ
+	client *api.Client // carries the current token
+	anon   *api.Client // no token: logins, and per-token clones
+	// transport is shared by client, anon and their clones.
+	transport *transport
+	log       hclog.Logger
+	updates   chan *Snapshot
 
 	// The schedule's clock and randomness (r in [0,1)); tests replace them.
 	now  func() time.Time
@@ -71,7 +73,7 @@ func New(cfg Config) (*Manager, error) {
 		log = hclog.NewNullLogger()
 	}
 	env := newEnviron(cfg.Env)
-	c, err := newClient(env)
+	c, tr, err := newClient(env)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +83,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
 	m := &Manager{
-		cfg: cfg, env: env, client: c, anon: anon, log: log,
+		cfg: cfg, env: env, client: c, anon: anon, transport: tr, log: log,
 		updates: make(chan *Snapshot, 1),
 		now:     time.Now,
 		rand:    rand.Float64,
