@@ -82,7 +82,35 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	if o.Delivery != "dir" && o.Dir != "" {
 		return nil, &usageError{errors.New("--dir needs --delivery dir")}
 	}
+	if err := o.checkAuth(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// checkAuth names the flags an auth method lacks. lease.New checks the same
+// without knowing the flags' names.
+func (o *Options) checkAuth() error {
+	var missing []string
+	need := func(flag, v string) {
+		if v == "" {
+			missing = append(missing, flag)
+		}
+	}
+	switch o.Auth {
+	case "approle":
+		need("--role-id-file", o.RoleIDFile)
+		need("--secret-id-file", o.SecretIDFile)
+	case "kubernetes":
+		need("--auth-role", o.AuthRole)
+	case "jwt":
+		need("--auth-role", o.AuthRole)
+		need("--jwt-file", o.JWTFile)
+	}
+	if len(missing) > 0 {
+		return configErrorf("--auth %s needs %s", o.Auth, strings.Join(missing, " and "))
+	}
+	return nil
 }
 
 func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
