@@ -239,9 +239,26 @@ func TestKubernetesManifest(t *testing.T) {
 			t.Errorf("env %s: the example must not put secrets in the environment", e.Name)
 		}
 	}
-	// kubernetes.hcl: kill_timeout 20s and stop_delay 5s, plus time to revoke.
-	if pod.TerminationGracePeriodSeconds <= 25 {
-		t.Errorf("terminationGracePeriodSeconds %d: must exceed leash's stop_delay + kill_timeout (25s)", pod.TerminationGracePeriodSeconds)
+	// The kubelet's SIGKILL must not cut leash's stop short: the grace
+	// period exceeds everything kubernetes.hcl lets a stop take.
+	hcl, err := os.ReadFile("kubernetes.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stopTime time.Duration
+	for _, key := range []string{"stop_delay", "kill_timeout", "revoke_timeout"} {
+		m := regexp.MustCompile(`(?m)^` + key + `\s*=\s*"([^"]+)"`).FindSubmatch(hcl)
+		if m == nil {
+			t.Fatalf("kubernetes.hcl does not set %s", key)
+		}
+		d, err := time.ParseDuration(string(m[1]))
+		if err != nil {
+			t.Fatalf("kubernetes.hcl %s: %v", key, err)
+		}
+		stopTime += d
+	}
+	if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace <= stopTime {
+		t.Errorf("terminationGracePeriodSeconds %s: must exceed leash's stop_delay + kill_timeout + revoke_timeout (%s)", grace, stopTime)
 	}
 
 	// The Dockerfile bakes in the same entrypoint and command.

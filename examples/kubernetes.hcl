@@ -19,10 +19,11 @@ reload_signal = "HUP"
 
 # leash is PID 1: SIGTERM from the kubelet is forwarded to the app; after
 # kill_timeout the app's process group gets SIGKILL, then leash revokes the
-# lease. Keep terminationGracePeriodSeconds above kill_timeout plus a few
-# seconds for the revocation.
-stop_signal  = "TERM"
-kill_timeout = "20s"
+# lease, for at most revoke_timeout. Keep terminationGracePeriodSeconds
+# above stop_delay + kill_timeout + revoke_timeout.
+stop_signal    = "TERM"
+kill_timeout   = "20s"
+revoke_timeout = "10s"
 # Give the Service's endpoints time to drop the pod before the app stops.
 stop_delay = "5s"
 
