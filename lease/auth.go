@@ -97,16 +97,12 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 		}
 		body = map[string]any{"role": m.cfg.Auth.Role, "jwt": jwt}
 	case "cert":
-		// Vault matches the certificate of the TLS connection the login
-		// arrives on. Idle connections may have been set up with a
-		// certificate since renewed on disk: let the login dial afresh.
-		m.transport.CloseIdleConnections()
 		body = map[string]any{}
 		if m.cfg.Auth.Role != "" {
 			body["name"] = m.cfg.Auth.Role
 		}
 	}
-	sec, err := m.anon.Logical().WriteWithContext(ctx, m.loginPath(), body)
+	sec, err := m.loginClient.Logical().WriteWithContext(ctx, m.loginPath(), body)
 	if err != nil {
 		if cerr, transient := classify(err); !transient && errors.Is(cerr, ErrUnsupported) {
 			// Auth methods answer 400 for a wrong secret_id or a rejected JWT.

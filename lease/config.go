@@ -108,9 +108,9 @@ func (e environ) val(name string) string { v, _ := e.get(name); return v }
 
 // newClient builds a client configured like the vault CLI's
 // (api.DefaultConfig + the environment), but from env rather than the
-// process environment so tests and main can choose what leash sees. It
-// also returns the client's transport, which its clones share.
-func newClient(env environ) (*api.Client, *transport, error) {
+// process environment so tests and main can choose what leash sees. With
+// fresh, every request dials a new connection.
+func newClient(env environ, fresh bool) (*api.Client, error) {
 	// DefaultConfig also reads the process environment: everything it may
 	// have set from there is reset below, including the TLS transport.
 	cfg := api.DefaultConfig()
@@ -122,11 +122,11 @@ func newClient(env environ) (*api.Client, *transport, error) {
 	cfg.Error = nil
 	cfg.Limiter = nil
 	cfg.DisableRedirects = false
-	tr, err := cleanTransport()
+	tr, err := cleanTransport(fresh)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cfg.HttpClient = &http.Client{Transport: tr.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+	cfg.HttpClient = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
 	// Honour Retry-After on 429/503; otherwise exponential between the bounds.
@@ -147,14 +147,14 @@ func newClient(env environ) (*api.Client, *transport, error) {
 	if v := env.val("MAX_RETRIES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			return nil, nil, fmt.Errorf("parse VAULT_MAX_RETRIES: %w", err)
+			return nil, fmt.Errorf("parse VAULT_MAX_RETRIES: %w", err)
 		}
 		cfg.MaxRetries = n
 	}
 	if v := env.val("CLIENT_TIMEOUT"); v != "" {
 		d, err := parseDurationSecond(v)
 		if err != nil {
-			return nil, nil, fmt.Errorf("parse VAULT_CLIENT_TIMEOUT: %w", err)
+			return nil, fmt.Errorf("parse VAULT_CLIENT_TIMEOUT: %w", err)
 		}
 		cfg.Timeout = d
 	}
@@ -184,12 +184,12 @@ func newClient(env environ) (*api.Client, *transport, error) {
 	if v := env.val("SKIP_VERIFY"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, nil, fmt.Errorf("parse VAULT_SKIP_VERIFY: %w", err)
+			return nil, fmt.Errorf("parse VAULT_SKIP_VERIFY: %w", err)
 		}
 		tlsCfg.Insecure = b
 	}
 	if err := cfg.ConfigureTLS(tlsCfg); err != nil {
-		return nil, nil, fmt.Errorf("configure vault tls: %w", err)
+		return nil, fmt.Errorf("configure vault tls: %w", err)
 	}
 	if certFile, keyFile := tlsCfg.ClientCert, tlsCfg.ClientKey; certFile != "" {
 		// vault/api loads the pair once. Read it at every handshake instead,
@@ -206,13 +206,13 @@ func newClient(env environ) (*api.Client, *transport, error) {
 	if v := firstNonEmpty(env["VAULT_PROXY_ADDR"], env["VAULT_HTTP_PROXY"]); v != "" {
 		u, err := url.Parse(v)
 		if err != nil {
-			return nil, nil, fmt.Errorf("parse VAULT_PROXY_ADDR: %w", err)
+			return nil, fmt.Errorf("parse VAULT_PROXY_ADDR: %w", err)
 		}
 		tr.Proxy = http.ProxyURL(u)
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("vault client: %w", err)
+		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	// NewClient also reads VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
 	// from the process: leash decides those itself.
@@ -224,7 +224,7 @@ func newClient(env environ) (*api.Client, *transport, error) {
 	}
 	// Clones (logins, per-token requests) keep the namespace header.
 	c.SetCloneHeaders(true)
-	return c, tr, nil
+	return c, nil
 }
 
 // cleanTransport is DefaultConfig's transport, made afresh. HTTP/2 over TLS
@@ -232,32 +232,17 @@ func newClient(env environ) (*api.Client, *transport, error) {
 // from net/http's bundled copy, which leash's build leaves out
 // (nethttpomithttp2, see the Makefile): one TLS connection carries the
 // parallel fetches and renewals.
-func cleanTransport() (*transport, error) {
+func cleanTransport(fresh bool) (*http.Transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = http.ProxyFromEnvironment
 	tr.MaxIdleConnsPerHost = 8
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	h2, err := http2.ConfigureTransports(tr)
-	if err != nil {
+	tr.DisableKeepAlives = fresh
+	if err := http2.ConfigureTransport(tr); err != nil {
 		return nil, fmt.Errorf("vault client: configure HTTP/2: %w", err)
 	}
-	return &transport{Transport: tr, h2: h2}, nil
-}
-
-// transport is the client's HTTP/1.1 transport and the HTTP/2 transport
-// that takes over its TLS connections once "h2" is negotiated.
-type transport struct {
-	*http.Transport
-	h2 *http2.Transport
-}
-
-// CloseIdleConnections closes the idle connections of both: HTTP/2
-// connections live in x/net's pool, which http.Transport's own method does
-// not reach when net/http's bundled copy is left out.
-func (t *transport) CloseIdleConnections() {
-	t.Transport.CloseIdleConnections()
-	t.h2.CloseIdleConnections()
+	return tr, nil
 }
 
 // retryAfter parses a Retry-After header: delay-seconds or an HTTP date.

@@ -144,7 +144,7 @@ func TestTokenSourcesAndUnixSocket(t *testing.T) {
 func TestClientHTTP2OverTLS(t *testing.T) {
 	t.Parallel()
 	s := testvault.NewTLS(t)
-	c, _, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert})
+	c, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

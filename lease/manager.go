@@ -21,10 +21,12 @@ type Manager struct {
 	env    environ
 	client *api.Client // carries the current token
 	anon   *api.Client // no token: logins, and per-token clones
-	// transport is shared by client, anon and their clones.
-	transport *transport
-	log       hclog.Logger
-	updates   chan *Snapshot
+	// loginClient makes logins: anon, except for cert auth, where Vault
+	// reads the certificate of the connection the login arrives on, and a
+	// fresh connection presents the certificate now on disk.
+	loginClient *api.Client
+	log         hclog.Logger
+	updates     chan *Snapshot
 
 	// The schedule's clock and randomness (r in [0,1)); tests replace them.
 	now  func() time.Time
@@ -73,7 +75,7 @@ func New(cfg Config) (*Manager, error) {
 		log = hclog.NewNullLogger()
 	}
 	env := newEnviron(cfg.Env)
-	c, tr, err := newClient(env)
+	c, err := newClient(env, false)
 	if err != nil {
 		return nil, err
 	}
@@ -82,8 +84,14 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
+	loginClient := anon
+	if cfg.Auth.Method == "cert" {
+		if loginClient, err = newClient(env, true); err != nil {
+			return nil, err
+		}
+	}
 	m := &Manager{
-		cfg: cfg, env: env, client: c, anon: anon, transport: tr, log: log,
+		cfg: cfg, env: env, client: c, anon: anon, loginClient: loginClient, log: log,
 		updates: make(chan *Snapshot, 1),
 		now:     time.Now,
 		rand:    rand.Float64,
