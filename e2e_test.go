@@ -298,3 +298,56 @@ func TestHTTP2DebugLogsHoldNoSecret(t *testing.T) {
 		t.Errorf("token or secret in leash's stderr with http2debug=2:\n%s", stderr.String())
 	}
 }
+
+// TestCertAuthEndToEnd: --auth cert through the binary against a TLS Vault.
+// The child reads the secret; leash's stderr, at trace level, holds neither
+// the secret nor a line of the client key; and the token leash logged in
+// with is revoked on exit.
+func TestCertAuthEndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := testvault.NewTLS(t)
+	kv := srv.KV(t, 1)
+	const secret = "cert-auth-Jm4"
+	srv.Write(t, kv+"/app", map[string]any{"k": secret})
+	c := srv.CertAuth(t, []string{srv.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)}, time.Hour, time.Hour)
+	accessors := func() int {
+		sec, err := srv.Client.Logical().List("auth/token/accessors")
+		if err != nil || sec == nil {
+			t.Fatalf("list token accessors: %v", err)
+		}
+		keys, _ := sec.Data["keys"].([]any)
+		return len(keys)
+	}
+	before := accessors()
+	cmd := leashCmd(t, "--log-level", "trace", "--auth", "cert", "--auth-mount", c.Mount, "--auth-role", c.Role,
+		"-s", "k="+kv+"/app#k", "--", "sh", "-c", `cat "$K_FILE"`)
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_CACERT="+srv.CACert)
+	cmd.Env = append(cmd.Env, c.Env()...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+	}
+	if string(out) != secret {
+		t.Errorf("child read %q, want the secret", out)
+	}
+	if !strings.Contains(stderr.String(), "auth/"+c.Mount+"/login") {
+		t.Errorf("no cert login logged:\n%s", stderr.String())
+	}
+	key, err := os.ReadFile(c.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(key), "\n") {
+		if len(line) > 16 && !strings.HasPrefix(line, "-----") && strings.Contains(stderr.String(), line) {
+			t.Errorf("a line of the client key is in leash's stderr")
+		}
+	}
+	if strings.Contains(stderr.String(), secret) {
+		t.Errorf("the secret is in leash's stderr:\n%s", stderr.String())
+	}
+	if after := accessors(); after != before {
+		t.Errorf("%d tokens after exit, %d before: leash's login token was not revoked", after, before)
+	}
+}

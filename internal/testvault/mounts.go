@@ -3,7 +3,6 @@ package testvault
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -162,11 +161,7 @@ type Signer struct {
 // NewSigner generates a key.
 func NewSigner(t testing.TB) *Signer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Signer{key: key}
+	return &Signer{key: newKey(t)}
 }
 
 // PublicPEM returns the public key as PEM ("PUBLIC KEY").
