@@ -56,17 +56,12 @@ func TestLoginAndRelogin(t *testing.T) {
 			t.Parallel()
 			issue := s.PKI(t, time.Hour)
 			policy := s.Policy(t, loginPolicy(issue))
-			h := newHarness(t, s, nil, Config{
-				Auth:  tt.setup(t, policy),
-				Specs: []Spec{{ID: "cert", Path: issue, Params: map[string]string{"common_name": "a.example.test", "ttl": "1h"}}},
-			})
+			h := newHarness(t, s, nil, Config{Auth: tt.setup(t, policy), Specs: []Spec{certSpec(issue)}})
 			snap1, err := h.m.Start(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			h.m.mu.Lock()
-			tok1 := h.m.tok
-			h.m.mu.Unlock()
+			tok1 := h.token()
 			if !tok1.own || tok1.ttl != ttl {
 				t.Fatalf("login token own=%v ttl=%s", tok1.own, tok1.ttl)
 			}

@@ -18,29 +18,19 @@ func TestCertLoginPresentsRenewedCertificate(t *testing.T) {
 	s := testvault.NewTLS(t)
 	issue := s.PKI(t, time.Hour)
 	c := s.CertAuth(t, []string{s.Policy(t, loginPolicy(issue))}, 4*time.Second, 8*time.Second)
-	h := newHarness(t, s, append([]string{"VAULT_CACERT=" + s.CACert}, c.Env()...), Config{
-		Auth:  AuthConfig{Method: "cert", Mount: c.Mount, Role: c.Role},
-		Specs: []Spec{{ID: "cert", Path: issue, Params: map[string]string{"common_name": "a.example.test", "ttl": "1h"}}},
-	})
+	env := append([]string{"VAULT_CACERT=" + s.CACert}, c.Env()...)
+	h := newHarness(t, s, env, Config{Auth: AuthConfig{Method: "cert", Mount: c.Mount, Role: c.Role}, Specs: []Spec{certSpec(issue)}})
 	snap1, err := h.m.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.m.mu.Lock()
-	tok1 := h.m.tok
-	h.m.mu.Unlock()
-	if !tok1.own || tok1.ttl != 4*time.Second {
-		t.Fatalf("login token own=%v ttl=%s", tok1.own, tok1.ttl)
-	}
-	if cn := s.CommonName(t, string(tok1.value)); cn != "client-1" {
+	if cn := s.CommonName(t, string(h.token().value)); cn != "client-1" {
 		t.Fatalf("first login presented %q, want client-1", cn)
 	}
 	c.Renew(t, "client-2")
 	stop := h.run()
 	h.log.wait(t, "logged in again", 1, 20*time.Second)
-	h.m.mu.Lock()
-	tok2 := h.m.tok
-	h.m.mu.Unlock()
+	tok2 := h.token()
 	if cn := s.CommonName(t, string(tok2.value)); cn != "client-2" {
 		t.Fatalf("second login presented %q, want the renewed client-2", cn)
 	}

@@ -89,6 +89,18 @@ func newHarness(t testing.TB, s *testvault.Server, env []string, cfg Config) *ha
 	return h
 }
 
+// token returns the token the manager uses now.
+func (h *harness) token() *token {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	return h.m.tok
+}
+
+// certSpec asks a PKI issue path for a one-hour certificate.
+func certSpec(issue string) Spec {
+	return Spec{ID: "cert", Path: issue, Params: map[string]string{"common_name": "a.example.test", "ttl": "1h"}}
+}
+
 // run starts Run in a goroutine; cleanup cancels it and checks it returned nil.
 func (h *harness) run() (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
