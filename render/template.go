@@ -2,15 +2,20 @@ package render
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
+	"regexp/syntax"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -356,7 +361,24 @@ func templateFuncs(env func(string) string) template.FuncMap {
 			}
 			return string(b), nil
 		},
+		"base64URLEncode": func(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) },
+		"base64URLDecode": func(s string) (string, error) {
+			b, err := base64.URLEncoding.DecodeString(s)
+			if err != nil {
+				return "", fmt.Errorf("base64URLDecode: %w", err)
+			}
+			return string(b), nil
+		},
+		"envOrDefault": func(name, def string) string {
+			if v := env(name); v != "" {
+				return v
+			}
+			return def
+		},
 		"trimSpace":  strings.TrimSpace,
+		"trim":       func(cutset, s string) string { return strings.Trim(s, cutset) },
+		"trimPrefix": func(prefix, s string) string { return strings.TrimPrefix(s, prefix) },
+		"trimSuffix": func(suffix, s string) string { return strings.TrimSuffix(s, suffix) },
 		"toLower":    strings.ToLower,
 		"toUpper":    strings.ToUpper,
 		"join":       join,
@@ -364,7 +386,97 @@ func templateFuncs(env func(string) string) template.FuncMap {
 		"replaceAll": func(from, to, s string) string { return strings.ReplaceAll(s, from, to) },
 		"contains":   contains,
 		"indent":     indent,
+		"sha256Hex": func(s string) string {
+			sum := sha256.Sum256([]byte(s))
+			return hex.EncodeToString(sum[:])
+		},
+		"parseJSON":       parseJSON,
+		"parseBool":       parseBool,
+		"parseInt":        parseInt,
+		"regexMatch":      regexMatch,
+		"regexReplaceAll": regexReplaceAll,
 	}
+}
+
+// The parse and regex functions below are consul-template's, with errors
+// that never quote their input: it may be a secret, and the standard
+// library's messages quote it (strconv) or show a byte of it (encoding/json,
+// regexp).
+
+// parseJSON decodes S (numbers kept exact, as in secret data); an empty S
+// is an empty object.
+func parseJSON(s string) (any, error) {
+	if strings.TrimSpace(s) == "" {
+		return map[string]any{}, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("parseJSON: invalid JSON at byte %d", se.Offset)
+		}
+		return nil, errors.New("parseJSON: invalid JSON")
+	}
+	if dec.More() {
+		return nil, errors.New("parseJSON: data after the JSON value")
+	}
+	return v, nil
+}
+
+// parseBool: an empty S is false.
+func parseBool(s string) (bool, error) {
+	if s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, errors.New("parseBool: not a boolean")
+	}
+	return b, nil
+}
+
+// parseInt: base 10, an empty S is 0.
+func parseInt(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, errors.New("parseInt: not a base-10 integer in range")
+	}
+	return n, nil
+}
+
+func compileRegex(fn, expr string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		var se *syntax.Error
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("%s: invalid pattern: %s", fn, se.Code)
+		}
+		return nil, fmt.Errorf("%s: invalid pattern", fn)
+	}
+	return re, nil
+}
+
+// regexMatch is `regexMatch RE S`.
+func regexMatch(expr, s string) (bool, error) {
+	re, err := compileRegex("regexMatch", expr)
+	if err != nil {
+		return false, err
+	}
+	return re.MatchString(s), nil
+}
+
+// regexReplaceAll is `regexReplaceAll RE REPL S`, REPL expanding $1 etc.
+func regexReplaceAll(expr, repl, s string) (string, error) {
+	re, err := compileRegex("regexReplaceAll", expr)
+	if err != nil {
+		return "", err
+	}
+	return re.ReplaceAllString(s, repl), nil
 }
 
 func toJSON(v any) (string, error) {

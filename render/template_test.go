@@ -182,6 +182,14 @@ func TestTemplateFunctions(t *testing.T) {
 		{`{{ "a\n\nb\n" | indent 2 }}`, "  a\n\n  b\n"},
 		{"x:\n{{ with secret \"database/creds/readonly\" }}{{ .Data | toJSONPretty | indent 4 }}{{ end }}", "x:\n    {\n      \"password\": \"A1a-8Qk\\\"\\u003cpw\\u003e\\u0026\",\n      \"username\": \"v-token-readonly-3Xz\"\n    }"},
 		{`{{ "AbC" | toUpper }}{{ "AbC" | toLower }}`, "ABCabc"},
+		{`{{ "aGk_" | base64URLDecode }}{{ "hi?" | base64URLEncode }}`, "hi?aGk_"},
+		{`{{ envOrDefault "APP_ENV" "dev" }}-{{ envOrDefault "UNSET" "dev" }}`, "Prod-dev"},
+		{`{{ "--a--" | trim "-" }}{{ "app-x" | trimPrefix "app-" }}{{ "y.pem" | trimSuffix ".pem" }}`, "axy"},
+		{`{{ "abc" | sha256Hex }}`, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{`{{ with parseJSON "{\"port\": 5432, \"tls\": true}" }}{{ .port }}/{{ .tls }}{{ end }}{{ len (parseJSON "") }}`, "5432/true0"},
+		{`{{ if parseBool "true" }}t{{ end }}{{ if parseBool "" }}f{{ end }}{{ if gt (parseInt "1025") 1024 }}>{{ end }}{{ parseInt "" }}`, "t>0"},
+		{`{{ if "v-token-x" | regexMatch "^v-token-" }}y{{ end }}{{ "a1b22" | regexReplaceAll "[0-9]+" "#" }}`, "ya#b#"},
+		{`{{ with secret "database/creds/readonly" }}{{ .Data.username | regexReplaceAll "^v-token-(.*)-.*$" "$1" }}{{ end }}`, "readonly"},
 	}
 	for _, c := range cases {
 		got, err := execTemplate(t, c.text, env)
@@ -250,6 +258,11 @@ func TestTemplateErrors(t *testing.T) {
 		{"bad param", "{{ secret \"pki/issue/web\" \"ttl\" }}", []string{`"ttl" is not k=v`}},
 		{"not fetched", "{{ with secret \"database/creds/other\" }}{{ end }}", []string{`secret "database/creds/other" was not fetched`}},
 		{"bad base64", "{{ \"!!\" | base64Decode }}", []string{"base64Decode", "illegal base64"}},
+		{"bad JSON", "{{ parseJSON \"{Zq\" }}", []string{"test.tmpl:1:", "parseJSON: invalid JSON at byte 2"}},
+		{"two JSON values", "{{ parseJSON \"1 2\" }}", []string{"parseJSON: data after the JSON value"}},
+		{"bad pattern", "{{ regexMatch \"(Zq\" \"x\" }}", []string{"regexMatch: invalid pattern: missing closing )"}},
+		{"bad integer", "{{ parseInt \"Zq1\" }}", []string{"parseInt: not a base-10 integer"}},
+		{"bad boolean", "{{ parseBool \"Zq\" }}", []string{"parseBool: not a boolean"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -264,6 +277,12 @@ func TestTemplateErrors(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "<no value>") {
 				t.Errorf("error mentions <no value>: %v", err)
+			}
+			// The parse and regex functions never quote their input, not
+			// even the one character encoding/json would (the location
+			// before it quotes the template's own text).
+			if _, msg, _ := strings.Cut(err.Error(), "error calling "); strings.ContainsRune(msg, 'Z') {
+				t.Errorf("error quotes the function's input: %v", err)
 			}
 		})
 	}
@@ -281,6 +300,11 @@ func TestTemplateErrorsRedactSecrets(t *testing.T) {
 		`{{ with secret "database/creds/readonly" }}{{ eq .Data .Data }}{{ end }}`,
 		`{{ with secret "database/creds/readonly" }}{{ .Data.password | base64Decode }}{{ end }}`,
 		`{{ with secret "database/creds/readonly" }}{{ .Data.password | indent -1 }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | parseJSON }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | parseInt }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | parseBool }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ regexMatch (printf "(%s" .Data.password) "x" }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | base64URLDecode }}{{ end }}`,
 	} {
 		_, err := execTemplate(t, text, nil)
 		if err == nil {
