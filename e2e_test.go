@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -346,5 +350,49 @@ func TestCertAuthEndToEnd(t *testing.T) {
 	}
 	if after := accessors(); after != before {
 		t.Errorf("%d tokens after exit, %d before: leash's login token was not revoked", after, before)
+	}
+}
+
+// TestPKICertTemplate: Vault Agent's pkiCert template, unchanged, against a
+// real PKI engine. The child gets a certificate and its private key that
+// form a pair, the key never reaches leash's stderr, and the certificate's
+// lease is revoked on exit.
+func TestPKICertTemplate(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	issue := srv.PKI(t, time.Hour)
+	tmpl := filepath.Join(t.TempDir(), "tls.tmpl")
+	text := `{{ with pkiCert "` + issue + `" "common_name=app.example.test" "ttl=10m" }}{{ .Cert }}
+{{ .Key }}
+{{ end }}`
+	if err := os.WriteFile(tmpl, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := leashCmd(t, "--log-level", "trace", "-t", "tls="+tmpl, "--", "sh", "-c", `cat "$TLS_FILE"`)
+	cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+	}
+	if _, err := tls.X509KeyPair(out, out); err != nil {
+		t.Fatalf("the child did not get a certificate and its key: %v\n%s", err, out)
+	}
+	var key *pem.Block
+	for rest := out; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if strings.Contains(b.Type, "PRIVATE KEY") {
+			key = b
+		}
+	}
+	if key == nil || strings.Contains(stderr.String(), base64.StdEncoding.EncodeToString(key.Bytes)[:32]) {
+		t.Errorf("no private key rendered, or its bytes are in leash's stderr")
+	}
+	if ids := srv.LeaseIDs(t, issue+"/"); len(ids) != 0 {
+		t.Errorf("%d certificate leases left after exit", len(ids))
 	}
 }

@@ -60,6 +60,17 @@ type tmplSecret struct {
 	Renewable     bool
 }
 
+// tmplPKI is what `pkiCert` returns: consul-template's PEM fields of a
+// pki/issue answer.
+type tmplPKI struct {
+	Cert, Key, CA string
+	CAChain       []string
+}
+
+// fetchFuncs are the template functions whose literal arguments name what
+// leash fetches before the first render.
+var fetchFuncs = []string{"secret", "pkiCert"}
+
 // ParseTemplate parses text as template name. env serves the template's
 // `env` function; nil means os.Getenv with every VAULT_* and BAO_* variable
 // reading as empty, so leash's own credentials never reach an output. Every `secret` call must have literal string
@@ -78,6 +89,9 @@ func ParseTemplate(name, text string, env func(string) string) (*Template, error
 	funcs := templateFuncs(env)
 	funcs["secret"] = func(string, ...string) (*tmplSecret, error) {
 		return nil, errors.New("secret: template rendered outside Update")
+	}
+	funcs["pkiCert"] = func(string, ...string) (*tmplPKI, error) {
+		return nil, errors.New("pkiCert: template rendered outside Update")
 	}
 	tmpl, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(text)
 	if err != nil {
@@ -112,7 +126,8 @@ func ParseTemplate(name, text string, env func(string) string) (*Template, error
 // Name returns the template's name.
 func (t *Template) Name() string { return t.name }
 
-// Refs returns every distinct `secret` call in order of first appearance.
+// Refs returns every distinct `secret` and `pkiCert` call in order of first
+// appearance.
 // Main turns each into a lease Spec with ID Ref.ID().
 func (t *Template) Refs() []Ref {
 	out := make([]Ref, len(t.refs))
@@ -133,17 +148,17 @@ func cloneParams(p map[string]string) map[string]string {
 	return c
 }
 
-// walkSecrets finds `secret` calls in the parse tree. A call whose
-// arguments are not all string literals (a variable, a pipeline, a piped
-// value) is an error: leash fetches every secret before the first render,
-// so paths must be known at parse time.
+// walkSecrets finds `secret` and `pkiCert` calls in the parse tree. A call
+// whose arguments are not all string literals (a variable, a pipeline, a
+// piped value) is an error: leash fetches every secret before the first
+// render, so paths must be known at parse time.
 func walkSecrets(tree *parse.Tree, n parse.Node, found func(Ref)) error {
 	if n == nil || reflect.ValueOf(n).IsNil() {
 		return nil
 	}
-	nonLiteral := func(node parse.Node) error {
-		return fmt.Errorf("template: %s: `secret` arguments must be literal strings so leash can fetch them before rendering: %s",
-			location(tree, node), node)
+	nonLiteral := func(node parse.Node, fn string) error {
+		return fmt.Errorf("template: %s: `%s` arguments must be literal strings so leash can fetch them before rendering: %s",
+			location(tree, node), fn, node)
 	}
 	switch x := n.(type) {
 	case *parse.ListNode:
@@ -164,8 +179,8 @@ func walkSecrets(tree *parse.Tree, n parse.Node, found func(Ref)) error {
 		return walkSecrets(tree, x.Pipe, found)
 	case *parse.PipeNode:
 		for i, cmd := range x.Cmds {
-			if len(cmd.Args) > 0 && isSecretIdent(cmd.Args[0]) && i > 0 {
-				return nonLiteral(x)
+			if len(cmd.Args) > 0 && fetchIdent(cmd.Args[0]) != "" && i > 0 {
+				return nonLiteral(x, fetchIdent(cmd.Args[0]))
 			}
 			if err := walkSecrets(tree, cmd, found); err != nil {
 				return err
@@ -173,19 +188,20 @@ func walkSecrets(tree *parse.Tree, n parse.Node, found func(Ref)) error {
 		}
 	case *parse.CommandNode:
 		for i, a := range x.Args {
-			if !isSecretIdent(a) {
+			fn := fetchIdent(a)
+			if fn == "" {
 				if err := walkSecrets(tree, a, found); err != nil {
 					return err
 				}
 				continue
 			}
 			if i != 0 {
-				return nonLiteral(x)
+				return nonLiteral(x, fn)
 			}
-			r, err := secretRef(x.Args[1:])
+			r, err := secretRef(fn, x.Args[1:])
 			if err != nil {
 				if err == errNonLiteral {
-					return nonLiteral(x)
+					return nonLiteral(x, fn)
 				}
 				return fmt.Errorf("template: %s: %w", location(tree, x), err)
 			}
@@ -206,9 +222,12 @@ func walkBranch(tree *parse.Tree, b *parse.BranchNode, found func(Ref)) error {
 	return nil
 }
 
-func isSecretIdent(n parse.Node) bool {
-	id, ok := n.(*parse.IdentifierNode)
-	return ok && id.Ident == "secret"
+// fetchIdent returns the name of the fetch function n names, or "".
+func fetchIdent(n parse.Node) string {
+	if id, ok := n.(*parse.IdentifierNode); ok && slices.Contains(fetchFuncs, id.Ident) {
+		return id.Ident
+	}
+	return ""
 }
 
 func location(tree *parse.Tree, n parse.Node) string {
@@ -218,11 +237,12 @@ func location(tree *parse.Tree, n parse.Node) string {
 
 var errNonLiteral = errors.New("non-literal")
 
-// secretRef turns the literal arguments of a `secret` call into a Ref,
-// parsing "k=v" parameters like consul-template (trimmed, empty skipped).
-func secretRef(args []parse.Node) (Ref, error) {
+// secretRef turns the literal arguments of a call of fn (`secret` or
+// `pkiCert`) into a Ref, parsing "k=v" parameters like consul-template
+// (trimmed, empty skipped).
+func secretRef(fn string, args []parse.Node) (Ref, error) {
 	if len(args) == 0 {
-		return Ref{}, errors.New("`secret` needs a path")
+		return Ref{}, fmt.Errorf("`%s` needs a path", fn)
 	}
 	strs := make([]string, len(args))
 	for i, a := range args {
@@ -232,13 +252,13 @@ func secretRef(args []parse.Node) (Ref, error) {
 		}
 		strs[i] = s.Text
 	}
-	return parseSecretArgs(strs[0], strs[1:])
+	return parseSecretArgs(fn, strs[0], strs[1:])
 }
 
-func parseSecretArgs(path string, params []string) (Ref, error) {
+func parseSecretArgs(fn, path string, params []string) (Ref, error) {
 	path = strings.Trim(strings.TrimSpace(path), "/")
 	if path == "" {
-		return Ref{}, errors.New("`secret` path is empty")
+		return Ref{}, fmt.Errorf("`%s` path is empty", fn)
 	}
 	r := Ref{Path: path}
 	for _, p := range params {
@@ -247,12 +267,17 @@ func parseSecretArgs(path string, params []string) (Ref, error) {
 		}
 		k, v, ok := strings.Cut(p, "=")
 		if !ok {
-			return Ref{}, fmt.Errorf("`secret` parameter %q is not k=v", p)
+			return Ref{}, fmt.Errorf("`%s` parameter %q is not k=v", fn, p)
 		}
 		if r.Params == nil {
 			r.Params = map[string]string{}
 		}
 		r.Params[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	if fn == "pkiCert" && r.Params == nil {
+		// Without parameters the path would be read, not written: a
+		// certificate is issued by a write naming at least common_name.
+		return Ref{}, errors.New("`pkiCert` needs parameters (\"common_name=...\")")
 	}
 	return r, nil
 }
@@ -264,22 +289,46 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 		return fmt.Errorf("template %s: %w", t.name, err)
 	}
 	var used []Values
-	c.Funcs(template.FuncMap{"secret": func(path string, params ...string) (*tmplSecret, error) {
-		r, err := parseSecretArgs(path, params)
+	lookup := func(fn, path string, params []string) (Secret, error) {
+		r, err := parseSecretArgs(fn, path, params)
 		if err != nil {
-			return nil, err
+			return Secret{}, err
 		}
 		s, ok := secrets[r.ID()]
 		if !ok {
-			return nil, fmt.Errorf("secret %q was not fetched", r.ID())
+			return Secret{}, fmt.Errorf("secret %q was not fetched", r.ID())
 		}
 		used = append(used, s.Raw, s.Data)
-		return &tmplSecret{
-			Data:          s.Raw.m,
-			LeaseDuration: int(s.LeaseDuration.Seconds()),
-			Renewable:     s.Renewable,
-		}, nil
-	}})
+		return s, nil
+	}
+	c.Funcs(template.FuncMap{
+		"secret": func(path string, params ...string) (*tmplSecret, error) {
+			s, err := lookup("secret", path, params)
+			if err != nil {
+				return nil, err
+			}
+			return &tmplSecret{
+				Data:          s.Raw.m,
+				LeaseDuration: int(s.LeaseDuration.Seconds()),
+				Renewable:     s.Renewable,
+			}, nil
+		},
+		"pkiCert": func(path string, params ...string) (*tmplPKI, error) {
+			s, err := lookup("pkiCert", path, params)
+			if err != nil {
+				return nil, err
+			}
+			str := func(k string) string { v, _ := s.Raw.m[k].(string); return v }
+			p := &tmplPKI{Cert: str("certificate"), Key: str("private_key"), CA: str("issuing_ca")}
+			chain, _ := s.Raw.m["ca_chain"].([]any)
+			for _, c := range chain {
+				if c, ok := c.(string); ok {
+					p.CAChain = append(p.CAChain, c)
+				}
+			}
+			return p, nil
+		},
+	})
 	if err := c.Execute(w, nil); err != nil {
 		return redactError(err, used)
 	}

@@ -190,6 +190,10 @@ func TestTemplateFunctions(t *testing.T) {
 		{`{{ if parseBool "true" }}t{{ end }}{{ if parseBool "" }}f{{ end }}{{ if gt (parseInt "1025") 1024 }}>{{ end }}{{ parseInt "" }}`, "t>0"},
 		{`{{ if "v-token-x" | regexMatch "^v-token-" }}y{{ end }}{{ "a1b22" | regexReplaceAll "[0-9]+" "#" }}`, "ya#b#"},
 		{`{{ with secret "database/creds/readonly" }}{{ .Data.username | regexReplaceAll "^v-token-(.*)-.*$" "$1" }}{{ end }}`, "readonly"},
+		// Vault Agent's pkiCert example, and the same lease seen through secret.
+		{`{{ with pkiCert "pki/issue/web" "common_name=web.example.com" "ttl=1h" }}{{ .Cert }}|{{ .Key }}|{{ .CA }}|{{ len .CAChain }}{{ end }}`,
+			"-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----|-----BEGIN RSA PRIVATE KEY-----\nMIIkey\n-----END RSA PRIVATE KEY-----|-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----|1"},
+		{`{{ (pkiCert "pki/issue/web" "ttl=1h" "common_name=web.example.com").Cert | eq (secret "pki/issue/web" "common_name=web.example.com" "ttl=1h").Data.certificate }}`, "true"},
 	}
 	for _, c := range cases {
 		got, err := execTemplate(t, c.text, env)
@@ -217,7 +221,8 @@ func TestTemplateRefs(t *testing.T) {
 {{ with secret "secret/data/app" }}{{ .Data.data.x }}{{ end }}
 {{ if true }}{{ (secret "pki/issue/web" "ttl=1h" " common_name = x " "").Data.certificate }}{{ end }}
 {{ range $i, $s := split "," "a,b" }}{{ with secret "secret/data/app" }}{{ end }}{{ end }}
-{{ template "db" }}{{ printf "%s" (secret "/transit/keys/k/").Data }}`, nil)
+{{ template "db" }}{{ printf "%s" (secret "/transit/keys/k/").Data }}
+{{ with pkiCert "pki/issue/web" "common_name=x" "ttl=1h" }}{{ .Cert }}{{ end }}{{ with pkiCert "pki/issue/api" "common_name=api" }}{{ end }}`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +230,7 @@ func TestTemplateRefs(t *testing.T) {
 		{Path: "secret/data/app"},
 		{Path: "pki/issue/web", Params: map[string]string{"common_name": "x", "ttl": "1h"}},
 		{Path: "transit/keys/k"},
+		{Path: "pki/issue/api", Params: map[string]string{"common_name": "api"}},
 		{Path: "database/creds/app"},
 	}
 	if got := tmpl.Refs(); !reflect.DeepEqual(got, want) {
@@ -256,6 +262,9 @@ func TestTemplateErrors(t *testing.T) {
 		{"computed param", "{{ secret \"pki/issue/web\" (printf \"ttl=%s\" \"1h\") }}", []string{"must be literal"}},
 		{"no path", "{{ secret }}", []string{"needs a path"}},
 		{"bad param", "{{ secret \"pki/issue/web\" \"ttl\" }}", []string{`"ttl" is not k=v`}},
+		{"pkiCert without parameters", "{{ pkiCert \"pki/issue/web\" }}", []string{"test.tmpl:1:", "`pkiCert` needs parameters"}},
+		{"pkiCert variable path", "{{ $p := \"pki/issue/web\" }}{{ pkiCert $p \"common_name=x\" }}", []string{"`pkiCert` arguments must be literal"}},
+		{"pkiCert piped", "{{ \"pki/issue/web\" | pkiCert }}", []string{"`pkiCert` arguments must be literal"}},
 		{"not fetched", "{{ with secret \"database/creds/other\" }}{{ end }}", []string{`secret "database/creds/other" was not fetched`}},
 		{"bad base64", "{{ \"!!\" | base64Decode }}", []string{"base64Decode", "illegal base64"}},
 		{"bad JSON", "{{ parseJSON \"{Zq\" }}", []string{"test.tmpl:1:", "parseJSON: invalid JSON at byte 2"}},
