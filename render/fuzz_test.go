@@ -10,6 +10,8 @@ import (
 // secret the template text did not itself contain.
 func FuzzTemplateRender(f *testing.F) {
 	f.Add(`{{ with secret "database/creds/readonly" }}{{ .Data.password }}{{ end }}`)
+	f.Add(`{{ with pkiCert "pki/issue/web" "common_name=web.example.com" "ttl=1h" }}{{ .Key | parseJSON }}{{ end }}`)
+	f.Add(`{{ with secret "database/creds/readonly" }}{{ regexReplaceAll .Data.password "" "x" }}{{ parseInt .Data.username }}{{ end }}`)
 	f.Fuzz(func(t *testing.T, text string) {
 		// Unbounded loops (range over a huge integer) are not what this
 		// target is about.
