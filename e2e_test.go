@@ -230,12 +230,7 @@ func TestEnvAndProcHoldNoSecret(t *testing.T) {
 	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": secret}})
 	cmd := leashCmd(t, "--log-level", "trace", "-s", "pw="+kv+"/app#password", "--", "sh", "-c", `env; cat /proc/$$/environ; echo; echo "file=$(cat "$PW_FILE")"`)
 	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
-	}
+	out, stderr := leashOutput(t, cmd)
 	// The file is the only place the secret may appear.
 	rest := strings.Replace(string(out), "file="+secret, "", 1)
 	if !strings.Contains(string(out), "file="+secret) {
@@ -244,7 +239,7 @@ func TestEnvAndProcHoldNoSecret(t *testing.T) {
 	if strings.Contains(rest, secret) || strings.Contains(rest, srv.RootToken) {
 		t.Errorf("secret or token in the child's environment:\n%s", out)
 	}
-	if strings.Contains(stderr.String(), secret) || strings.Contains(stderr.String(), srv.RootToken) {
+	if strings.Contains(stderr, secret) || strings.Contains(stderr, srv.RootToken) {
 		t.Errorf("secret or token in leash's trace log")
 	}
 }
@@ -302,19 +297,14 @@ func readOverTLS(t *testing.T, srv *testvault.Server, path string, flags []strin
 	args := append(append([]string{"--log-level", "trace"}, flags...), "-s", "k="+path+"#k", "--", "sh", "-c", `cat "$K_FILE"`)
 	cmd := leashCmd(t, args...)
 	cmd.Env = append(append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_CACERT="+srv.CACert), env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
-	}
+	out, stderr := leashOutput(t, cmd)
 	if string(out) != secret {
 		t.Errorf("child read %q, want the secret", out)
 	}
-	if strings.Contains(stderr.String(), secret) {
-		t.Errorf("the secret is in leash's stderr:\n%s", stderr.String())
+	if strings.Contains(stderr, secret) {
+		t.Errorf("the secret is in leash's stderr:\n%s", stderr)
 	}
-	return stderr.String()
+	return stderr
 }
 
 // TestCertAuthEndToEnd: --auth cert through the binary against a TLS Vault.
@@ -370,12 +360,7 @@ func TestPKICertTemplate(t *testing.T) {
 	}
 	cmd := leashCmd(t, "--log-level", "trace", "-t", "tls="+tmpl, "--", "sh", "-c", `cat "$TLS_FILE"`)
 	cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
-	}
+	out, stderr := leashOutput(t, cmd)
 	if _, err := tls.X509KeyPair(out, out); err != nil {
 		t.Fatalf("the child did not get a certificate and its key: %v\n%s", err, out)
 	}
@@ -389,7 +374,7 @@ func TestPKICertTemplate(t *testing.T) {
 			key = b
 		}
 	}
-	if key == nil || strings.Contains(stderr.String(), base64.StdEncoding.EncodeToString(key.Bytes)[:32]) {
+	if key == nil || strings.Contains(stderr, base64.StdEncoding.EncodeToString(key.Bytes)[:32]) {
 		t.Errorf("no private key rendered, or its bytes are in leash's stderr")
 	}
 	if ids := srv.LeaseIDs(t, issue+"/"); len(ids) != 0 {

@@ -96,6 +96,19 @@ func leashCmd(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// leashOutput runs cmd and returns its stdout and stderr; a non-zero exit
+// fails the test, showing stderr.
+func leashOutput(t *testing.T, cmd *exec.Cmd) ([]byte, string) {
+	t.Helper()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
+	}
+	return out, stderr.String()
+}
+
 // helperArgs returns argv running the helper child in mode.
 func helperArgs(t *testing.T, mode string, args ...string) []string {
 	self, err := os.Executable()

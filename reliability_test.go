@@ -1459,12 +1459,7 @@ func TestManyOutputs(t *testing.T) {
 	script := fmt.Sprintf(`for i in $(seq 0 %d); do eval "f=\$O${i}_FILE"; printf '%%s:%%s ' "$f" "$(cat "$f")"; done`, n-1)
 	cmd := leashCmd(t, append(append(args, "--"), "sh", "-c", script)...)
 	cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
-	}
+	out, _ := leashOutput(t, cmd)
 	var want strings.Builder
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&want, "/dev/fd/%d:v ", 3+i)

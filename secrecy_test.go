@@ -465,12 +465,7 @@ func TestChildReadOnlyAccess(t *testing.T) {
 [ -e /proc/self/fd/3 ] && [ "$PW_FILE" = /dev/fd/3 ] && awk '/^flags/ { print "flags", substr($2, length($2)) }' /proc/self/fdinfo/3 || echo flags 0`
 			cmd := leashCmd(t, append(append(args, "--"), "sh", "-c", script)...)
 			cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
-			}
+			out, _ := leashOutput(t, cmd)
 			// fdinfo flags are octal; the last digit 0 is O_RDONLY.
 			if want := "read-only-secret\nwrite-denied\ntruncate-denied\nflags 0\n"; string(out) != want {
 				t.Errorf("child as uid 65534 reported:\n%s\nwant:\n%s", out, want)
