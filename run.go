@@ -269,7 +269,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if _, err := r.Update(renderSecrets(snap), inPlace); err != nil {
 		return &configError{err}
 	}
-	env, err := childEnv(baseEnv, r, s.plan.pointers)
+	env, err := childEnv(withoutVar(baseEnv, notifySocketVar), r, s.plan.pointers)
 	if err != nil {
 		return &configError{err}
 	}
@@ -295,6 +295,13 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	}
 	aud.childEvent("start", nil)
 	st.set(func(st *status) { st.delivered, st.running = true, true })
+	// Type=notify: the service is up once its child runs with its
+	// credentials, not when leash was exec'd, so units ordered after it
+	// (and a start with Vault down) behave.
+	sd := newNotifier()
+	if err := sd.notify("READY=1\nSTATUS=child running"); err != nil {
+		log.Warn("cannot notify the service manager", "error", err)
+	}
 
 	// The child runs. Everything below ends when it exits on its own or is
 	// stopped because its credentials are gone; the lease manager must have
@@ -338,6 +345,9 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	}()
 
 	err = supervise(sigs, leaseErr, childErr, sup, log)
+	if nerr := sd.notify("STOPPING=1\nSTATUS=child exited"); nerr != nil {
+		log.Warn("cannot notify the service manager", "error", nerr)
+	}
 	cancelRun()
 	st.set(func(st *status) { st.running = false })
 	aud.childEvent("exit", err)
