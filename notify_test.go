@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,47 +13,57 @@ import (
 )
 
 // TestNotifySocket: with NOTIFY_SOCKET set, leash reports READY=1 once the
-// child runs with its credentials and STOPPING=1 once it has exited, and
-// the child does not inherit the variable. The receiving end is a datagram
-// socket of the test's: systemd, the real service manager, does not run in
-// this sandbox. Both address forms systemd uses are tried.
+// child runs with its credentials, pings the watchdog every half
+// WATCHDOG_USEC when it is addressed to leash, and reports STOPPING=1 once
+// the child has exited; the child inherits none of the variables. The
+// receiving end is a datagram socket of the test's: systemd, the real
+// service manager, does not run in this sandbox. Both address forms
+// systemd uses are tried.
 func TestNotifySocket(t *testing.T) {
 	t.Parallel()
 	srv := testvault.Shared(t)
 	kv := srv.KV(t, 1)
 	const secret = "notify-secret-Xr8"
 	srv.Write(t, kv+"/app", map[string]any{"k": secret})
-	for name, addr := range map[string]string{
-		"path":     filepath.Join(t.TempDir(), "notify"),
-		"abstract": "@leash-test-notify-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+	for _, tt := range []struct {
+		name, addr  string
+		watchdogPID string // "" : leash's
+		pings       bool
+	}{
+		{"path", filepath.Join(t.TempDir(), "notify"), "", true},
+		{"abstract, watchdog for another process", "@leash-test-notify-" + strconv.FormatInt(time.Now().UnixNano(), 36), "1", false},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
+			l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: tt.addr, Net: "unixgram"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			recv := func(want string) {
+			// next returns the next notification; the deadline is a bound,
+			// not a synchronisation: the datagram is the event.
+			next := func() string {
 				t.Helper()
-				// A bound, not a synchronisation: the datagram is the event.
 				l.SetReadDeadline(time.Now().Add(30 * time.Second))
 				buf := make([]byte, 4096)
 				n, err := l.Read(buf)
 				if err != nil {
-					t.Fatalf("no notification, want %s: %v", want, err)
+					t.Fatalf("no notification: %v", err)
 				}
 				got := string(buf[:n])
-				if !strings.Contains("\n"+got+"\n", "\n"+want+"\n") {
-					t.Fatalf("notification %q, want %s", got, want)
-				}
 				if strings.Contains(got, secret) {
 					t.Fatalf("the secret is in a notification: %q", got)
 				}
+				return got
 			}
-			cmd := leashCmd(t, "-s", "k="+kv+"/app#k", "--", "sh", "-c", `echo "child ${NOTIFY_SOCKET:-unset} $(cat "$K_FILE")"; read x; exit 0`)
+			has := func(msg, line string) bool { return strings.Contains("\n"+msg+"\n", "\n"+line+"\n") }
+			cmd := leashCmd(t, "-s", "k="+kv+"/app#k", "--", "sh", "-c",
+				`echo "child ${NOTIFY_SOCKET:-unset} ${WATCHDOG_USEC:-unset} ${WATCHDOG_PID:-unset} $(cat "$K_FILE")"; read x; exit 0`)
 			cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-			cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+addr)
+			cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+tt.addr, "WATCHDOG_USEC=100000")
+			if tt.watchdogPID != "" {
+				cmd.Env = append(cmd.Env, "WATCHDOG_PID="+tt.watchdogPID)
+			}
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			stdin, err := cmd.StdinPipe()
@@ -66,13 +77,54 @@ func TestNotifySocket(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			recv("READY=1")
-			newLineReader(t, stdout).expect("child unset " + secret)
+			if msg := next(); !has(msg, "READY=1") {
+				t.Fatalf("first notification %q, want READY=1", msg)
+			}
+			newLineReader(t, stdout).expect("child unset unset unset " + secret)
+			if tt.pings {
+				for range 2 {
+					if msg := next(); !has(msg, "WATCHDOG=1") {
+						t.Fatalf("notification %q, want WATCHDOG=1", msg)
+					}
+				}
+			}
 			stdin.Close() // the child exits 0
-			recv("STOPPING=1")
+			for {
+				msg := next()
+				if has(msg, "STOPPING=1") {
+					break
+				}
+				if !tt.pings || !has(msg, "WATCHDOG=1") {
+					t.Fatalf("notification %q, want STOPPING=1", msg)
+				}
+			}
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
 			}
 		})
+	}
+}
+
+// The watchdog is leash's only when WATCHDOG_PID is unset or leash's pid,
+// and WATCHDOG_USEC is a positive number of microseconds.
+func TestWatchdogInterval(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	for _, c := range []struct {
+		socket, usec, pid string
+		want              time.Duration
+	}{
+		{"/run/notify", "100000", "", 50 * time.Millisecond},
+		{"/run/notify", "100000", self, 50 * time.Millisecond},
+		{"/run/notify", "100000", "1", 0},
+		{"/run/notify", "0", "", 0},
+		{"/run/notify", "soon", "", 0},
+		{"/run/notify", "-5", "", 0},
+		{"", "100000", "", 0},
+	} {
+		t.Setenv("WATCHDOG_USEC", c.usec)
+		t.Setenv("WATCHDOG_PID", c.pid)
+		if got := (notifier{addr: c.socket}).watchdogInterval(); got != c.want {
+			t.Errorf("socket %q WATCHDOG_USEC=%q WATCHDOG_PID=%q: %s, want %s", c.socket, c.usec, c.pid, got, c.want)
+		}
 	}
 }

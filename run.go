@@ -269,7 +269,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if _, err := r.Update(renderSecrets(snap), inPlace); err != nil {
 		return &configError{err}
 	}
-	env, err := childEnv(withoutVar(baseEnv, notifySocketVar), r, s.plan.pointers)
+	env, err := childEnv(withoutVars(baseEnv, notifyVars), r, s.plan.pointers)
 	if err != nil {
 		return &configError{err}
 	}
@@ -301,6 +301,12 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	sd := newNotifier()
 	if err := sd.notify("READY=1\nSTATUS=child running"); err != nil {
 		log.Warn("cannot notify the service manager", "error", err)
+	}
+	wd := watchdog{sd: sd, log: log}
+	if d := sd.watchdogInterval(); d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		wd.tick = t.C
 	}
 
 	// The child runs. Everything below ends when it exits on its own or is
@@ -344,7 +350,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		childErr <- sup.Run(runCtx)
 	}()
 
-	err = supervise(sigs, leaseErr, childErr, sup, log)
+	err = supervise(sigs, leaseErr, childErr, sup, wd, log)
 	if nerr := sd.notify("STOPPING=1\nSTATUS=child exited"); nerr != nil {
 		log.Warn("cannot notify the service manager", "error", nerr)
 	}
@@ -354,13 +360,31 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	return err
 }
 
+// watchdog pings systemd's watchdog (WatchdogSec=) from supervise's loop:
+// if that loop hangs, the pings stop and systemd restarts the service.
+type watchdog struct {
+	tick   <-chan time.Time // nil: no watchdog
+	sd     notifier
+	log    hclog.Logger
+	warned bool
+}
+
+func (w *watchdog) ping() {
+	if err := w.sd.notify("WATCHDOG=1"); err != nil && !w.warned {
+		w.warned = true
+		w.log.Warn("cannot ping the service manager's watchdog", "error", err)
+	}
+}
+
 // supervise forwards signals to the child until it exits, and stops it
 // when its credentials are lost (fail closed). It returns the child's
 // result, or the loss that made leash stop it.
-func supervise(sigs <-chan os.Signal, leaseErr, childErr <-chan error, sup *supervisor.Supervisor, log hclog.Logger) error {
+func supervise(sigs <-chan os.Signal, leaseErr, childErr <-chan error, sup *supervisor.Supervisor, wd watchdog, log hclog.Logger) error {
 	var lost error
 	for {
 		select {
+		case <-wd.tick:
+			wd.ping()
 		case sig := <-sigs:
 			sup.Signal(sig)
 		case err := <-leaseErr:
