@@ -51,6 +51,11 @@ func (n notifier) notify(state string) error {
 		return err
 	}
 	defer c.Close()
+	// supervise's loop sends the watchdog pings: a full socket queue must
+	// not hold up signal forwarding.
+	if err := c.SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
+		return err
+	}
 	_, err = c.Write([]byte(state))
 	return err
 }

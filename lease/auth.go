@@ -245,10 +245,15 @@ func readTrimmed(path string) (string, error) {
 
 // renewToken renews the current token, asking for its original ttl.
 func (m *Manager) renewToken(ctx context.Context, t *token) error {
-	c, err := m.clientWith(string(t.value))
+	// Vault's cert method checks the connection's certificate again when
+	// its token is renewed: that connection must present the certificate
+	// on disk now, as a login does, not one a pooled connection was set up
+	// with and which may have expired since.
+	c, err := m.loginClient.Clone()
 	if err != nil {
 		return err
 	}
+	c.SetToken(string(t.value))
 	inc := int(t.ttl / time.Second)
 	sec, err := c.Auth().Token().RenewSelfWithContext(ctx, inc)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -109,8 +110,9 @@ func (e environ) val(name string) string { v, _ := e.get(name); return v }
 // newClient builds a client configured like the vault CLI's
 // (api.DefaultConfig + the environment), but from env rather than the
 // process environment so tests and main can choose what leash sees. With
-// fresh, every request dials a new connection.
-func newClient(env environ, fresh bool) (*api.Client, error) {
+// fresh, every request dials a new connection. log receives warnings about
+// the client certificate.
+func newClient(env environ, fresh bool, log hclog.Logger) (*api.Client, error) {
 	// DefaultConfig also reads the process environment: everything it may
 	// have set from there is reset below, including the TLS transport.
 	cfg := api.DefaultConfig()
@@ -191,17 +193,12 @@ func newClient(env environ, fresh bool) (*api.Client, error) {
 	if err := cfg.ConfigureTLS(tlsCfg); err != nil {
 		return nil, fmt.Errorf("configure vault tls: %w", err)
 	}
-	if certFile, keyFile := tlsCfg.ClientCert, tlsCfg.ClientKey; certFile != "" {
+	if tlsCfg.ClientCert != "" {
 		// vault/api loads the pair once. Read it at every handshake instead,
 		// as the JWT file is at every login: short-lived client certificates
 		// renewed on disk (cert-manager, a PKI agent) keep working.
-		tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			c, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				return nil, fmt.Errorf("VAULT_CLIENT_CERT %s: %w", certFile, err)
-			}
-			return &c, nil
-		}
+		cr := &certReloader{certFile: tlsCfg.ClientCert, keyFile: tlsCfg.ClientKey, log: log}
+		tr.TLSClientConfig.GetClientCertificate = cr.get
 	}
 	if v := firstNonEmpty(env["VAULT_PROXY_ADDR"], env["VAULT_HTTP_PROXY"]); v != "" {
 		u, err := url.Parse(v)
@@ -225,6 +222,34 @@ func newClient(env environ, fresh bool) (*api.Client, error) {
 	// Clones (logins, per-token requests) keep the namespace header.
 	c.SetCloneHeaders(true)
 	return c, nil
+}
+
+// certReloader reads the client certificate and key at every TLS
+// handshake. A pair that cannot be read, or does not match (the two files
+// are rarely replaced at once), falls back to the last good one with a
+// warning: a renewal caught half-written must not fail the requests that
+// need no certificate.
+type certReloader struct {
+	certFile, keyFile string
+	log               hclog.Logger
+	mu                sync.Mutex
+	last              *tls.Certificate
+}
+
+func (r *certReloader) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.last = &c
+		return &c, nil
+	}
+	err = fmt.Errorf("client certificate VAULT_CLIENT_CERT=%s VAULT_CLIENT_KEY=%s: %w", r.certFile, r.keyFile, err)
+	if r.last == nil {
+		return nil, err
+	}
+	r.log.Warn("cannot read the client certificate; presenting the last one read", "error", err)
+	return r.last, nil
 }
 
 // cleanTransport is DefaultConfig's transport, made afresh. HTTP/2 over TLS

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/leash-dev/leash/internal/testvault"
 )
 
@@ -144,7 +146,7 @@ func TestTokenSourcesAndUnixSocket(t *testing.T) {
 func TestClientHTTP2OverTLS(t *testing.T) {
 	t.Parallel()
 	s := testvault.NewTLS(t)
-	c, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert}, false)
+	c, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert}, false, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

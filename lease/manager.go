@@ -75,7 +75,7 @@ func New(cfg Config) (*Manager, error) {
 		log = hclog.NewNullLogger()
 	}
 	env := newEnviron(cfg.Env)
-	c, err := newClient(env, false)
+	c, err := newClient(env, false, log)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func New(cfg Config) (*Manager, error) {
 	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
 	loginClient := anon
 	if cfg.Auth.Method == "cert" {
-		if loginClient, err = newClient(env, true); err != nil {
+		if loginClient, err = newClient(env, true, log); err != nil {
 			return nil, err
 		}
 	}

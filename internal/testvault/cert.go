@@ -60,13 +60,14 @@ func (s *Server) CertAuth(t testing.TB, policies []string, ttl, maxTTL time.Dura
 		"token_ttl":      secs(ttl),
 		"token_max_ttl":  secs(maxTTL),
 	})
-	c.Renew(t, "client-1")
+	c.Renew(t, "client-1", 24*time.Hour)
 	return c
 }
 
-// Renew issues a client certificate for cn with a new key and replaces
-// CertFile and KeyFile, each by a rename, as a renewing agent would.
-func (c *CertAuth) Renew(t testing.TB, cn string) {
+// Renew issues a client certificate for cn, valid for validFor, with a new
+// key and replaces CertFile and KeyFile, each by a rename, as a renewing
+// agent would.
+func (c *CertAuth) Renew(t testing.TB, cn string, validFor time.Duration) {
 	t.Helper()
 	key := newKey(t)
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
@@ -77,7 +78,7 @@ func (c *CertAuth) Renew(t testing.TB, cn string) {
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     time.Now().Add(validFor),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
