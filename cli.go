@@ -52,7 +52,7 @@ type Options struct {
 
 	Auth         string `name:"auth" enum:"token,approle,kubernetes,jwt,cert" default:"token" env:"LEASH_AUTH" help:"Auth method: token, approle, kubernetes, jwt, cert (TLS client certificate from VAULT_CLIENT_CERT and VAULT_CLIENT_KEY)."`
 	AuthMount    string `name:"auth-mount" env:"LEASH_AUTH_MOUNT" help:"Mount path of the auth method (default: the method's name)."`
-	AuthRole     string `name:"auth-role" env:"LEASH_AUTH_ROLE" help:"Role for kubernetes and jwt logins; optional for approle, and for cert (the certificate role to match)."`
+	AuthRole     string `name:"auth-role" env:"LEASH_AUTH_ROLE" help:"Role for kubernetes and jwt logins; for cert, optionally the certificate role to match; ignored for approle."`
 	TokenFile    string `name:"token-file" env:"LEASH_TOKEN_FILE" placeholder:"FILE" help:"File holding a Vault token (token auth; else VAULT_TOKEN, else ~/.vault-token)."`
 	RoleIDFile   string `name:"role-id-file" env:"LEASH_ROLE_ID_FILE" placeholder:"FILE" help:"File holding the AppRole role_id."`
 	SecretIDFile string `name:"secret-id-file" env:"LEASH_SECRET_ID_FILE" placeholder:"FILE" help:"File holding the AppRole secret_id (a response-wrapping token is unwrapped)."`

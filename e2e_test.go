@@ -352,9 +352,8 @@ func TestPKICertTemplate(t *testing.T) {
 	srv := testvault.Shared(t)
 	issue := srv.PKI(t, time.Hour)
 	tmpl := filepath.Join(t.TempDir(), "tls.tmpl")
-	text := `{{ with pkiCert "` + issue + `" "common_name=app.example.test" "ttl=10m" }}{{ .Cert }}
-{{ .Key }}
-{{ end }}`
+	// Fields concatenated, as Vault Agent's documentation writes them.
+	text := `{{ with pkiCert "` + issue + `" "common_name=app.example.test" "ttl=10m" }}{{ .Cert }}{{ .CA }}{{ .Key }}{{ end }}`
 	if err := os.WriteFile(tmpl, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

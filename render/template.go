@@ -67,6 +67,17 @@ type tmplPKI struct {
 	CAChain       []string
 }
 
+// pemField is a PEM string of a pki/issue answer ending in a newline, as
+// consul-template's pkiCert gives it: Vault trims it, and Vault Agent
+// templates concatenate the fields ({{ .Cert }}{{ .CA }}{{ .Key }}).
+func pemField(v any) string {
+	s, _ := v.(string)
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		s += "\n"
+	}
+	return s
+}
+
 // fetchFuncs are the template functions whose literal arguments name what
 // leash fetches before the first render.
 var fetchFuncs = []string{"secret", "pkiCert"}
@@ -318,11 +329,10 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 			if err != nil {
 				return nil, err
 			}
-			str := func(k string) string { v, _ := s.Raw.m[k].(string); return v }
-			p := &tmplPKI{Cert: str("certificate"), Key: str("private_key"), CA: str("issuing_ca")}
+			p := &tmplPKI{Cert: pemField(s.Raw.m["certificate"]), Key: pemField(s.Raw.m["private_key"]), CA: pemField(s.Raw.m["issuing_ca"])}
 			chain, _ := s.Raw.m["ca_chain"].([]any)
 			for _, c := range chain {
-				if c, ok := c.(string); ok {
+				if c := pemField(c); c != "" {
 					p.CAChain = append(p.CAChain, c)
 				}
 			}
@@ -418,6 +428,8 @@ func templateFuncs(env func(string) string) template.FuncMap {
 			}
 			return string(b), nil
 		},
+		// env cannot tell unset from empty, so an empty variable gets the
+		// default (consul-template would give the empty value).
 		"envOrDefault": func(name, def string) string {
 			if v := env(name); v != "" {
 				return v
@@ -452,24 +464,19 @@ func templateFuncs(env func(string) string) template.FuncMap {
 // library's messages quote it (strconv) or show a byte of it (encoding/json,
 // regexp).
 
-// parseJSON decodes S (numbers kept exact, as in secret data); an empty S
-// is an empty object.
+// parseJSON decodes S as consul-template does (numbers become float64,
+// so {{ if .n }} is false for 0); an empty S is an empty object.
 func parseJSON(s string) (any, error) {
-	if strings.TrimSpace(s) == "" {
+	if s == "" {
 		return map[string]any{}, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			return nil, fmt.Errorf("parseJSON: invalid JSON at byte %d", se.Offset)
 		}
 		return nil, errors.New("parseJSON: invalid JSON")
-	}
-	if dec.More() {
-		return nil, errors.New("parseJSON: data after the JSON value")
 	}
 	return v, nil
 }

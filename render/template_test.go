@@ -186,14 +186,17 @@ func TestTemplateFunctions(t *testing.T) {
 		{`{{ envOrDefault "APP_ENV" "dev" }}-{{ envOrDefault "UNSET" "dev" }}`, "Prod-dev"},
 		{`{{ "--a--" | trim "-" }}{{ "app-x" | trimPrefix "app-" }}{{ "y.pem" | trimSuffix ".pem" }}`, "axy"},
 		{`{{ "abc" | sha256Hex }}`, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-		{`{{ with parseJSON "{\"port\": 5432, \"tls\": true}" }}{{ .port }}/{{ .tls }}{{ end }}{{ len (parseJSON "") }}`, "5432/true0"},
+		{`{{ with parseJSON "{\"port\": 5432, \"tls\": true, \"n\": 0}" }}{{ .port }}/{{ .tls }}{{ if .n }}!{{ end }}{{ end }}{{ len (parseJSON "") }}`, "5432/true0"},
 		{`{{ if parseBool "true" }}t{{ end }}{{ if parseBool "" }}f{{ end }}{{ if gt (parseInt "1025") 1024 }}>{{ end }}{{ parseInt "" }}`, "t>0"},
 		{`{{ if "v-token-x" | regexMatch "^v-token-" }}y{{ end }}{{ "a1b22" | regexReplaceAll "[0-9]+" "#" }}`, "ya#b#"},
 		{`{{ with secret "database/creds/readonly" }}{{ .Data.username | regexReplaceAll "^v-token-(.*)-.*$" "$1" }}{{ end }}`, "readonly"},
 		// Vault Agent's pkiCert example, and the same lease seen through secret.
 		{`{{ with pkiCert "pki/issue/web" "common_name=web.example.com" "ttl=1h" }}{{ .Cert }}|{{ .Key }}|{{ .CA }}|{{ len .CAChain }}{{ end }}`,
-			"-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----|-----BEGIN RSA PRIVATE KEY-----\nMIIkey\n-----END RSA PRIVATE KEY-----|-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----|1"},
-		{`{{ (pkiCert "pki/issue/web" "ttl=1h" "common_name=web.example.com").Cert | eq (secret "pki/issue/web" "common_name=web.example.com" "ttl=1h").Data.certificate }}`, "true"},
+			"-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----\n|-----BEGIN RSA PRIVATE KEY-----\nMIIkey\n-----END RSA PRIVATE KEY-----\n|-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----\n|1"},
+		// Concatenated, as Vault Agent's docs write it: each field ends its line.
+		{`{{ with pkiCert "pki/issue/web" "common_name=web.example.com" "ttl=1h" }}{{ .Cert }}{{ .CA }}{{ index .CAChain 0 }}{{ end }}`,
+			"-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----\n"},
+		{`{{ (pkiCert "pki/issue/web" "ttl=1h" "common_name=web.example.com").Cert | eq (printf "%s\n" (secret "pki/issue/web" "common_name=web.example.com" "ttl=1h").Data.certificate) }}`, "true"},
 	}
 	for _, c := range cases {
 		got, err := execTemplate(t, c.text, env)
@@ -268,7 +271,7 @@ func TestTemplateErrors(t *testing.T) {
 		{"not fetched", "{{ with secret \"database/creds/other\" }}{{ end }}", []string{`secret "database/creds/other" was not fetched`}},
 		{"bad base64", "{{ \"!!\" | base64Decode }}", []string{"base64Decode", "illegal base64"}},
 		{"bad JSON", "{{ parseJSON \"{Zq\" }}", []string{"test.tmpl:1:", "parseJSON: invalid JSON at byte 2"}},
-		{"two JSON values", "{{ parseJSON \"1 2\" }}", []string{"parseJSON: data after the JSON value"}},
+		{"two JSON values", "{{ parseJSON \"1 Zq\" }}", []string{"parseJSON: invalid JSON at byte 3"}},
 		{"bad pattern", "{{ regexMatch \"(Zq\" \"x\" }}", []string{"regexMatch: invalid pattern: missing closing )"}},
 		{"bad integer", "{{ parseInt \"Zq1\" }}", []string{"parseInt: not a base-10 integer"}},
 		{"bad boolean", "{{ parseBool \"Zq\" }}", []string{"parseBool: not a boolean"}},
