@@ -109,6 +109,26 @@ func leashOutput(t *testing.T, cmd *exec.Cmd) ([]byte, string) {
 	return out, stderr.String()
 }
 
+// startPiped starts cmd with a pipe to its stdin, its stdout read line by
+// line, and its stderr collected.
+func startPiped(t *testing.T, cmd *exec.Cmd) (stdin io.WriteCloser, lines *lineReader, stderr *strings.Builder) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return stdin, newLineReader(t, stdout), stderr
+}
+
 // helperArgs returns argv running the helper child in mode.
 func helperArgs(t *testing.T, mode string, args ...string) []string {
 	self, err := os.Executable()

@@ -64,23 +64,11 @@ func TestNotifySocket(t *testing.T) {
 			if tt.watchdogPID != "" {
 				cmd.Env = append(cmd.Env, "WATCHDOG_PID="+tt.watchdogPID)
 			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			stdin, lines, stderr := startPiped(t, cmd)
 			if msg := next(); !has(msg, "READY=1") {
 				t.Fatalf("first notification %q, want READY=1", msg)
 			}
-			newLineReader(t, stdout).expect("child unset unset unset " + secret)
+			lines.expect("child unset unset unset " + secret)
 			if tt.pings {
 				for range 2 {
 					if msg := next(); !has(msg, "WATCHDOG=1") {

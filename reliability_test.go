@@ -1391,20 +1391,7 @@ func TestExitNotHeldByHungVault(t *testing.T) {
 	args := []string{"--revoke-timeout", "2s", "-s", "db=" + creds, "-s", "k=" + kv + "/app#k", "--", "sh", "-c", script}
 	cmd := leashCmd(t, args...)
 	cmd.Env = append(cmd.Env, vaultEnv(p.Addr(), srv.RootToken)...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lr := newLineReader(t, stdout)
+	stdin, lr, stderr := startPiped(t, cmd)
 	var line string
 	select {
 	case line = <-lr.lines:
@@ -1425,7 +1412,7 @@ func TestExitNotHeldByHungVault(t *testing.T) {
 	p.Delay(time.Hour)
 	exited := time.Now()
 	stdin.Close() // the child exits 5
-	err = cmd.Wait()
+	err := cmd.Wait()
 	took := time.Since(exited)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 5 {
