@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,15 +57,4 @@ func (n notifier) notify(state string) error {
 	}
 	_, err = c.Write([]byte(state))
 	return err
-}
-
-// withoutVars returns env without the variables names.
-func withoutVars(env []string, names []string) []string {
-	out := env[:0:0]
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); !slices.Contains(names, k) {
-			out = append(out, kv)
-		}
-	}
-	return out
 }

@@ -138,10 +138,11 @@ func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 // credentialVars are never passed to the child or to templates' env.
 var credentialVars = []string{"VAULT_TOKEN", "BAO_TOKEN"}
 
-// scrubbedEnv is leash's environment minus its own credentials.
+// scrubbedEnv is leash's environment minus its own credentials and the
+// service manager's variables addressed to leash (notifyVars).
 func scrubbedEnv(extra []string) (env []string, lookup func(string) string) {
 	drop := map[string]bool{}
-	for _, k := range append(slices.Clone(credentialVars), extra...) {
+	for _, k := range slices.Concat(credentialVars, notifyVars, extra) {
 		drop[k] = true
 	}
 	for _, kv := range os.Environ() {
@@ -269,7 +270,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if _, err := r.Update(renderSecrets(snap), inPlace); err != nil {
 		return &configError{err}
 	}
-	env, err := childEnv(withoutVars(baseEnv, notifyVars), r, s.plan.pointers)
+	env, err := childEnv(baseEnv, r, s.plan.pointers)
 	if err != nil {
 		return &configError{err}
 	}
