@@ -249,11 +249,10 @@ func (m *Manager) renewToken(ctx context.Context, t *token) error {
 	// its token is renewed: that connection must present the certificate
 	// on disk now, as a login does, not one a pooled connection was set up
 	// with and which may have expired since.
-	c, err := m.loginClient.Clone()
+	c, err := withToken(m.loginClient, string(t.value))
 	if err != nil {
 		return err
 	}
-	c.SetToken(string(t.value))
 	inc := int(t.ttl / time.Second)
 	sec, err := c.Auth().Token().RenewSelfWithContext(ctx, inc)
 	if err != nil {
@@ -293,7 +292,12 @@ func (m *Manager) capabilities(ctx context.Context, path string) ([]string, erro
 // clientWith returns a client carrying exactly tok ("" for none). A plain
 // Clone is not enough: api.NewClient picks up the process's VAULT_TOKEN.
 func (m *Manager) clientWith(tok string) (*api.Client, error) {
-	c, err := m.anon.Clone()
+	return withToken(m.anon, tok)
+}
+
+// withToken is clientWith on another base client.
+func withToken(base *api.Client, tok string) (*api.Client, error) {
+	c, err := base.Clone()
 	if err != nil {
 		return nil, err
 	}

@@ -300,8 +300,9 @@ func firstNonEmpty(vs ...string) string {
 	return ""
 }
 
-// validate checks the config without talking to Vault.
-func (c *Config) validate() error {
+// validate checks the config, whose environment is env, without talking
+// to Vault.
+func (c *Config) validate(env environ) error {
 	switch c.Auth.Method {
 	case "", "token":
 	case "approle":
@@ -316,7 +317,7 @@ func (c *Config) validate() error {
 			return errors.New("jwt auth needs a JWT file")
 		}
 	case "cert":
-		if env := newEnviron(c.Env); env.val("CLIENT_CERT") == "" || env.val("CLIENT_KEY") == "" {
+		if env.val("CLIENT_CERT") == "" || env.val("CLIENT_KEY") == "" {
 			return errors.New("cert auth needs a client certificate: set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
 		}
 	default:

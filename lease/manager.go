@@ -58,7 +58,8 @@ type Manager struct {
 // New validates cfg and builds a client from its environment. It does not
 // contact Vault.
 func New(cfg Config) (*Manager, error) {
-	if err := cfg.validate(); err != nil {
+	env := newEnviron(cfg.Env)
+	if err := cfg.validate(env); err != nil {
 		return nil, err
 	}
 	if cfg.StaticRefresh <= 0 {
@@ -74,7 +75,6 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	env := newEnviron(cfg.Env)
 	c, err := newClient(env, false, log)
 	if err != nil {
 		return nil, err
