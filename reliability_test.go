@@ -1419,13 +1419,14 @@ func TestExitNotHeldByHungVault(t *testing.T) {
 		t.Errorf("leash: %v, want exit 5; stderr:\n%s", err, stderr.String())
 	}
 	t.Logf("exit took %s with Vault hung", took.Round(time.Millisecond))
-	// Not sooner: leash tried to revoke and waited for Vault. Well before
-	// the 10s default: the flag set the bound.
-	if took < 2*time.Second || took > 8*time.Second {
-		t.Errorf("exit took %s with Vault hung; want the 2s --revoke-timeout", took)
+	// leash tried to revoke and gave up at its deadline, not at once.
+	if !strings.Contains(stderr.String(), "revoking on exit failed") || !strings.Contains(stderr.String(), "deadline exceeded") {
+		t.Errorf("no revocation given up at its deadline; stderr:\n%s", stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "revoking on exit failed") {
-		t.Errorf("no revocation failure logged; stderr:\n%s", stderr.String())
+	// A bound with a wide margin, not a measurement: the 10s default would
+	// exceed it, the 2s flag cannot.
+	if took > 8*time.Second {
+		t.Errorf("exit took %s with Vault hung; want the 2s --revoke-timeout", took)
 	}
 	if got, err := os.ReadFile(fmt.Sprintf("/proc/%d/fd/7", gc)); err != nil || len(got) != 0 {
 		t.Errorf("the output still holds %d bytes after exit (err %v)", len(got), err)
