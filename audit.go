@@ -37,34 +37,87 @@ type auditor struct {
 }
 
 // openAudit opens (creates, 0600) the audit file for appending. It refuses
-// a symlink and a file that others can read: the trail proves what happened,
-// so it must not be something another user planted or can rewrite.
+// a symlink, anything but a regular file, and a file that others can read:
+// the trail proves what happened, so it must not be something another user
+// planted or can rewrite. The open is non-blocking, so a FIFO or a device at
+// the path is refused at once: a blocking open of a FIFO waits for a reader,
+// in a system call that no signal ends.
 func openAudit(path string) (*os.File, error) {
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_APPEND|syscall.O_CREAT|syscall.O_NOFOLLOW|
+		syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("--audit-file %s: %w", path, err)
+		if fi, lerr := os.Lstat(path); lerr == nil && !fi.Mode().IsRegular() {
+			// ENXIO (a FIFO without a reader), ELOOP (a symlink): say what
+			// is there instead.
+			return nil, fmt.Errorf("--audit-file %s: not a regular file (%s); give the path of a regular file", path, fileKind(fi.Mode()))
+		}
+		return nil, fmt.Errorf("--audit-file %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--audit-file %s: %w", path, err)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("--audit-file %s: %w", path, &os.PathError{Op: "fstat", Path: path, Err: err})
 	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
+	mode := os.FileMode(st.Mode & 0o777)
 	switch {
-	case !fi.Mode().IsRegular():
-		f.Close()
-		return nil, fmt.Errorf("--audit-file %s: not a regular file", path)
-	case fi.Mode().Perm()&0o077 != 0:
-		f.Close()
-		return nil, fmt.Errorf("--audit-file %s: mode %04o lets other users read or write it; chmod 600", path, fi.Mode().Perm())
-	case st != nil && int(st.Uid) != os.Geteuid():
-		f.Close()
+	case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
+		syscall.Close(fd)
+		return nil, fmt.Errorf("--audit-file %s: not a regular file (%s); give the path of a regular file", path, fileKind(statFileMode(st.Mode)))
+	case mode&0o077 != 0:
+		syscall.Close(fd)
+		return nil, fmt.Errorf("--audit-file %s: mode %04o lets other users read or write it; chmod 600", path, mode)
+	case int(st.Uid) != os.Geteuid():
+		syscall.Close(fd)
 		return nil, fmt.Errorf("--audit-file %s: owned by uid %d, not by leash's uid %d", path, st.Uid, os.Geteuid())
 	}
-	return f, nil
+	// Writes to a regular file never return EAGAIN, but clear the flag so
+	// the descriptor is the plain blocking one os.File expects.
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("--audit-file %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// statFileMode turns a stat(2) type into the os.FileMode type bits.
+func statFileMode(m uint32) os.FileMode {
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFIFO:
+		return os.ModeNamedPipe
+	case syscall.S_IFCHR:
+		return os.ModeDevice | os.ModeCharDevice
+	case syscall.S_IFBLK:
+		return os.ModeDevice
+	case syscall.S_IFSOCK:
+		return os.ModeSocket
+	case syscall.S_IFDIR:
+		return os.ModeDir
+	case syscall.S_IFLNK:
+		return os.ModeSymlink
+	}
+	return os.ModeIrregular
+}
+
+// fileKind names a non-regular file type for an error.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDir != 0:
+		return "a directory"
+	case m&os.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "an irregular file"
 }
 
 // leaseEvent is the lease manager's event hook.

@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -225,5 +227,47 @@ func TestAuditFileRefusesLooseModeAndSymlink(t *testing.T) {
 	}
 	if _, err := openAudit(link); err == nil {
 		t.Error("openAudit followed a symlink")
+	}
+}
+
+// --audit-file naming a FIFO, with nobody reading it, or a device is a
+// config error at once: a blocking open(2) of the FIFO would wait for a
+// reader forever, and SIGTERM would not end it.
+func TestAuditFileRefusesFIFOAndDevice(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "audit.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, path, kind string }{
+		{"fifo", fifo, "a named pipe"},
+		{"device", "/dev/null", "a character device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := leashCmd(t, "--audit-file", tc.path, "--", "true")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("leash --audit-file %s did not exit; stderr:\n%s", tc.path, stderr.String())
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitConfig {
+				t.Fatalf("leash = %v, want exit %d; stderr:\n%s", err, exitConfig, stderr.String())
+			}
+			if want := "--audit-file " + tc.path + ": not a regular file (" + tc.kind + ")"; !strings.Contains(stderr.String(), want) {
+				t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+			}
+		})
 	}
 }
