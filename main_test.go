@@ -50,6 +50,8 @@ func TestMain(m *testing.M) {
 //	         exit 0 on SIGUSR2 (after reporting it).
 //	ignore-term: like signals, but SIGTERM does not end it.
 //	cat-file VAR: print the contents of the file named by $VAR.
+//	sigconf ARGV: exec ARGV with signals ignored and blocked (sigconfExec).
+//	status-signals: print its SigIgn and SigBlk lines, then act as signals.
 func helperChild(mode string, args []string) int {
 	switch mode {
 	case "signals", "ignore-term":
@@ -71,6 +73,11 @@ func helperChild(mode string, args []string) int {
 		}
 	case "pgapp":
 		return pgApp()
+	case "sigconf":
+		return sigconfExec(args)
+	case "status-signals":
+		printSignalMasks()
+		return helperChild("signals", args)
 	case "cat-file":
 		b, err := os.ReadFile(os.Getenv(args[0]))
 		if err != nil {

@@ -180,6 +180,15 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		return err
 	}
 
+	// nohup and background jobs of scripts start leash with signals
+	// ignored; Notify leaves them so, for leash and the child alike.
+	if ign := signals.InheritedIgnored(); len(ign) > 0 {
+		names := make([]string, len(ign))
+		for i, sig := range ign {
+			names[i] = signals.Name(sig)
+		}
+		log.Info("signals ignored when leash started stay ignored for the child and are not forwarded", "signal", strings.Join(names, ","))
+	}
 	// From here on no signal is lost: they queue until the child runs.
 	sigCtx, stopSignals := context.WithCancel(context.Background())
 	defer stopSignals()

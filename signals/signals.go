@@ -164,18 +164,27 @@ var StopSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, 
 // to would be anyway. Call ready before starting a child: an ignored
 // disposition survives exec.
 //
+// A signal leash was started with ignored (see InheritedIgnored) is left
+// ignored: it is neither caught nor forwarded, and the child inherits it
+// ignored, as it would have without leash in between.
+//
 // The channel is buffered; a burst larger than the buffer loses signals the
 // kernel would have merged anyway. When ctx is done, Notify stops catching and
 // closes the channel, after which the signals have their default actions again.
 func Notify(ctx context.Context) (_ <-chan os.Signal, ready func()) {
 	ch := make(chan os.Signal, 128)
-	signal.Notify(ch, StopSignals...)
-	var rest []os.Signal
+	ignored := InheritedIgnored()
+	var stop, rest []os.Signal
 	for _, s := range ForwardableSignals() {
-		if !slices.Contains(StopSignals, s) {
+		switch {
+		case slices.Contains(ignored, s):
+		case slices.Contains(StopSignals, s):
+			stop = append(stop, s)
+		default:
 			rest = append(rest, s)
 		}
 	}
+	signal.Notify(ch, stop...)
 	signal.Ignore(rest...)
 	done := make(chan struct{})
 	go func() {
@@ -190,6 +199,46 @@ func Notify(ctx context.Context) (_ <-chan os.Signal, ready func()) {
 		close(ch)
 	}()
 	return ch, func() { <-done }
+}
+
+// InheritedIgnored returns the forwardable signals that were ignored
+// (SIG_IGN) when leash was executed, as far as they can still be known: nohup
+// ignores SIGHUP, a non-interactive shell starts background jobs with SIGINT
+// and SIGQUIT ignored. Call it before Notify, which changes dispositions.
+//
+// The Go runtime installs its own handler over most inherited dispositions
+// before any of leash's code runs, and only it keeps the old ones (unexported,
+// and out of reach of go:linkname since Go 1.23). What survives is SIGHUP and
+// SIGINT, whose SIG_IGN the runtime respects, and SIGCONT, SIGTSTP, SIGTTIN
+// and SIGTTOU, which it leaves alone: those are what this reports. An ignored
+// SIGTERM, SIGQUIT, SIGUSR1, ... is lost, as it is for every Go program.
+func InheritedIgnored() []os.Signal {
+	mask, ok := procSigIgn()
+	var out []os.Signal
+	for _, s := range ForwardableSignals() {
+		n := uint(s.(syscall.Signal))
+		if ok && mask&(1<<(n-1)) != 0 || !ok && signal.Ignored(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// procSigIgn reads the process's ignored-signal mask (bit N-1 for signal N)
+// from /proc/self/status: the kernel's own view, for every signal.
+// signal.Ignored, the fallback without /proc, knows SIGHUP and SIGINT only.
+func procSigIgn() (uint64, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return m, err == nil
+		}
+	}
+	return 0, false
 }
 
 // SetSubreaper makes leash a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned
