@@ -246,6 +246,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		go supervisor.Prepare() // while Vault answers
 		lc := c.leaseConfig(s, log)
 		lc.OnEvent = aud.leaseEvent
+		lc.OnRequest = st.request
 		mgr, err = lease.New(lc)
 		if err != nil {
 			return &configError{err}

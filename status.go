@@ -88,9 +88,13 @@ func (s *status) event(e lease.Event) {
 		r.failing = true
 		r.Expires = e.ExpiresAt
 	}
-	if e.Latency > 0 {
-		s.latency.observe(e.Latency.Seconds())
-	}
+}
+
+// request records the duration of one request to Vault (lease.Config.OnRequest).
+func (s *status) request(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency.observe(d.Seconds())
 }
 
 // set records run-loop state: delivered, running, rotation failures.
@@ -211,7 +215,7 @@ func (s *status) writeMetrics(w io.Writer) {
 	counter("leash_rotations_total", "New credentials handed over before expiry.")
 	counter("leash_child_restarts_total", "Restarts of the child to pick up new credentials.")
 	counter("leash_child_reloads_total", "Reload signals sent to the child.")
-	s.latency.write(w, "leash_vault_request_duration_seconds", "Latency of Vault requests made for leases.")
+	s.latency.write(w, "leash_vault_request_duration_seconds", "Duration of every HTTP request leash sent to Vault (logins, lookups, reads, renewals, revocations; each retry counts), from start-up on.")
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

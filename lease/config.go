@@ -64,6 +64,11 @@ type Config struct {
 	// metrics). It is called synchronously from the manager's goroutines
 	// and must not block or call back into the Manager.
 	OnEvent func(Event)
+	// OnRequest, when set, receives the duration of every HTTP request
+	// leash sends to Vault (logins, lookups, reads, renewals, revocations,
+	// each retry), whether it succeeded or not. Like OnEvent it is called
+	// synchronously and must not block.
+	OnRequest func(time.Duration)
 }
 
 // DefaultServiceAccountTokenFile is where Kubernetes mounts the pod's token.
@@ -111,8 +116,8 @@ func (e environ) val(name string) string { v, _ := e.get(name); return v }
 // (api.DefaultConfig + the environment), but from env rather than the
 // process environment so tests and main can choose what leash sees. With
 // fresh, every request dials a new connection. log receives warnings about
-// the client certificate.
-func newClient(env environ, fresh bool, log hclog.Logger) (*api.Client, error) {
+// the client certificate; observe (if not nil) every request's duration.
+func newClient(env environ, fresh bool, log hclog.Logger, observe func(time.Duration)) (*api.Client, error) {
 	// DefaultConfig also reads the process environment: everything it may
 	// have set from there is reset below, including the TLS transport.
 	cfg := api.DefaultConfig()
@@ -207,6 +212,10 @@ func newClient(env environ, fresh bool, log hclog.Logger) (*api.Client, error) {
 		}
 		tr.Proxy = http.ProxyURL(u)
 	}
+	if observe != nil {
+		// After ConfigureTLS, which needs the *http.Transport itself.
+		cfg.HttpClient.Transport = &timedTransport{next: tr, observe: observe}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
@@ -250,6 +259,22 @@ func (r *certReloader) get(*tls.CertificateRequestInfo) (*tls.Certificate, error
 	}
 	r.log.Warn("cannot read the client certificate; presenting the last one read", "error", err)
 	return r.last, nil
+}
+
+// timedTransport reports how long each round trip to Vault took. It sits
+// under vault/api's retries, so every attempt counts, and under every
+// client leash makes (clones share the http.Client): no request, at
+// start-up or later, escapes the metric.
+type timedTransport struct {
+	next    http.RoundTripper
+	observe func(time.Duration)
+}
+
+func (t *timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	t.observe(time.Since(start))
+	return resp, err
 }
 
 // cleanTransport is DefaultConfig's transport, made afresh. HTTP/2 over TLS

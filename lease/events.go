@@ -31,7 +31,6 @@ type Event struct {
 	Next        time.Time     // next renewal or hand-over (zero: none planned)
 	Op          string        // failed: the operation (renew, rotate, refresh, login, retire, revoke)
 	Err         string        // failed: the error text, which names paths, never secrets
-	Latency     time.Duration // how long the Vault request took (0: not measured)
 }
 
 // event delivers e to Config.OnEvent, stamped with the manager's clock.

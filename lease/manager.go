@@ -75,7 +75,7 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	c, err := newClient(env, false, log)
+	c, err := newClient(env, false, log, cfg.OnRequest)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func New(cfg Config) (*Manager, error) {
 	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
 	loginClient := anon
 	if cfg.Auth.Method == "cert" {
-		if loginClient, err = newClient(env, true, log); err != nil {
+		if loginClient, err = newClient(env, true, log, cfg.OnRequest); err != nil {
 			return nil, err
 		}
 	}
@@ -844,10 +844,8 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 // or the transport's error (already logged and counted).
 func (m *Manager) renew(ctx context.Context, e *entry) error {
 	c, cancel := m.entryCallCtx(ctx, e)
-	start := time.Now()
 	sent := m.now()
 	ld, err := m.renewLease(c, e.lease, e.ttl)
-	took := time.Since(start)
 	cancel()
 	now := m.now()
 	if err != nil {
@@ -876,15 +874,13 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 		"ttl", ld.String(), "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
 	exp, _ := e.expiry()
 	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
-		TTL: ld, ExpiresAt: exp, Next: e.next, Latency: took})
+		TTL: ld, ExpiresAt: exp, Next: e.next})
 	return nil
 }
 
 func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 	c, cancel := m.entryCallCtx(ctx, e)
-	start := time.Now()
 	is, err := m.fetch(c, e)
-	took := time.Since(start)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)
@@ -896,7 +892,7 @@ func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 	m.log.Info("lease rotated", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
 	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
-		TTL: is.secret.LeaseDuration, ExpiresAt: is.secret.ExpiresAt, Next: e.next, Latency: took})
+		TTL: is.secret.LeaseDuration, ExpiresAt: is.secret.ExpiresAt, Next: e.next})
 	return true
 }
 
