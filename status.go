@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -251,47 +253,132 @@ func (h *histogram) write(w io.Writer, name, help string) {
 	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %g\n%s_count %d\n", name, h.n, name, h.sum, name, h.n)
 }
 
-// listenStatus opens --status-addr: a Unix socket path (anything with a /)
-// or a loopback host:port. Non-loopback addresses are refused: the lease
+// statusListener opens --status-addr: a Unix socket path (anything with a
+// /) or a loopback host:port. Non-loopback addresses are refused: the lease
 // table is for the pod or host, not the network.
+type statusListener struct {
+	// lookup resolves a host name to its addresses; nil means the system
+	// resolver.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// listenStatus opens addr with the system resolver.
 func listenStatus(addr string) (net.Listener, error) {
+	return statusListener{}.listen(addr)
+}
+
+func (sl statusListener) listen(addr string) (net.Listener, error) {
 	if strings.Contains(addr, "/") {
-		if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			// A socket left by a leash that was killed; a live one would
-			// still accept, so refuse to steal it.
-			if c, err := net.Dial("unix", addr); err == nil {
-				c.Close()
-				return nil, fmt.Errorf("--status-addr %s: another process is serving there", addr)
-			}
-			os.Remove(addr)
-		}
-		l, err := net.Listen("unix", addr)
-		if err != nil {
-			return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
-		}
-		_ = os.Chmod(addr, 0o660)
-		return l, nil
+		return listenStatusUnix(addr)
 	}
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--status-addr %q: want a Unix socket path or a loopback host:port: %w", addr, err)
 	}
-	if host != "localhost" {
-		ip := net.ParseIP(host)
-		if ip == nil || !ip.IsLoopback() {
-			return nil, fmt.Errorf("--status-addr %q: only loopback addresses (127.0.0.1, [::1], localhost) or a Unix socket", addr)
-		}
+	ip, err := sl.loopbackIP(host)
+	if err != nil {
+		return nil, fmt.Errorf("--status-addr %q: %w; use 127.0.0.1:PORT, [::1]:PORT, localhost:PORT or a Unix socket path", addr, err)
 	}
-	l, err := net.Listen("tcp", addr)
+	// The address itself, not the name: net.Listen would resolve the name
+	// again, and might get another answer.
+	l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), port))
 	if err != nil {
 		return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
 	}
 	return l, nil
 }
 
-// serveStatus serves s on l until ctx is done.
+// loopbackIP returns the address to listen on for host: host itself when
+// it is a loopback IP address; for localhost what it resolves to, provided
+// every address it resolves to is loopback (a hosts file can map localhost
+// to 0.0.0.0). Of several, the first IPv4 one is taken, as net.Listen
+// would.
+func (sl statusListener) loopbackIP(host string) (netip.Addr, error) {
+	if host == "" {
+		return netip.Addr{}, errors.New("no host (that would listen on every address)")
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !ip.Unmap().IsLoopback() {
+			return netip.Addr{}, fmt.Errorf("%s is not a loopback address", host)
+		}
+		return ip.Unmap(), nil
+	}
+	if !strings.EqualFold(host, "localhost") {
+		return netip.Addr{}, fmt.Errorf("%s is neither localhost nor a loopback IP address", host)
+	}
+	lookup := sl.lookup
+	if lookup == nil {
+		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addrs, err := lookup(ctx, host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("%s resolves to no address", host)
+	}
+	var bad []string
+	for _, a := range addrs {
+		if !a.Unmap().IsLoopback() {
+			bad = append(bad, a.String())
+		}
+	}
+	if len(bad) > 0 {
+		return netip.Addr{}, fmt.Errorf("%s resolves to %s, which is not loopback", host, strings.Join(bad, ", "))
+	}
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			return a.Unmap(), nil
+		}
+	}
+	return addrs[0], nil
+}
+
+// loopbackHost reports whether a request's Host header (without its port)
+// names a loopback address: an IP literal, or localhost or a name under it
+// (RFC 6761: clients resolve these themselves, never through DNS). Anything
+// else is a page on another site that pointed a name of its own at
+// 127.0.0.1 (DNS rebinding), or a client that came through a proxy.
+func loopbackHost(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
+		return ip.Unmap().IsLoopback()
+	}
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// serveStatus serves s on l until ctx is done. On TCP the Host header must
+// name loopback; on a Unix socket any Host will do (no browser reaches
+// one).
 func serveStatus(ctx context.Context, l net.Listener, s *status) error {
-	return newStatusServer(s.routes()).Serve(ctx, l)
+	srv := newStatusServer(s.routes())
+	if l.Addr().Network() == "tcp" {
+		srv.allowHost = loopbackHost
+	}
+	return srv.Serve(ctx, l)
+}
+
+// listenStatusUnix listens on the Unix socket path.
+func listenStatusUnix(addr string) (net.Listener, error) {
+	if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		// A socket left by a leash that was killed; a live one would
+		// still accept, so refuse to steal it.
+		if c, err := net.Dial("unix", addr); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("--status-addr %s: another process is serving there", addr)
+		}
+		os.Remove(addr)
+	}
+	l, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
+	}
+	_ = os.Chmod(addr, 0o660)
+	return l, nil
 }
 
 // statusClient returns an HTTP client and base URL for --status-addr.

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,12 +206,75 @@ func TestStatusAuditAndHealth(t *testing.T) {
 
 func TestStatusAddrMustBeLoopback(t *testing.T) {
 	t.Parallel()
-	for _, addr := range []string{"0.0.0.0:9000", "10.1.2.3:80", "example.com:80", "nonsense"} {
+	for _, addr := range []string{"0.0.0.0:9000", ":9000", "[::]:9000", "10.1.2.3:80", "[::ffff:10.1.2.3]:80", "example.com:80", "127.0.0.1.nip.io:80", "nonsense"} {
 		if l, err := listenStatus(addr); err == nil {
 			l.Close()
 			t.Errorf("listenStatus(%q) accepted a non-loopback address", addr)
 		}
 	}
+}
+
+// localhost in --status-addr is resolved once; every address must be
+// loopback, and leash listens on that address, not on whatever the name
+// resolves to at bind time. The resolver stands in for a hosts file.
+func TestStatusAddrLocalhostMustResolveToLoopback(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		addrs   []string
+		err     error
+		want    string // the address listened on, or "" for an error
+		wantErr string
+	}{
+		{"loopback v4", []string{"127.0.0.1"}, nil, "127.0.0.1", ""},
+		{"loopback v4 first", []string{"::1", "127.0.0.1"}, nil, "127.0.0.1", ""},
+		{"v4-mapped loopback", []string{"::ffff:127.0.0.1"}, nil, "127.0.0.1", ""},
+		{"all addresses", []string{"0.0.0.0"}, nil, "", "localhost resolves to 0.0.0.0, which is not loopback"},
+		{"one not loopback", []string{"127.0.0.1", "192.0.2.7"}, nil, "", "localhost resolves to 192.0.2.7, which is not loopback"},
+		{"nothing", nil, nil, "", "localhost resolves to no address"},
+		{"lookup fails", nil, errors.New("no such host"), "", "resolve localhost: no such host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sl := statusListener{lookup: func(_ context.Context, host string) ([]netip.Addr, error) {
+				if host != "localhost" {
+					t.Errorf("looked up %q", host)
+				}
+				var out []netip.Addr
+				for _, a := range tc.addrs {
+					out = append(out, netip.MustParseAddr(a))
+				}
+				return out, tc.err
+			}}
+			l, err := sl.listen("localhost:0")
+			if tc.want == "" {
+				if err == nil {
+					l.Close()
+					t.Fatalf("listened on %s", l.Addr())
+				}
+				if !strings.Contains(err.Error(), `--status-addr "localhost:0": `+tc.wantErr) {
+					t.Errorf("error %q does not name the flag and say %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if got := l.Addr().(*net.TCPAddr).IP.String(); got != tc.want {
+				t.Errorf("listening on %s, want %s", l.Addr(), tc.want)
+			}
+		})
+	}
+	t.Run("localhost", func(t *testing.T) { // the system resolver
+		l, err := listenStatus("localhost:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if ip := l.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+			t.Errorf("localhost:0 listens on %s", l.Addr())
+		}
+	})
 }
 
 func TestAuditFileRefusesLooseModeAndSymlink(t *testing.T) {

@@ -31,18 +31,34 @@ type statusRoute func() (code int, contentType string, body []byte)
 // statusServer answers GET and HEAD for its routes.
 type statusServer struct {
 	routes map[string]statusRoute
-	// timeout bounds a connection from accept to the last byte written,
-	// so a client that stalls (slowloris) holds a slot for that long only.
-	timeout time.Duration
+	// headerTimeout bounds a connection from accept to the end of its
+	// request headers, and timeout from accept to the last byte written.
+	// Both are set once, at accept: a client that trickles a byte at a
+	// time (slowloris) cannot extend them.
+	headerTimeout, timeout time.Duration
 	// maxHeader bounds the request line and headers.
 	maxHeader int64
-	// maxConns bounds connections served at once; more wait in the
-	// listen backlog.
+	// maxConns bounds connections open at once. The accept loop never
+	// waits for one to finish: at the limit a new connection displaces the
+	// oldest one still reading its request, so idle or trickling clients
+	// cannot keep a health probe out (issue 24), and a probe, which sends
+	// its request at once, is answered ahead of them. When every open
+	// connection is being answered, the new one is closed.
 	maxConns int
+	// allowHost says whether the Host header (its port removed) may be
+	// answered; nil means any, as on a Unix socket. Others get 421.
+	allowHost func(host string) bool
 }
 
 func newStatusServer(routes map[string]statusRoute) *statusServer {
-	return &statusServer{routes: routes, timeout: 5 * time.Second, maxHeader: 16 << 10, maxConns: 8}
+	return &statusServer{routes: routes, headerTimeout: 2 * time.Second, timeout: 5 * time.Second,
+		maxHeader: 16 << 10, maxConns: 32}
+}
+
+// statusConn is the accept loop's record of an open connection.
+type statusConn struct {
+	seq     uint64 // accept order
+	reading bool   // still reading its request: may be displaced
 }
 
 // Serve accepts on l until ctx is done, then closes l and every open
@@ -50,7 +66,8 @@ func newStatusServer(routes map[string]statusRoute) *statusServer {
 func (s *statusServer) Serve(ctx context.Context, l net.Listener) error {
 	var (
 		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
+		conns = map[net.Conn]*statusConn{}
+		seq   uint64
 		wg    sync.WaitGroup
 	)
 	stop := context.AfterFunc(ctx, func() {
@@ -63,16 +80,9 @@ func (s *statusServer) Serve(ctx context.Context, l net.Listener) error {
 	})
 	defer stop()
 	defer wg.Wait()
-	slots := make(chan struct{}, s.maxConns)
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
 		c, err := l.Accept()
 		if err != nil {
-			<-slots
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -82,21 +92,63 @@ func (s *statusServer) Serve(ctx context.Context, l net.Listener) error {
 			}
 			return err
 		}
+		accepted := time.Now()
 		mu.Lock()
-		conns[c] = struct{}{}
 		if ctx.Err() != nil {
-			c.Close() // accepted as shutdown closed the others: its handler ends at once
+			mu.Unlock()
+			c.Close() // accepted as shutdown closed the others
+			continue
 		}
+		if len(conns) >= s.maxConns && !displaceOldest(conns) {
+			mu.Unlock()
+			c.Close()
+			continue
+		}
+		seq++
+		sc := &statusConn{seq: seq, reading: true}
+		conns[c] = sc
 		mu.Unlock()
-		wg.Go(func() {
-			defer func() { <-slots }()
-			s.serveConn(c)
+		// gotRequest ends the displaceable phase; false means the
+		// connection was displaced (closed) already.
+		gotRequest := func() bool {
 			mu.Lock()
-			delete(conns, c)
+			defer mu.Unlock()
+			if conns[c] != sc {
+				return false
+			}
+			sc.reading = false
+			return true
+		}
+		wg.Go(func() {
+			s.serveConn(c, accepted, gotRequest)
+			mu.Lock()
+			if conns[c] == sc {
+				delete(conns, c)
+			}
 			mu.Unlock()
 			c.Close()
 		})
 	}
+}
+
+// displaceOldest closes the oldest connection still reading its request
+// and reports whether there was one. Its handler ends as its read fails.
+func displaceOldest(conns map[net.Conn]*statusConn) bool {
+	var (
+		oldest net.Conn
+		first  uint64
+	)
+	for c, sc := range conns {
+		if sc.reading && (oldest == nil || sc.seq < first) {
+			oldest, first = c, sc.seq
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(conns, oldest)
+	oldest.Close()
+	return true
 }
 
 // answer is one response; code 0 means none (the client is gone or too
@@ -116,9 +168,13 @@ func textAnswer(code int, msg string) answer {
 }
 
 // serveConn reads one request and writes one response.
-func (s *statusServer) serveConn(c net.Conn) {
-	_ = c.SetDeadline(time.Now().Add(s.timeout))
-	a := s.respond(c)
+func (s *statusServer) serveConn(c net.Conn, accepted time.Time, gotRequest func() bool) {
+	_ = c.SetDeadline(accepted.Add(s.timeout))
+	_ = c.SetReadDeadline(accepted.Add(min(s.headerTimeout, s.timeout)))
+	a := s.respond(c, func() bool {
+		_ = c.SetReadDeadline(accepted.Add(s.timeout)) // for the drain below
+		return gotRequest()
+	})
 	if a.code == 0 {
 		return
 	}
@@ -143,8 +199,10 @@ func (s *statusServer) serveConn(c net.Conn) {
 	}
 }
 
-// respond parses the request on r and picks the answer.
-func (s *statusServer) respond(r io.Reader) answer {
+// respond parses the request on r and picks the answer. It calls
+// gotRequest once the request line and headers are in, and answers nothing
+// if that returns false.
+func (s *statusServer) respond(r io.Reader, gotRequest func() bool) answer {
 	lr := &io.LimitedReader{R: r, N: s.maxHeader}
 	tp := textproto.NewReader(bufio.NewReader(lr))
 	line, err := tp.ReadLine()
@@ -156,10 +214,19 @@ func (s *statusServer) respond(r io.Reader) answer {
 	if !ok1 || !ok2 || !strings.HasPrefix(proto, "HTTP/1.") || len(proto) != len("HTTP/1.1") || !strings.HasPrefix(target, "/") {
 		return textAnswer(http.StatusBadRequest, "malformed request line")
 	}
-	// The headers are read (and bounded) but not used: no route depends on
-	// them, and every response closes the connection.
-	if _, err := tp.ReadMIMEHeader(); err != nil || lr.N <= 0 {
+	// The headers are read (and bounded); only Host is used: no route
+	// depends on them, and every response closes the connection.
+	hdr, err := tp.ReadMIMEHeader()
+	if err != nil || lr.N <= 0 {
 		return readError(lr, err)
+	}
+	if !gotRequest() {
+		return answer{}
+	}
+	if s.allowHost != nil {
+		if h := hdr.Values("Host"); len(h) != 1 || !s.allowHost(hostOnly(h[0])) {
+			return textAnswer(http.StatusMisdirectedRequest, "the Host header must name a loopback address: localhost, 127.0.0.1 or [::1]")
+		}
 	}
 	if method != http.MethodGet && method != http.MethodHead {
 		a := textAnswer(http.StatusMethodNotAllowed, "only GET and HEAD")
@@ -173,6 +240,14 @@ func (s *statusServer) respond(r io.Reader) answer {
 	}
 	a.head = method == http.MethodHead
 	return a
+}
+
+// hostOnly removes the port from a Host header.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
 }
 
 // readError answers a request line or header that could not be read.

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,6 +23,12 @@ func startStatusServer(t *testing.T, tweak func(*statusServer)) (sock string, st
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sock, serveTestRoutes(t, l, tweak)
+}
+
+// serveTestRoutes serves the test routes on l until the test ends.
+func serveTestRoutes(t *testing.T, l net.Listener, tweak func(*statusServer)) (stop func() error) {
+	t.Helper()
 	s := newStatusServer(map[string]statusRoute{
 		"/doc": func() (int, string, []byte) { return http.StatusOK, "text/plain", []byte("hello\n") },
 		"/down": func() (int, string, []byte) {
@@ -42,14 +50,20 @@ func startStatusServer(t *testing.T, tweak func(*statusServer)) (sock string, st
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return sock, stop
+	return stop
 }
 
 // rawRequest writes req on a new connection and returns everything the
 // server sent before it closed the connection.
 func rawRequest(t *testing.T, sock, req string) string {
 	t.Helper()
-	c, err := net.Dial("unix", sock)
+	return rawRequestOn(t, "unix", sock, req)
+}
+
+// rawRequestOn is rawRequest on any network.
+func rawRequestOn(t *testing.T, network, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,23 +139,152 @@ func TestStatusServerRejectsBadRequests(t *testing.T) {
 	}
 }
 
-// A client that connects and sends nothing holds its slot only until the
-// per-connection timeout: the server then closes the connection.
+// A client that connects and sends nothing is closed at the header
+// deadline, which a trickle of bytes does not extend.
 func TestStatusServerSlowClientTimesOut(t *testing.T) {
-	sock, _ := startStatusServer(t, func(s *statusServer) { s.timeout = 200 * time.Millisecond; s.maxConns = 1 })
+	sock, _ := startStatusServer(t, func(s *statusServer) { s.headerTimeout = 300 * time.Millisecond; s.timeout = time.Hour })
+	for _, trickle := range []bool{false, true} {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if trickle {
+			go func() {
+				for _, b := range []byte("GET /doc HTTP/1.1\r\nX-Slow: " + strings.Repeat("a", 1000)) {
+					if _, err := c.Write([]byte{b}); err != nil {
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}()
+		}
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if b, err := io.ReadAll(c); len(b) != 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+			t.Errorf("trickle %v: read %q, %v; want the connection closed without an answer", trickle, b, err)
+		}
+	}
+}
+
+// At the connection limit a new connection displaces the oldest one still
+// reading its request.
+func TestStatusServerDisplacesIdleConnection(t *testing.T) {
+	sock, _ := startStatusServer(t, func(s *statusServer) { s.headerTimeout, s.timeout, s.maxConns = time.Hour, time.Hour, 1 })
 	stalled, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stalled.Close()
-	// With one slot, this request is served only after the stalled
-	// connection has been dropped.
 	if got := rawRequest(t, sock, "GET /doc HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
 		t.Fatalf("response %q", got)
 	}
 	_ = stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if b, err := io.ReadAll(stalled); err != nil || len(b) != 0 {
 		t.Errorf("stalled connection: read %q, %v; want a clean close", b, err)
+	}
+}
+
+// The attack of issue 24: twice as many loopback connections as the server
+// has room for, each trickling its headers a byte at a time and
+// reconnecting as soon as it is dropped. Health probes are still answered.
+// The timeouts are an hour here, so only displacement can let them in.
+func TestStatusServerHealthUnderTrickleAttack(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	const slots = 8
+	serveTestRoutes(t, l, func(s *statusServer) { s.headerTimeout, s.timeout, s.maxConns = time.Hour, time.Hour, slots })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	var connected sync.WaitGroup // each attacker's first connection
+	connected.Add(2 * slots)
+	for range 2 * slots {
+		wg.Go(func() {
+			first := sync.OnceFunc(connected.Done)
+			defer first()
+			for ctx.Err() == nil {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil {
+					continue
+				}
+				first()
+				stopClose := context.AfterFunc(ctx, func() { c.Close() })
+				for _, b := range []byte("GET /doc HTTP/1.1\r\nX-Slow: " + strings.Repeat("a", 10000)) {
+					if _, err := c.Write([]byte{b}); err != nil {
+						break
+					}
+					select {
+					case <-ctx.Done():
+					case <-time.After(20 * time.Millisecond):
+					}
+				}
+				stopClose()
+				c.Close()
+			}
+		})
+	}
+	connected.Wait() // the probes come after every attacker
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i := range 8 {
+		resp, err := client.Get("http://" + addr + "/doc")
+		if err != nil {
+			t.Fatalf("probe %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(b) != "hello\n" {
+			t.Fatalf("probe %d = %d %q", i, resp.StatusCode, b)
+		}
+	}
+}
+
+// On TCP the Host header must name loopback (DNS rebinding); on a Unix
+// socket any Host is answered.
+func TestStatusServerChecksHost(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	serveTestRoutes(t, l, func(s *statusServer) { s.allowHost = loopbackHost })
+	for _, tc := range []struct {
+		host   string // "" for none
+		status string
+	}{
+		{"localhost:" + port, "HTTP/1.1 200 "},
+		{"LOCALHOST", "HTTP/1.1 200 "},
+		{"127.0.0.1:" + port, "HTTP/1.1 200 "},
+		{"127.9.9.9", "HTTP/1.1 200 "},
+		{"[::1]:" + port, "HTTP/1.1 200 "},
+		{"[::1]", "HTTP/1.1 200 "},
+		{"app.localhost:" + port, "HTTP/1.1 200 "},
+		{"rebind.example.com:" + port, "HTTP/1.1 421 "},
+		{"localhost.example.com", "HTTP/1.1 421 "},
+		{"127.0.0.1.nip.io", "HTTP/1.1 421 "},
+		{"10.0.0.1:" + port, "HTTP/1.1 421 "},
+		{"", "HTTP/1.1 421 "},
+	} {
+		req := "GET /doc HTTP/1.1\r\n"
+		if tc.host != "" {
+			req += "Host: " + tc.host + "\r\n"
+		}
+		if got := rawRequestOn(t, "tcp", addr, req+"\r\n"); !strings.HasPrefix(got, tc.status) {
+			t.Errorf("Host %q: response %q, want %q...", tc.host, got, tc.status)
+		}
+	}
+	if got := rawRequestOn(t, "tcp", addr, "GET /doc HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 421 ") {
+		t.Errorf("two Host headers: response %q, want 421", got)
+	}
+	sock, _ := startStatusServer(t, nil)
+	if got := rawRequest(t, sock, "GET /doc HTTP/1.1\r\nHost: rebind.example.com\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+		t.Errorf("Unix socket, any Host: response %q, want 200", got)
 	}
 }
 
