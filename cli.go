@@ -22,6 +22,7 @@ type CLI struct {
 	Run      RunCmd      `cmd:"" default:"withargs" help:"Run a command with leased secrets (the default command)."`
 	Validate ValidateCmd `cmd:"" help:"Check flags, config file and templates without starting anything."`
 	Status   StatusCmd   `cmd:"" help:"Print the lease table of a running leash (see --status-addr)."`
+	Audit    AuditCmd    `cmd:"" help:"Work with an --audit-file."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
 }
 
@@ -44,7 +45,7 @@ type runCLI struct {
 
 // commandNames are CLI's commands. runCLI would take any of them for the
 // child's name, so parseCLI leaves them to CLI.
-var commandNames = []string{"run", "validate", "status", "version"}
+var commandNames = []string{"run", "validate", "status", "audit", "version"}
 
 // Options are the settings shared by run and validate.
 type Options struct {
@@ -81,7 +82,8 @@ type Options struct {
 	SignalChildOnly bool          `name:"signal-child-only" help:"Send signals only to the child, not to its process group."`
 	User            string        `name:"user" env:"LEASH_USER" placeholder:"USER[:GROUP]" help:"Run the child as USER (name or id), with its groups or GROUP."`
 	Mlock           bool          `name:"mlock" env:"LEASH_MLOCK" help:"Lock leash's memory so secrets are never swapped out (needs RLIMIT_MEMLOCK or CAP_IPC_LOCK)."`
-	AuditFile       string        `name:"audit-file" env:"LEASH_AUDIT_FILE" placeholder:"FILE" help:"Append audit events (JSON lines, mode 0600, no secrets) to FILE."`
+	AuditFile       string        `name:"audit-file" env:"LEASH_AUDIT_FILE" placeholder:"FILE" help:"Append audit events (JSON lines, mode 0600, no secrets, hash-chained) to FILE."`
+	AuditKeyFile    string        `name:"audit-key-file" env:"LEASH_AUDIT_KEY_FILE" placeholder:"FILE" help:"Chain the audit records with HMAC-SHA256 under the key in FILE (mode 0600, at least 32 bytes; read once at start)."`
 	StatusAddr      string        `name:"status-addr" env:"LEASH_STATUS_ADDR" placeholder:"ADDR" help:"Serve /healthz, /v1/leases and /metrics on a Unix socket path or loopback host:port."`
 }
 
@@ -240,6 +242,7 @@ func reportParseError(err error) int {
 // Exit codes, from sysexits.h where one fits. The child's own status is
 // passed through unchanged; 128+N means it died of signal N.
 const (
+	exitAuditBroken   = 1   // leash audit verify: the trail does not verify
 	exitUsage         = 64  // EX_USAGE: a bad flag or argument
 	exitUnavailable   = 69  // EX_UNAVAILABLE: Vault unreachable or secrets not obtained in time
 	exitSoftware      = 70  // EX_SOFTWARE: an internal error
@@ -271,6 +274,8 @@ func dispatch(ctx context.Context, cli *CLI, kctx *kong.Context, log hclog.Logge
 		return cli.Validate.run(ctx, log)
 	case strings.HasPrefix(cmd, "status"):
 		return cli.Status.run(ctx, os.Stdout)
+	case strings.HasPrefix(cmd, "audit verify"):
+		return cli.Audit.Verify.run(os.Stdout)
 	case strings.HasPrefix(cmd, "version"):
 		fmt.Println("leash", version)
 		return nil

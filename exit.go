@@ -49,6 +49,7 @@ func classify(err error) (int, string) {
 		ce    *configError
 		se    *supervisor.StartError
 		sig   *signalledError
+		ab    *auditBrokenError
 		errno syscall.Errno
 	)
 	switch {
@@ -56,6 +57,8 @@ func classify(err error) (int, string) {
 		return exitUsage, "run 'leash --help' for usage"
 	case errors.As(err, &ce):
 		return exitConfig, ""
+	case errors.As(err, &ab):
+		return exitAuditBroken, ""
 	case errors.As(err, &se):
 		return se.ExitCode(), ""
 	case errors.As(err, &sig):

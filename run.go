@@ -79,6 +79,9 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	if o.RevokeTimeout == 0 && !o.NoRevoke {
 		return nil, &usageError{errors.New("--revoke-timeout 0s: must be positive (--no-revoke leaves leases and token in place)")}
 	}
+	if o.AuditKeyFile != "" && o.AuditFile == "" {
+		return nil, &usageError{errors.New("--audit-key-file needs --audit-file")}
+	}
 	if o.Delivery != "dir" && o.Dir != "" {
 		return nil, &usageError{errors.New("--dir needs --delivery dir")}
 	}
@@ -226,11 +229,19 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	// The audit trail and the status server start before Vault is
 	// contacted: /healthz answers 503 while leash starts.
 	st := newStatus()
+	auditKey, err := readAuditKey(c.AuditKeyFile)
+	if err != nil {
+		return &configError{err}
+	}
 	auditFile, err := openAudit(c.AuditFile)
 	if err != nil {
 		return &configError{err}
 	}
-	aud := &auditor{log: log.Named("audit"), f: auditFile, status: st}
+	aud, err := newAuditor(log.Named("audit"), st, auditFile, auditKey)
+	if err != nil {
+		auditFile.Close()
+		return err
+	}
 	defer aud.close()
 	if c.StatusAddr != "" {
 		stopStatus, err := startStatus(c.StatusAddr, st, log)
