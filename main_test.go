@@ -50,6 +50,7 @@ func TestMain(m *testing.M) {
 //	         exit 0 on SIGUSR2 (after reporting it).
 //	ignore-term: like signals, but SIGTERM does not end it.
 //	cat-file VAR: print the contents of the file named by $VAR.
+//	swap-socket SOCK VICTIM: the attacker of TestStatusSocketRace.
 //	sigconf ARGV: exec ARGV with signals ignored and blocked (sigconfExec).
 //	status-signals: print its SigIgn and SigBlk lines, then act as signals.
 func helperChild(mode string, args []string) int {
@@ -78,6 +79,8 @@ func helperChild(mode string, args []string) int {
 	case "status-signals":
 		printSignalMasks()
 		return helperChild("signals", args)
+	case "swap-socket":
+		return swapSocket(args[0], args[1])
 	case "cat-file":
 		b, err := os.ReadFile(os.Getenv(args[0]))
 		if err != nil {

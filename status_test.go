@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -275,6 +276,237 @@ func TestStatusAddrLocalhostMustResolveToLoopback(t *testing.T) {
 			t.Errorf("localhost:0 listens on %s", l.Addr())
 		}
 	})
+}
+
+// listenAndClose listens on the socket path, checks what it made and
+// closes it.
+func listenAndClose(t *testing.T, path string) error {
+	t.Helper()
+	l, err := listenStatus(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		l.Close()
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind after Close (%v)", path, err)
+		}
+	}()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0660 whatever the umask (the test's is 022).
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Errorf("%s: mode %v, want a socket with mode 0660", path, fi.Mode())
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != os.Geteuid() {
+		t.Errorf("%s: owned by uid %d", path, st.Uid)
+	}
+	if got := l.Addr().String(); got != path {
+		t.Errorf("Addr = %s, want %s", got, path)
+	}
+	ents, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".leash-") {
+			t.Errorf("private directory %s left behind", e.Name())
+		}
+	}
+	if _, err := net.Dial("unix", path); err != nil {
+		t.Errorf("dial %s: %v", path, err)
+	}
+	return nil
+}
+
+// The status socket's directory and its ancestors must not be writable by
+// other users unless sticky, nor owned by another user: they could replace
+// the socket. What is there already is replaced only if it is a dead
+// socket.
+func TestStatusSocketDirMustBeSafe(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give a directory to another user")
+	}
+	root := t.TempDir()
+	mkdir := func(name string, mode os.FileMode, uid int) string {
+		d := filepath.Join(root, name)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name, dir, wantErr string // "" for accepted
+	}{
+		{"private", mkdir("private", 0o700, 0), ""},
+		{"0755", mkdir("shared", 0o755, 0), ""},
+		{"sticky world-writable", mkdir("tmp", os.ModeSticky|0o777, 0), ""},
+		{"world-writable", mkdir("open", 0o777, 0), "(mode 0777) can be written by other users"},
+		{"group-writable", mkdir("group", 0o770, 0), "(mode 0770) can be written by other users"},
+		{"another user's", mkdir("nobody", 0o755, 65534), "is owned by uid 65534, not by root or leash's user"},
+		{"under a world-writable one", mkdir("open/sub", 0o700, 0), filepath.Join(root, "open") + " (mode 0777)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := listenAndClose(t, filepath.Join(tc.dir, "s.sock"))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tc.wantErr != "" && err == nil:
+				t.Fatal("accepted")
+			case tc.wantErr != "" && (!strings.Contains(err.Error(), "--status-addr "+filepath.Join(tc.dir, "s.sock")+": ") || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("error %q does not name the flag and say %q", err, tc.wantErr)
+			}
+		})
+	}
+
+	dir := mkdir("existing", 0o700, 0)
+	victim := filepath.Join(root, "victim")
+	if err := os.WriteFile(victim, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "s.sock")
+	if err := os.Symlink(victim, sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := listenAndClose(t, sock); err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+		t.Errorf("a symlink at the path: %v, want refused", err)
+	}
+	if fi, _ := os.Stat(victim); fi.Mode().Perm() != 0o600 {
+		t.Errorf("the symlink's target became %v", fi.Mode())
+	}
+	os.Remove(sock)
+	live, err := listenStatus(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenStatus(sock); err == nil || !strings.Contains(err.Error(), "another process is serving there") {
+		t.Errorf("a live socket at the path: %v, want refused", err)
+	}
+	// A socket whose server died (a killed leash) is replaced.
+	live.(*unixListener).UnixListener.Close()
+	if err := listenAndClose(t, sock); err != nil {
+		t.Errorf("a dead socket at the path: %v, want it replaced", err)
+	}
+}
+
+// swapSocket is the attacker of TestStatusSocketRace, run as another user:
+// it renames the socket away as soon as it appears and puts a symlink to
+// victim in its place, and in between flickers a symlink at the name. A
+// leash that sets the mode by path after binding makes victim 0660.
+func swapSocket(sock, victim string) int {
+	fmt.Println("ready")
+	for {
+		if os.Rename(sock, sock+".stolen") == nil {
+			os.Symlink(victim, sock)
+			time.Sleep(time.Millisecond)
+			os.Remove(sock)
+			os.Remove(sock + ".stolen")
+		} else if os.Symlink(victim, sock) == nil {
+			os.Remove(sock)
+		}
+	}
+}
+
+// A second user who can write the socket's directory races leash's bind:
+// in a directory it could swap the socket in, leash refuses to listen; in
+// a sticky one it listens, and nothing the attacker places there makes a
+// root leash change another file's mode.
+func TestStatusSocketRace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the attacker as nobody")
+	}
+	// The attacker is the test binary, as nobody: a copy it can run.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir, err := os.MkdirTemp("", "leash-attacker-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	attacker := filepath.Join(binDir, "attacker")
+	if err := os.WriteFile(attacker, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		mode   os.FileMode
+		refuse bool
+	}{
+		{"writable", 0o777, true},
+		{"sticky", os.ModeSticky | 0o777, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			victim := filepath.Join(t.TempDir(), "victim")
+			if err := os.WriteFile(victim, []byte("root's"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dir, err := os.MkdirTemp("", "leash-race-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			if err := os.Chmod(dir, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(dir, "s.sock")
+			cmd := exec.Command(attacker, sock, victim)
+			cmd.Env = []string{"LEASH_TEST_HELPER=swap-socket"}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			_, lines, stderr := startPiped(t, cmd)
+			defer func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+				if s := stderr.String(); s != "" {
+					t.Logf("attacker: %s", s)
+				}
+			}()
+			lines.expect("ready")
+			var listened, refused int
+			for range 2000 {
+				l, err := listenStatus(sock)
+				if err != nil {
+					refused++
+					// Refused for the directory, or for the attacker's
+					// symlink at the name.
+					want := "exists and is not a socket"
+					if tc.refuse {
+						want = "can be written by other users"
+					}
+					if !strings.Contains(err.Error(), want) {
+						t.Fatalf("refused for another reason: %v", err)
+					}
+					continue
+				}
+				listened++
+				l.Close()
+			}
+			if fi, _ := os.Stat(victim); fi.Mode().Perm() != 0o600 {
+				t.Errorf("the attacker's target became %v", fi.Mode().Perm())
+			}
+			if tc.refuse && listened > 0 {
+				t.Errorf("listened %d times in a directory others can write", listened)
+			}
+			if !tc.refuse && listened == 0 {
+				t.Errorf("never listened in the sticky directory (refused %d times)", refused)
+			}
+			t.Logf("listened %d, refused %d", listened, refused)
+		})
+	}
 }
 
 func TestAuditFileRefusesLooseModeAndSymlink(t *testing.T) {
