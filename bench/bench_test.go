@@ -37,6 +37,7 @@ func TestBench(t *testing.T) {
 		{"shutdown", e.benchShutdown},
 		{"signals", e.benchSignals},
 		{"rotation", e.benchRotation},
+		{"static", e.benchStatic},
 		{"scale", e.benchScale},
 		{"outage", e.benchOutage},
 		{"targets", e.benchTargets},

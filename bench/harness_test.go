@@ -83,6 +83,7 @@ type event struct {
 	pid  int
 	n    int    // credentials readable (start, reload) or SIGUSR1 count (term)
 	user string // first credential's username
+	rot  string // first credential's last_vault_rotation (static roles), else "-"
 	line string
 }
 
@@ -276,6 +277,9 @@ func (e *env) start(w wrapper, sc *scenario) (*proc, error) {
 			}
 			if len(f) > 3 {
 				ev.user = f[3]
+			}
+			if len(f) > 4 {
+				ev.rot = f[4]
 			}
 			p.events <- ev
 		}

@@ -608,6 +608,73 @@ func (e *env) rotationOnce(w wrapper, mode string, ttl time.Duration, rotations 
 	return lat, fetch, partial, nil
 }
 
+// ---------------------------------------------------------------- static roles
+
+func (e *env) benchStatic() {
+	period := envDuration("BENCH_STATIC_PERIOD", 6*time.Second)
+	rotations := e.pick(1, 5)
+	e.md.p("## Static role rotation lag (issue 16)")
+	e.md.p("")
+	e.md.p("A database static role with rotation_period %v: Vault changes the password at its rotation queue's next tick (every 5 s) and the old one stops working at once. "+
+		"Lag: from Vault's rotation (the credential's `last_vault_rotation`) to the child reporting that credential (signal mode: its HUP handler re-read it; restart mode: the new child started). "+
+		"Target: within 2 s. %d rotations each; only leash (the peers' templates render no `last_vault_rotation`).", period, rotations)
+	e.md.p("")
+	var rows [][]string
+	for _, mode := range []string{"signal", "restart"} {
+		lag, err := e.staticOnce(mode, period, rotations)
+		if err != nil && len(lag) == 0 {
+			rows = append(rows, []string{"leash (" + mode + ")", errCell(err), "", "", ""})
+			continue
+		}
+		s := summarize(lag)
+		e.metric("staticlag."+mode, s.max)
+		note := ""
+		if err != nil {
+			note = " (" + errCell(err) + ")"
+		}
+		rows = append(rows, []string{"leash (" + mode + ")", strconv.Itoa(s.n) + note, f2(s.p50), f2(s.p90), f2(s.max)})
+	}
+	e.md.table([]string{"wrapper (mode)", "rotations", "p50 ms", "p90 ms", "max ms"}, rows)
+}
+
+func (e *env) staticOnce(mode string, period time.Duration, rotations int) (lag []float64, err error) {
+	e.seq++
+	user := fmt.Sprintf("static_%d", e.seq)
+	e.db.Exec(e.t, fmt.Sprintf(`CREATE ROLE %q LOGIN`, user))
+	role := e.dbMount + "/static-roles/" + user
+	e.v.Write(e.t, role, map[string]any{"db_name": "pg", "username": user, "rotation_period": int(period.Seconds())})
+	defer e.v.Client.Logical().Delete(role) // stops Vault rotating it
+	sc := e.newScenario(e.v.Addr, []string{e.dbMount + "/static-creds/" + user})
+	defer e.cleanup(sc)
+	sc.onRotate = mode
+	p, err := e.start(leash, sc)
+	if err != nil {
+		return nil, err
+	}
+	defer p.kill()
+	ev, err := p.next(90*time.Second, "start")
+	if err != nil {
+		return nil, err
+	}
+	held := ev.rot
+	for len(lag) < rotations {
+		ev, err := p.next(3*period+20*time.Second, "start", "reload")
+		if err != nil {
+			return lag, err
+		}
+		if ev.rot == held || ev.rot == "-" {
+			continue
+		}
+		held = ev.rot
+		rotated, err := time.Parse(time.RFC3339Nano, ev.rot)
+		if err != nil {
+			return lag, fmt.Errorf("last_vault_rotation %q: %w", ev.rot, err)
+		}
+		lag = append(lag, ms(ev.at.Sub(rotated)))
+	}
+	return lag, nil
+}
+
 // ---------------------------------------------------------------- scale
 
 func (e *env) benchScale() {
@@ -1050,6 +1117,9 @@ func (e *env) benchTargets() {
 	})
 	check("signal-mode rotation within fetch + 1 ms (latency from the fetch's answer)", []string{"rot.signal", "rotmax.signal"}, func(v []float64) (string, bool) {
 		return fmt.Sprintf("p50 %s ms, max %s ms", f2(v[0]), f2(v[1])), v[0] <= 1
+	})
+	check("static role: the child has the new password within 2 s of Vault's rotation", []string{"staticlag.signal", "staticlag.restart"}, func(v []float64) (string, bool) {
+		return fmt.Sprintf("max %s ms (signal), %s ms (restart)", f2(v[0]), f2(v[1])), v[0] <= 2000 && v[1] <= 2000
 	})
 	check("never a partial read", []string{"rotpartial.signal", "rotpartial.restart"}, func(v []float64) (string, bool) {
 		return fmt.Sprintf("%.0f partial", v[0]+v[1]), v[0]+v[1] == 0

@@ -28,7 +28,8 @@ type Event struct {
 	Fingerprint string        // the lease's fingerprint ("" without a lease)
 	TTL         time.Duration // lease duration after the event
 	ExpiresAt   time.Time     // when the credential stops working (zero: never)
-	Next        time.Time     // next renewal or hand-over (zero: none planned)
+	Next        time.Time     // next renewal, hand-over or re-read (zero: none planned)
+	Rotation    time.Time     // static role: when Vault rotates its credential next (else zero)
 	Op          string        // failed: the operation (renew, rotate, refresh, login, retire, revoke)
 	Err         string        // failed: the error text, which names paths, never secrets
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	pathpkg "path"
 	"strings"
 	"sync"
@@ -28,6 +29,10 @@ type Secret struct {
 	IssuedAt      time.Time
 	ExpiresAt     time.Time // as issued, bounded by a certificate's NotAfter; zero for static secrets
 	Version       int       // KV v2 version, else 0
+	// NextRotation is when Vault rotates a static role's credential
+	// (database/static-creds, ldap/static-cred): the read's ttl after
+	// IssuedAt. Zero for anything else.
+	NextRotation time.Time
 }
 
 // Snapshot is the set of secrets at one moment. Never mutated after it is emitted.
@@ -65,6 +70,53 @@ type entry struct {
 	next      time.Time     // next action
 	failures  int
 	hash      [sha256.Size]byte
+
+	rot   *rotation // static role: what the credential's read said; nil otherwise
+	stale int       // static role: reads since rotation time that found the same credential
+	stuck bool      // static role: warned that Vault did not rotate in time
+}
+
+// rotation is what a static role's read says about Vault's rotation of the
+// credential (database/static-creds, ldap/static-cred): no lease, but a
+// ttl until the next rotation, after which the password stops working.
+type rotation struct {
+	next     time.Time     // the read's time plus its ttl
+	last     time.Time     // last_vault_rotation (zero: not given)
+	period   time.Duration // rotation_period (0: a rotation_schedule)
+	schedule string        // rotation_schedule
+}
+
+// staticRotation recognises a static role's answer, read at readAt: no
+// lease, a ttl, and one of rotation_period, rotation_schedule or
+// last_vault_rotation. nil for anything else.
+func staticRotation(data map[string]any, readAt time.Time) *rotation {
+	ttl, ok := seconds(data["ttl"])
+	if !ok {
+		return nil
+	}
+	r := &rotation{next: readAt.Add(ttl)}
+	r.period, _ = seconds(data["rotation_period"])
+	r.schedule, _ = data["rotation_schedule"].(string)
+	if v, ok := data["last_vault_rotation"].(string); ok {
+		r.last, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	if r.period == 0 && r.schedule == "" && r.last.IsZero() {
+		return nil
+	}
+	return r
+}
+
+// seconds reads a JSON number of seconds (vault/api decodes with UseNumber).
+func seconds(v any) (time.Duration, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	f, err := n.Float64()
+	if err != nil || f < 0 {
+		return 0, false
+	}
+	return time.Duration(f * float64(time.Second)), true
 }
 
 // fingerprint is the short SHA-256 of a lease id: safe to log, stable to match.
@@ -197,6 +249,7 @@ type issued struct {
 	renewable bool
 	ttl       time.Duration
 	hash      [sha256.Size]byte
+	rotation  *rotation // a static role's rotation
 }
 
 // fetch reads or writes the entry's path once with the current token.
@@ -317,6 +370,9 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 		if c, ok := inner["certificate"].(string); ok {
 			out.notAfter = certNotAfter(c)
 		}
+		if sec.LeaseID == "" && e.kv == 0 {
+			out.rotation = staticRotation(inner, now)
+		}
 	}
 	if out.lease != nil {
 		out.ttl = s.LeaseDuration
@@ -331,7 +387,15 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 			out.ttl = out.notAfter.Sub(now)
 		}
 	}
-	b, err := json.Marshal(s.Data.m)
+	hashed := s.Data.m
+	if out.rotation != nil {
+		// The ttl counts down with every read: only a new credential
+		// (password, last_vault_rotation) is a change.
+		s.NextRotation = out.rotation.next
+		hashed = maps.Clone(hashed)
+		delete(hashed, "ttl")
+	}
+	b, err := json.Marshal(hashed)
 	if err != nil {
 		return nil, fmt.Errorf("hash secret data: %w", err)
 	}

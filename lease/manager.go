@@ -384,15 +384,24 @@ func (m *Manager) apply(e *entry, is *issued) {
 		}
 		m.mu.Unlock()
 	}
+	e.rot = is.rotation
+	e.stale = 0
+	e.stuck = false
 	m.planEntry(e, is.secret.IssuedAt)
 	exp, bound := e.expiry()
 	if bound {
 		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
 	}
-	m.log.Info("lease issued", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
-		"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
+	switch {
+	case is.rotation != nil:
+		m.log.Info("static credential read", "name", e.spec.ID, "path", e.spec.Path,
+			"last_rotation", fmtTime(is.rotation.last), "next_rotation", fmtTime(is.rotation.next), "next_read", fmtTime(e.next))
+	default:
+		m.log.Info("lease issued", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
+			"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
+	}
 	m.event(Event{Kind: EventIssued, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
-		TTL: is.secret.LeaseDuration, ExpiresAt: exp, Next: e.next})
+		TTL: is.secret.LeaseDuration, ExpiresAt: exp, Next: e.next, Rotation: is.secret.NextRotation})
 }
 
 // expiry is when the entry's credential stops working: the lease, the
@@ -445,6 +454,8 @@ func (e *entry) renewing() bool {
 func (m *Manager) planEntry(e *entry, now time.Time) {
 	exp, _ := e.expiry()
 	switch {
+	case exp.IsZero() && e.rot != nil:
+		e.next, _ = m.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, e.r)
 	case exp.IsZero():
 		e.next = now.Add(m.cfg.StaticRefresh)
 	case e.renewing():
@@ -908,15 +919,57 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 		}
 		return false
 	}
+	e.failures = 0
 	if is.hash == e.hash && is.lease == nil {
+		if e.rot != nil && is.rotation != nil {
+			m.notRotated(e, is.rotation)
+			return false
+		}
 		e.next = m.now().Add(m.cfg.StaticRefresh)
 		m.log.Trace("secret unchanged", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
 		return false
 	}
+	prev := e.rot
 	m.apply(e, is)
-	m.log.Info("secret changed", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
-	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint, Next: e.next})
+	if r := is.rotation; r != nil {
+		// How long after Vault's rotation leash has the new password
+		// (the child gets it right after): the lag issue 16 is about.
+		var lag time.Duration
+		if !r.last.IsZero() && (prev == nil || r.last.After(prev.last)) {
+			lag = is.secret.IssuedAt.Sub(r.last).Round(time.Millisecond)
+		}
+		m.log.Info("static credential rotated", "name", e.spec.ID, "path", e.spec.Path,
+			"last_rotation", fmtTime(r.last), "read_after", lag.String(), "next_rotation", fmtTime(r.next))
+	} else {
+		m.log.Info("secret changed", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
+	}
+	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+		Next: e.next, Rotation: is.secret.NextRotation})
 	return true
+}
+
+// notRotated plans the next read of a static role whose read r found the
+// credential leash holds. While Vault's next rotation is still ahead, that
+// is the plan; once its time has come, Vault rotates at its next queue
+// tick, and the read is repeated briefly (schedule.staticReadAt) so the new
+// password reaches the child within a second or so.
+func (m *Manager) notRotated(e *entry, r *rotation) {
+	now := m.now()
+	if r.next.After(now.Add(m.sched.staticLag)) {
+		e.rot, e.stale = r, 0 // not due yet (a --static-refresh read), or moved
+	} else {
+		e.stale++
+	}
+	next, ok := m.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, m.rand())
+	e.next = next
+	if !ok && !e.stuck {
+		e.stuck = true
+		m.log.Warn("vault has not rotated the static credential since its rotation time; reading it again after --static-refresh",
+			"name", e.spec.ID, "path", e.spec.Path, "rotation_due", fmtTime(e.rot.next), "next_read", fmtTime(next))
+		return
+	}
+	m.log.Debug("static credential not rotated yet", "name", e.spec.ID, "path", e.spec.Path,
+		"rotation_due", fmtTime(e.rot.next), "attempt", e.stale, "backoff", next.Sub(now).Round(time.Millisecond).String())
 }
 
 func (m *Manager) entryFailed(e *entry, op string, err error) {

@@ -32,6 +32,18 @@ type schedule struct {
 	// batchFraction of a lease's ttl is how much earlier than planned a
 	// renewal or hand-over may run when Run is awake for another one.
 	batchFraction float64
+	// staticLag is how long after a static role's rotation time (its read's
+	// ttl) leash reads it again: Vault Agent and consul-template wait the
+	// ttl plus about a second too.
+	staticLag time.Duration
+	// Until staticWindow past the rotation time, a read that still finds
+	// the old credential is repeated after a backoff from staticRetryBase
+	// to staticRetryMax: Vault rotates at the first tick of its rotation
+	// queue after the due time (every 5 s by default: two ticks fit the
+	// window), and the old
+	// password stops working at once, so the new one is wanted within a
+	// second or so of the rotation.
+	staticRetryBase, staticRetryMax, staticWindow time.Duration
 }
 
 var defaultSchedule = schedule{
@@ -44,6 +56,10 @@ var defaultSchedule = schedule{
 	retryFloor:      2 * time.Second,
 	lostMargin:      time.Second,
 	batchFraction:   0.01,
+	staticLag:       time.Second,
+	staticRetryBase: 250 * time.Millisecond,
+	staticRetryMax:  time.Second,
+	staticWindow:    10 * time.Second,
 }
 
 // renewAt returns when to renew a lease expiring at expires: about two
@@ -95,6 +111,29 @@ func (s schedule) rotateAt(expires time.Time, margin time.Duration, r float64, n
 		return notBefore
 	}
 	return at
+}
+
+// staticReadAt returns when to read a static role again. due is when Vault
+// said it rotates the credential (zero: it did not say); stale counts the
+// reads at or after due that still found the credential leash holds;
+// refresh (--static-refresh) bounds every wait. ok is false once Vault has
+// not rotated for staticWindow past due: leash stops retrying and reads
+// again after refresh.
+func (s schedule) staticReadAt(now, due time.Time, stale int, refresh time.Duration, r float64) (at time.Time, ok bool) {
+	limit := now.Add(refresh)
+	switch {
+	case due.IsZero():
+		return limit, true
+	case stale == 0:
+		at := due.Add(s.staticLag)
+		if at.Before(now) {
+			at = now
+		}
+		return earliest(at, limit), true
+	case now.Sub(due) > s.staticWindow:
+		return limit, false
+	}
+	return earliest(now.Add(backoff(stale-1, s.staticRetryBase, s.staticRetryMax, r)), limit), true
 }
 
 // backoff returns the wait before retry number attempt (0-based): doubling

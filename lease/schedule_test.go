@@ -359,3 +359,74 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("pruneAt = +%s, want +1m (other's expiry)", m.pruneAt.Sub(t0))
 	}
 }
+
+func TestStaticReadAt(t *testing.T) {
+	due := t0.Add(10 * time.Second)
+	refresh := 5 * time.Minute
+	tests := []struct {
+		name   string
+		now    time.Time
+		due    time.Time
+		stale  int
+		r      float64
+		want   time.Time
+		wantOK bool
+	}{
+		{"no rotation time: the refresh", t0, time.Time{}, 0, 0, t0.Add(refresh), true},
+		{"a second after the rotation time", t0, due, 0, 0, due.Add(time.Second), true},
+		{"rotation time past: now", due.Add(3 * time.Second), due, 0, 0, due.Add(3 * time.Second), true},
+		{"far rotation: the refresh first", t0, t0.Add(time.Hour), 0, 0, t0.Add(refresh), true},
+		{"first retry short", due.Add(time.Second), due, 1, 0, due.Add(time.Second + 125*time.Millisecond), true},
+		{"first retry full jitter", due.Add(time.Second), due, 1, 1, due.Add(time.Second + 250*time.Millisecond), true},
+		{"retries cap at a second", due.Add(5 * time.Second), due, 6, 1, due.Add(6 * time.Second), true},
+		{"retries cap, no jitter", due.Add(5 * time.Second), due, 6, 0, due.Add(5*time.Second + 500*time.Millisecond), true},
+		{"last retry in the window", due.Add(10 * time.Second), due, 9, 0, due.Add(10*time.Second + 500*time.Millisecond), true},
+		{"window over: the refresh", due.Add(11 * time.Second), due, 10, 0, due.Add(11*time.Second + refresh), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := defaultSchedule.staticReadAt(tt.now, tt.due, tt.stale, refresh, tt.r)
+			if !got.Equal(tt.want) || ok != tt.wantOK {
+				t.Fatalf("staticReadAt = %s, %v; want %s, %v", got.Sub(t0), ok, tt.want.Sub(t0), tt.wantOK)
+			}
+		})
+	}
+}
+
+// TestStaticRetriesDeliverWithinTwoSeconds walks the retries after a
+// rotation time with the worst jitter: wherever in Vault's 5 s queue tick
+// the rotation falls, a read finds it within a second, and the retries
+// stop within the window.
+func TestStaticRetriesDeliverWithinTwoSeconds(t *testing.T) {
+	due := t0
+	for _, r := range []float64{0, 0.5, 0.999} {
+		now, _ := defaultSchedule.staticReadAt(due.Add(-10*time.Second), due, 0, time.Hour, r)
+		reads := []time.Time{now}
+		for stale := 1; ; stale++ {
+			next, ok := defaultSchedule.staticReadAt(now, due, stale, time.Hour, r)
+			if !ok {
+				break
+			}
+			if stale > 100 {
+				t.Fatalf("r=%v: more than 100 retries", r)
+			}
+			now = next
+			reads = append(reads, now)
+		}
+		for rot := due; rot.Before(due.Add(10 * time.Second)); rot = rot.Add(100 * time.Millisecond) {
+			i := 0
+			for i < len(reads) && reads[i].Before(rot) {
+				i++
+			}
+			if i == len(reads) {
+				t.Fatalf("r=%v: no read after a rotation at +%s", r, rot.Sub(due))
+			}
+			if lag := reads[i].Sub(rot); lag > time.Second && rot.After(due) {
+				t.Errorf("r=%v: rotation at +%s found %s later", r, rot.Sub(due), lag)
+			}
+		}
+		if len(reads) > 25 {
+			t.Errorf("r=%v: %d reads for one rotation", r, len(reads))
+		}
+	}
+}

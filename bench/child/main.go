@@ -5,8 +5,9 @@
 // It reports events as lines on a FIFO the harness reads (a FIFO by path,
 // because wrappers do not pass extra descriptors through):
 //
-//	start PID N USER   started; N credentials were readable, USER is the first one's username
-//	reload PID N USER  got the reload signal (HUP) and re-read its credentials
+//	start PID N USER ROT   started; N credentials were readable, USER is the first one's username,
+//	                       ROT its last_vault_rotation (a static role), else "-"
+//	reload PID N USER ROT  got the reload signal (HUP) and re-read its credentials
 //	usr1 PID           got SIGUSR1 (signal forwarding latency)
 //	term PID COUNT     got SIGTERM or SIGINT after COUNT SIGUSR1s; exits 0 right after
 //
@@ -50,8 +51,8 @@ func main() {
 		out.Write([]byte(fmt.Sprintf(format, args...) + "\n"))
 	}
 
-	n, user := readCreds(*creds)
-	report("start %d %d %s", pid, n, user)
+	n, user, rot := readCreds(*creds)
+	report("start %d %d %s %s", pid, n, user, rot)
 	if *exit {
 		return
 	}
@@ -62,8 +63,8 @@ func main() {
 			usr1++
 			report("usr1 %d", pid)
 		case syscall.SIGHUP:
-			n, user := readCreds(*creds)
-			report("reload %d %d %s", pid, n, user)
+			n, user, rot := readCreds(*creds)
+			report("reload %d %d %s %s", pid, n, user, rot)
 		default:
 			report("term %d %d", pid, usr1)
 			os.Exit(0)
@@ -71,12 +72,12 @@ func main() {
 	}
 }
 
-// readCreds reads every source and returns how many were non-empty and the
-// first one's username ("-" when none).
-func readCreds(spec string) (int, string) {
-	n, first := 0, "-"
+// readCreds reads every source and returns how many were non-empty, the
+// first one's username and its last_vault_rotation ("-" when none).
+func readCreds(spec string) (n int, first, rot string) {
+	first, rot = "-", "-"
 	if spec == "" {
-		return 0, first
+		return 0, first, rot
 	}
 	for _, src := range strings.Split(spec, ",") {
 		kind, name, _ := strings.Cut(src, ":")
@@ -95,23 +96,27 @@ func readCreds(spec string) (int, string) {
 		}
 		n++
 		if first == "-" {
-			first = username(b)
+			first, rot = username(b)
 		}
 	}
-	return n, first
+	return n, first, rot
 }
 
-// username extracts the username from a JSON credential, or takes the bytes
-// as the username itself.
-func username(b []byte) string {
+// username extracts the username (and a static role's last_vault_rotation,
+// else "-") from a JSON credential, or takes the bytes as the username itself.
+func username(b []byte) (user, rot string) {
 	if b[0] == '{' {
 		var v struct {
 			Username string `json:"username"`
+			Rotation string `json:"last_vault_rotation"`
 		}
 		if json.Unmarshal(b, &v) == nil && v.Username != "" {
-			return v.Username
+			if v.Rotation == "" {
+				v.Rotation = "-"
+			}
+			return v.Username, v.Rotation
 		}
-		return "?"
+		return "?", "-"
 	}
-	return strings.Fields(string(b))[0]
+	return strings.Fields(string(b))[0], "-"
 }

@@ -269,6 +269,32 @@ func (s *Server) Database(t testing.TB, connURL, user, password string, ttl, max
 	return mount + "/creds/app"
 }
 
+// StaticRole mounts the database engine pointed at a PostgreSQL database
+// (connURL, user and password as for Database) and makes Vault manage the
+// password of the existing login role username, rotating it every period
+// (at least 5 s, Vault's minimum; Vault's rotation queue ticks every 5 s,
+// so a rotation comes up to 5 s after its time, as in production). Vault
+// sets a new password at once. Credentials are read from the returned path
+// ("MOUNT/static-creds/app").
+func (s *Server) StaticRole(t testing.TB, connURL, user, password, username string, period time.Duration) (credsPath string) {
+	t.Helper()
+	mount := s.Mount(t, "database", nil, 0)
+	s.Write(t, mount+"/config/pg", map[string]any{
+		"plugin_name":       "postgresql-database-plugin",
+		"connection_url":    connURL,
+		"username":          user,
+		"password":          password,
+		"allowed_roles":     "*",
+		"verify_connection": true,
+	})
+	s.Write(t, mount+"/static-roles/app", map[string]any{
+		"db_name":         "pg",
+		"username":        username,
+		"rotation_period": secs(period),
+	})
+	return mount + "/static-creds/app"
+}
+
 // LeaseLookup returns the lease's expire_time and ttl as Vault reports
 // them, or ok=false when Vault does not know the lease.
 func (s *Server) LeaseLookup(t testing.TB, leaseID string) (expire time.Time, ttl time.Duration, ok bool) {
