@@ -85,6 +85,8 @@ type Options struct {
 	AuditFile       string        `name:"audit-file" env:"LEASH_AUDIT_FILE" placeholder:"FILE" help:"Append audit events (JSON lines, mode 0600, no secrets, hash-chained) to FILE."`
 	AuditKeyFile    string        `name:"audit-key-file" env:"LEASH_AUDIT_KEY_FILE" placeholder:"FILE" help:"Chain the audit records with HMAC-SHA256 under the key in FILE (mode 0600, at least 32 bytes; read once at start)."`
 	StatusAddr      string        `name:"status-addr" env:"LEASH_STATUS_ADDR" placeholder:"ADDR" help:"Serve /healthz, /v1/leases and /metrics on a Unix socket path or loopback host:port."`
+
+	VaultRedirectAllow []string `name:"vault-redirect-allow" env:"LEASH_VAULT_REDIRECT_ALLOW" placeholder:"HOST[:PORT]" help:"Also follow Vault redirects to HOST (any port) or HOST:PORT; by default only to VAULT_ADDR's own scheme, host and port. Never from https to http. Repeatable or comma-separated."`
 }
 
 // RunCmd is `leash run`, also the default command.

@@ -71,6 +71,8 @@ func classify(err error) (int, string) {
 	case errors.Is(err, lease.ErrNotFound), errors.Is(err, lease.ErrUnsupported):
 		// A path or parameters Vault does not accept: the configuration is wrong.
 		return exitConfig, "check the secret's path and parameters"
+	case errors.As(err, new(*lease.RedirectError)):
+		return exitConfig, "point VAULT_ADDR at the Vault node that answers, or list the redirect's host in --vault-redirect-allow if you trust it"
 	case errors.Is(err, lease.ErrPermissionDenied):
 		return exitNoPerm, "check the Vault policy attached to leash's token"
 	case errors.Is(err, lease.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):

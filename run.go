@@ -88,6 +88,12 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	if err := o.checkAuth(); err != nil {
 		return nil, err
 	}
+	for _, h := range o.VaultRedirectAllow {
+		// lease.New checks the rest; a URL is the likely slip.
+		if h == "" || strings.ContainsAny(h, "/?#@") {
+			return nil, configErrorf("--vault-redirect-allow %q: want HOST or HOST:PORT, without a scheme or path", h)
+		}
+	}
 	return s, nil
 }
 
@@ -134,6 +140,7 @@ func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 		StartupTimeout: o.StartupTimeout,
 		RevokeTimeout:  o.RevokeTimeout,
 		NoRevoke:       o.NoRevoke,
+		RedirectAllow:  o.VaultRedirectAllow,
 		Logger:         log.Named("lease"),
 	}
 }

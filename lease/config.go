@@ -59,7 +59,12 @@ type Config struct {
 	StartupTimeout time.Duration // 0: 30s
 	RevokeTimeout  time.Duration // 0: 10s; bounds Close, and the clean-up of a failed Start
 	NoRevoke       bool
-	Logger         hclog.Logger // nil: no logging
+	// RedirectAllow lists the hosts ("host", any port, or "host:port") a
+	// Vault redirect may lead to besides Vault's own address (same scheme,
+	// host and port). nil: no other host. A redirect from https to http is
+	// never followed.
+	RedirectAllow []string
+	Logger        hclog.Logger // nil: no logging
 	// OnEvent, when set, receives every lease event (audit trail, health,
 	// metrics). It is called synchronously from the manager's goroutines
 	// and must not block or call back into the Manager.
@@ -115,9 +120,11 @@ func (e environ) val(name string) string { v, _ := e.get(name); return v }
 // newClient builds a client configured like the vault CLI's
 // (api.DefaultConfig + the environment), but from env rather than the
 // process environment so tests and main can choose what leash sees. With
-// fresh, every request dials a new connection. log receives warnings about
-// the client certificate; observe (if not nil) every request's duration.
-func newClient(env environ, fresh bool, log hclog.Logger, observe func(time.Duration)) (*api.Client, error) {
+// fresh, every request dials a new connection. Redirects are followed only
+// to Vault's own address or a host in allow (see redirectGuard). log
+// receives warnings about the client certificate; observe (if not nil)
+// every request's duration.
+func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observe func(time.Duration)) (*api.Client, error) {
 	// DefaultConfig also reads the process environment: everything it may
 	// have set from there is reset below, including the TLS transport.
 	cfg := api.DefaultConfig()
@@ -128,7 +135,10 @@ func newClient(env environ, fresh bool, log hclog.Logger, observe func(time.Dura
 	cfg.SRVLookup = false
 	cfg.Error = nil
 	cfg.Limiter = nil
-	cfg.DisableRedirects = false
+	// redirectGuard follows redirects; this only keeps vault/api's own
+	// loop off for the base client (clones drop the setting), and the
+	// guard leaves it no redirect to follow anyway.
+	cfg.DisableRedirects = true
 	tr, err := cleanTransport(fresh)
 	if err != nil {
 		return nil, err
@@ -136,6 +146,15 @@ func newClient(env environ, fresh bool, log hclog.Logger, observe func(time.Dura
 	cfg.HttpClient = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
+	// A refused redirect is final: vault/api's default policy would retry
+	// any transport error (the *url.Error around it).
+	cfg.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		var re *RedirectError
+		if errors.As(err, &re) {
+			return false, err
+		}
+		return api.DefaultRetryPolicy(ctx, resp, err)
+	}
 	// Honour Retry-After on 429/503; otherwise exponential between the bounds.
 	cfg.Backoff = func(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
 		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
@@ -212,10 +231,17 @@ func newClient(env environ, fresh bool, log hclog.Logger, observe func(time.Dura
 		}
 		tr.Proxy = http.ProxyURL(u)
 	}
+	// After ConfigureTLS, which needs the *http.Transport itself. The
+	// guard is outermost: each hop it follows is a round trip timed apart.
+	var rt http.RoundTripper = tr
 	if observe != nil {
-		// After ConfigureTLS, which needs the *http.Transport itself.
-		cfg.HttpClient.Transport = &timedTransport{next: tr, observe: observe}
+		rt = &timedTransport{next: tr, observe: observe}
 	}
+	base, err := url.Parse(*addr)
+	if err != nil {
+		return nil, fmt.Errorf("parse VAULT_ADDR: %w", err)
+	}
+	cfg.HttpClient.Transport = &redirectGuard{next: rt, origin: originOf(base), allow: allow}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
@@ -357,6 +383,9 @@ func (c *Config) validate(env environ) error {
 			return fmt.Errorf("secret %q: duplicate id", s.ID)
 		}
 		seen[s.ID] = true
+	}
+	if _, err := parseRedirectAllow(c.RedirectAllow); err != nil {
+		return err
 	}
 	if c.RotateFraction < 0 || c.RotateFraction >= 1 {
 		return fmt.Errorf("rotate fraction %v: want 0 <= f < 1", c.RotateFraction)

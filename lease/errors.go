@@ -30,6 +30,20 @@ var (
 	ErrUnsupported = errors.New("rejected by vault")
 )
 
+// RedirectError reports a redirect leash refused to follow: to another
+// address than the one it was given and not an allowed redirect host, or
+// from https to http. Nothing was sent to To. It names addresses only
+// (scheme://host:port), never a path, token or body.
+type RedirectError struct {
+	From, To string // scheme://host:port
+	Reason   string
+}
+
+// Error names both addresses and why the redirect was refused.
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("vault at %s redirected to %s: not followed: %s", e.From, e.To, e.Reason)
+}
+
 // Error names the operation and path that failed. Err wraps one of the
 // sentinels above where it applies.
 type Error struct {
@@ -89,6 +103,11 @@ func classify(err error) (out error, transient bool) {
 	}
 	if errors.Is(err, context.Canceled) {
 		return err, false
+	}
+	var redir *RedirectError
+	if errors.As(err, &redir) {
+		// Before noAnswer: the *url.Error around it is a net.Error.
+		return redir, false
 	}
 	var re *api.ResponseError
 	if !errors.As(err, &re) {

@@ -75,7 +75,8 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	c, err := newClient(env, false, log, cfg.OnRequest)
+	allow, _ := parseRedirectAllow(cfg.RedirectAllow) // validate checked it
+	c, err := newClient(env, allow, false, log, cfg.OnRequest)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +87,7 @@ func New(cfg Config) (*Manager, error) {
 	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
 	loginClient := anon
 	if cfg.Auth.Method == "cert" {
-		if loginClient, err = newClient(env, true, log, cfg.OnRequest); err != nil {
+		if loginClient, err = newClient(env, allow, true, log, cfg.OnRequest); err != nil {
 			return nil, err
 		}
 	}

@@ -2,7 +2,8 @@
 // that sits in front of a real Vault server (never a fake one), counts every
 // request per method, path and second, and injects faults at runtime: an
 // outage (Down/Up), slow responses (Delay), connections reset in the middle of
-// a response (ResetMidResponse) and error statuses with Retry-After (Status).
+// a response (ResetMidResponse), error statuses with Retry-After (Status) and
+// redirects to another address (Redirect).
 //
 // Point the program under test at Addr() instead of Vault's address. Faults
 // can be switched while requests are in flight; every method is safe for
@@ -35,6 +36,8 @@ const (
 	FaultStatus = "status" // an injected error status; Vault never saw the request
 	FaultReset  = "reset"  // Vault answered; the client got part of it, then a TCP reset
 	FaultDown   = "down"   // the proxy went down while the request was in flight
+	// FaultRedirect: a 307 to another address; Vault never saw the request.
+	FaultRedirect = "redirect"
 )
 
 // Request is one HTTP request the proxy received.
@@ -51,8 +54,9 @@ type Request struct {
 // fault is a queued fault for requests whose path starts with prefix.
 type fault struct {
 	prefix     string
-	kind       string // FaultStatus or FaultReset
+	kind       string // FaultStatus, FaultReset or FaultRedirect
 	code       int
+	location   string // FaultRedirect: the base of Location
 	retryAfter time.Duration
 	left       int // requests still to hit; <0: until Clear
 }
@@ -230,6 +234,15 @@ func (p *Proxy) StatusOn(pathPrefix string, code int, retryAfter time.Duration, 
 	p.addFault(&fault{prefix: trimPath(pathPrefix), kind: FaultStatus, code: code, retryAfter: retryAfter, left: n})
 }
 
+// Redirect answers the next n requests with 307 Temporary Redirect to base
+// followed by the request's path and query ("http://127.0.0.1:8300" sends
+// /v1/x to http://127.0.0.1:8300/v1/x), without forwarding them: a Vault
+// standby's answer when it does not forward. n < 0 applies to every request
+// until Clear.
+func (p *Proxy) Redirect(base string, n int) {
+	p.addFault(&fault{kind: FaultRedirect, code: http.StatusTemporaryRedirect, location: strings.TrimSuffix(base, "/"), left: n})
+}
+
 func (p *Proxy) addFault(f *fault) {
 	if f.left == 0 {
 		return
@@ -334,6 +347,10 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		vaultError(w, f.code, fmt.Sprintf("vaultproxy: injected status %d", f.code))
 		p.finish(req, f.code, FaultStatus)
+	case f != nil && f.kind == FaultRedirect:
+		w.Header().Set("Location", f.location+r.URL.RequestURI())
+		w.WriteHeader(f.code)
+		p.finish(req, f.code, FaultRedirect)
 	case f != nil && f.kind == FaultReset:
 		buf := &bufferedWriter{header: make(http.Header)}
 		p.rp.ServeHTTP(buf, r)

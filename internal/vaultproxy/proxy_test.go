@@ -313,6 +313,28 @@ func TestStatusWithRetryAfter(t *testing.T) {
 	}
 }
 
+func TestRedirect(t *testing.T) {
+	t.Parallel()
+	v := testvault.Shared(t)
+	p := vaultproxy.Start(t, v.Addr)
+	p.Redirect("http://127.0.0.1:1/", 1)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(p.Addr() + "/v1/sys/health?standbyok=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || loc != "http://127.0.0.1:1/v1/sys/health?standbyok=true" {
+		t.Fatalf("%d Location %q, want 307 to the same path on the other address", resp.StatusCode, loc)
+	}
+	if resp, _ := raw(t, v, http.MethodGet, p.Addr()+"/v1/sys/health"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("second request: %d, want 200 (fault used up)", resp.StatusCode)
+	}
+	if log := p.Log(); len(log) != 2 || log[0].Fault != vaultproxy.FaultRedirect || log[0].Status != 307 {
+		t.Errorf("log %+v, want the redirect recorded", log)
+	}
+}
+
 func TestWaitHonoursContext(t *testing.T) {
 	t.Parallel()
 	v := testvault.Shared(t)
