@@ -28,6 +28,9 @@ var (
 	// ErrUnsupported: Vault rejected the request as invalid (unsupported
 	// path, bad parameters, wrong method).
 	ErrUnsupported = errors.New("rejected by vault")
+	// ErrNoRotation: Rotate was asked for a secret it cannot hand over (an
+	// unknown name, or a static secret).
+	ErrNoRotation = errors.New("nothing to rotate")
 )
 
 // RedirectError reports a redirect leash refused to follow: to another

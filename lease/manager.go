@@ -27,6 +27,7 @@ type Manager struct {
 	loginClient *api.Client
 	log         hclog.Logger
 	updates     chan *Snapshot
+	rotates     chan rotateReq // Rotate's requests for Run
 
 	// The schedule's clock and randomness (r in [0,1)); tests replace them.
 	now  func() time.Time
@@ -94,6 +95,7 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, env: env, client: c, anon: anon, loginClient: loginClient, log: log,
 		updates: make(chan *Snapshot, 1),
+		rotates: make(chan rotateReq),
 		now:     time.Now,
 		rand:    rand.Float64,
 		sched:   defaultSchedule,
@@ -582,10 +584,96 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+			m.step(ctx)
+		case req := <-m.rotates:
+			snap, err := m.rotateNow(ctx, req.names)
+			req.done <- rotateResult{snap, err}
 		}
-		m.step(ctx)
 		stepped = true
 	}
+}
+
+// rotateReq is a Rotate call waiting for Run.
+type rotateReq struct {
+	names []string
+	done  chan<- rotateResult // buffered: Run never waits for the caller
+}
+
+type rotateResult struct {
+	snap *Snapshot
+	err  error
+}
+
+// Rotate hands over new credentials now for the secrets named by their
+// Spec.ID (every secret with a lease or an expiry when names is empty),
+// exactly as at their scheduled hand-over point: Run issues them, emits
+// the snapshot that holds them on Updates and keeps the old leases until
+// Retire. It returns that snapshot (nil if nothing was issued). An
+// unknown name, or one without an expiry (a static secret, re-read every
+// StaticRefresh), fails with ErrNoRotation before anything is issued; a
+// failed issue returns its error after the other secrets are handed over
+// (the old credential stays, on its schedule). Rotate waits for Run to
+// take the request and finish it; ctx cancels the wait.
+func (m *Manager) Rotate(ctx context.Context, names []string) (*Snapshot, error) {
+	done := make(chan rotateResult, 1)
+	select {
+	case m.rotates <- rotateReq{names: names, done: done}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-done:
+		return r.snap, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// rotateNow is Rotate's work, in Run's goroutine.
+func (m *Manager) rotateNow(ctx context.Context, names []string) (*Snapshot, error) {
+	var pick []*entry
+	for _, e := range m.entries {
+		if exp, _ := e.expiry(); len(names) == 0 && !exp.IsZero() {
+			pick = append(pick, e)
+		}
+	}
+	for _, n := range names {
+		i := slices.IndexFunc(m.entries, func(e *entry) bool { return e.spec.ID == n })
+		if i < 0 {
+			return nil, fmt.Errorf("rotate %s: %w: no secret of that name", n, ErrNoRotation)
+		}
+		e := m.entries[i]
+		if exp, _ := e.expiry(); exp.IsZero() {
+			return nil, fmt.Errorf("rotate %s (%s): %w: it has no lease or expiry, and is re-read every %s", n, e.spec.Path, ErrNoRotation, m.cfg.StaticRefresh)
+		}
+		if !slices.Contains(pick, e) {
+			pick = append(pick, e)
+		}
+	}
+	if len(pick) == 0 {
+		return nil, fmt.Errorf("rotate: %w: no secret has a lease or an expiry", ErrNoRotation)
+	}
+	var errs []error
+	changed := false
+	for _, e := range pick {
+		m.log.Info("rotation requested", "name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint)
+		if _, bound := e.expiry(); bound && e.lease.owner == m.tok && m.canLogin() && !m.relogin(ctx) {
+			// A new credential from the same token would die with it
+			// (as in entryStep); relogin logged why.
+			errs = append(errs, fmt.Errorf("rotate %s: logging in again failed", e.spec.ID))
+			continue
+		}
+		if err := m.rotate(ctx, e); err != nil {
+			errs = append(errs, fmt.Errorf("rotate %s: %w", e.spec.ID, err))
+			continue
+		}
+		changed = true
+	}
+	var snap *Snapshot
+	if changed {
+		snap = m.emit()
+	}
+	return snap, errors.Join(errs...)
 }
 
 // scan returns when Run has to act next: the earliest planned action,
@@ -849,7 +937,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 			return false
 		}
 	}
-	return m.rotate(ctx, e)
+	return m.rotate(ctx, e) == nil
 }
 
 // renew extends the entry's lease. It returns nil on success, else Vault's
@@ -890,14 +978,17 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 	return nil
 }
 
-func (m *Manager) rotate(ctx context.Context, e *entry) bool {
+// rotate issues a new credential for e and makes it current; the old lease
+// stays held until Retire. It returns the failure, already logged and
+// counted.
+func (m *Manager) rotate(ctx context.Context, e *entry) error {
 	c, cancel := m.entryCallCtx(ctx, e)
 	is, err := m.fetch(c, e)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)
 		m.entryFailed(e, "rotate", cerr)
-		return false
+		return cerr
 	}
 	old := e.cur
 	m.apply(e, is)
@@ -905,7 +996,7 @@ func (m *Manager) rotate(ctx context.Context, e *entry) bool {
 		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
 	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
 		TTL: is.secret.LeaseDuration, ExpiresAt: is.secret.ExpiresAt, Next: e.next})
-	return true
+	return nil
 }
 
 func (m *Manager) refresh(ctx context.Context, e *entry) bool {
