@@ -982,7 +982,8 @@ func TestBadInputClearErrors(t *testing.T) {
 	ownedByOther := os.Geteuid() == 0 && os.Chown(foreign, 65534, 65534) == nil
 
 	var st unix.Statfs_t
-	onDisk := unix.Statfs(tmp, &st) == nil && st.Type != unix.TMPFS_MAGIC && st.Type != unix.RAMFS_MAGIC
+	// Statfs_t.Type is int32 on 32-bit platforms, where RAMFS_MAGIC overflows it.
+	onDisk := unix.Statfs(tmp, &st) == nil && uint32(st.Type) != uint32(unix.TMPFS_MAGIC) && uint32(st.Type) != uint32(unix.RAMFS_MAGIC)
 
 	dir := func(d string) []string { return []string{"--delivery", "dir", "--dir", d, "-s", "db=secret/app"} }
 	tests := []struct {

@@ -99,11 +99,20 @@ func openParent(path string, allowDisk bool, uid, gid int) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("statfs delivery dir %s: %w", path, err)
 	}
-	if !allowDisk && sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.RAMFS_MAGIC {
+	if !allowDisk && !inMemory(&sfs) {
 		f.Close()
-		return nil, fmt.Errorf("delivery dir %s is not on tmpfs or ramfs (filesystem type %#x): secrets would reach disk; use a tmpfs or allow disk explicitly", path, sfs.Type)
+		return nil, fmt.Errorf("delivery dir %s is not on tmpfs or ramfs (filesystem type %#x): secrets would reach disk; use a tmpfs or allow disk explicitly", path, uint32(sfs.Type))
 	}
 	return f, nil
+}
+
+// inMemory reports whether a file system is tmpfs or ramfs. Statfs_t.Type
+// is int32 on 32-bit platforms and int64 elsewhere, and the magic numbers
+// are untyped constants that do not all fit an int32 (RAMFS_MAGIC is
+// 0x858458f6): the kernel's f_type is 32 bits wide, so compare as uint32.
+func inMemory(sfs *unix.Statfs_t) bool {
+	t := uint32(sfs.Type)
+	return t == uint32(unix.TMPFS_MAGIC) || t == uint32(unix.RAMFS_MAGIC)
 }
 
 // canEnter reports whether uid:gid has search (x) permission on a

@@ -14,7 +14,7 @@ import (
 func shmParent(t *testing.T) string {
 	t.Helper()
 	var sfs unix.Statfs_t
-	if err := unix.Statfs("/dev/shm", &sfs); err != nil || sfs.Type != unix.TMPFS_MAGIC {
+	if err := unix.Statfs("/dev/shm", &sfs); err != nil || !inMemory(&sfs) {
 		t.Skip("/dev/shm is not tmpfs here")
 	}
 	d, err := os.MkdirTemp("/dev/shm", "leash-render-test-")
@@ -120,7 +120,7 @@ func TestDirRefusesUnsafeParents(t *testing.T) {
 	if err := unix.Statfs(disk, &sfs); err != nil {
 		t.Fatal(err)
 	}
-	onDisk := sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.RAMFS_MAGIC
+	onDisk := !inMemory(&sfs)
 
 	shm := shmParent(t)
 	link := filepath.Join(shm, "link")
