@@ -979,6 +979,14 @@ func TestBadInputClearErrors(t *testing.T) {
 	}
 	os.Chmod(world, 0o777)
 	os.Symlink(real, link)
+	group := filepath.Join(shm, "group")
+	groupSub := filepath.Join(group, "sub")
+	for _, d := range []string{group, groupSub} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(group, 0o770)
 	ownedByOther := os.Geteuid() == 0 && os.Chown(foreign, 65534, 65534) == nil
 
 	var st unix.Statfs_t
@@ -1010,6 +1018,8 @@ func TestBadInputClearErrors(t *testing.T) {
 		{"--dir symlink", dir(link), exitConfig, "symlink", false},
 		{"--dir world-writable", dir(world), exitConfig, "world-writable", false},
 		{"--dir missing", dir(filepath.Join(shm, "nope")), exitConfig, "nope", false},
+		{"--dir group-writable", dir(group), exitConfig, "run chmod g-w " + group, false},
+		{"--dir group-writable ancestor", dir(groupSub), exitConfig, "its ancestor " + group + " (mode 0770) is group-writable", false},
 		{"--dir not owned", dir(foreign), exitConfig, foreign, !ownedByOther},
 		{"--dir on disk", dir(tmp), exitConfig, tmp, !onDisk},
 		{"bad rotate-before", []string{"--rotate-before", "0%", "-s", "db=secret/a"}, exitUsage, "--rotate-before", false},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -65,12 +66,15 @@ func openPrivateDir(opts Options, log hclog.Logger) (*privateDir, error) {
 }
 
 // openParent opens the parent directory and refuses one that is a symlink,
-// not owned by leash's user or root, world-writable without the sticky bit,
-// or (unless allowDisk) not on tmpfs or ramfs, and one the child's user
-// (uid:gid, -1 for leash's own) could not enter.
+// that fails [checkPath], that is (unless allowDisk) not on tmpfs or ramfs,
+// or that the child's user (uid:gid, -1 for leash's own) could not enter.
 func openParent(path string, allowDisk bool, uid, gid int) (*os.File, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		return nil, fmt.Errorf("delivery dir %s is a symlink; give the real path", path)
+	}
+	euid := os.Geteuid()
+	if err := checkPath(path, euid); err != nil {
+		return nil, err
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -82,13 +86,11 @@ func openParent(path string, allowDisk bool, uid, gid int) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("stat delivery dir %s: %w", path, err)
 	}
-	if euid := os.Geteuid(); int(st.Uid) != euid && st.Uid != 0 {
+	// Again on the descriptor leash keeps, in case the path walk and the
+	// open saw different directories.
+	if err := unsafeEntry(path, path, &st, euid); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("delivery dir %s is owned by uid %d, not by leash's user (%d) or root", path, st.Uid, euid)
-	}
-	if st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0 {
-		f.Close()
-		return nil, fmt.Errorf("delivery dir %s is world-writable without the sticky bit", path)
+		return nil, err
 	}
 	if uid != -1 && uid != 0 && !canEnter(&st, uid, gid) {
 		f.Close()
@@ -113,6 +115,102 @@ func openParent(path string, allowDisk bool, uid, gid int) (*os.File, error) {
 func inMemory(sfs *unix.Statfs_t) bool {
 	t := uint32(sfs.Type)
 	return t == uint32(unix.TMPFS_MAGIC) || t == uint32(unix.RAMFS_MAGIC)
+}
+
+// maxSymlinks is Linux's bound on symlinks followed in one path lookup.
+const maxSymlinks = 40
+
+// checkPath walks path from / the way the kernel resolves it and checks
+// every directory the lookup passes through (/, each ancestor and path
+// itself) and every symlink it follows with [unsafeEntry]. Whoever can
+// replace any of them can swap the directory the child reads its secrets
+// from by path ($NAME_FILE, CREDENTIALS_DIRECTORY) for one of their own.
+// Only directories are checked through a path here, and each is reached
+// through directories already found safe, so no other user can change
+// what the walk sees while it runs.
+func checkPath(path string, euid int) error {
+	todo := strings.Split(path, "/")
+	cur := "/"
+	links := 0
+	var st unix.Stat_t
+	if err := unix.Lstat(cur, &st); err != nil {
+		return fmt.Errorf("delivery dir %s: lstat /: %w", path, err)
+	}
+	if err := unsafeEntry(path, cur, &st, euid); err != nil {
+		return err
+	}
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur holds no symlinks: .. is physical
+			continue
+		}
+		next := filepath.Join(cur, c)
+		if err := unix.Lstat(next, &st); err != nil {
+			return fmt.Errorf("delivery dir %s: lstat %s: %w", path, next, err)
+		}
+		if err := unsafeEntry(path, next, &st, euid); err != nil {
+			return err
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			if links++; links > maxSymlinks {
+				return fmt.Errorf("delivery dir %s: %w", path, unix.ELOOP)
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return fmt.Errorf("delivery dir %s: %w", path, err)
+			}
+			if strings.HasPrefix(target, "/") {
+				cur = "/"
+			}
+			todo = append(strings.Split(target, "/"), todo...)
+		case unix.S_IFDIR:
+			cur = next
+		default:
+			return fmt.Errorf("delivery dir %s: %s: %w", path, next, unix.ENOTDIR)
+		}
+	}
+	return nil
+}
+
+// unsafeEntry refuses a directory or symlink on the way to the delivery
+// dir path that a user other than root and leash's own (euid) could
+// replace, rename or fill: one owned by another user, or a directory
+// writable by its group or by others without the sticky bit. With the
+// sticky bit (/tmp, /dev/shm) others may add entries but not rename or
+// remove the ones they do not own, and the next entry on the way is itself
+// checked to be root's or leash's. This is OpenSSH's rule for
+// authorized_keys paths (StrictModes) plus systemd's sticky-bit exception.
+// Supplementary groups are not consulted: a group-writable directory is
+// refused even if only root or leash's user are in the group.
+func unsafeEntry(path, entry string, st *unix.Stat_t, euid int) error {
+	subject := "delivery dir " + path
+	if entry != path {
+		subject = fmt.Sprintf("delivery dir %s: its ancestor %s", path, entry)
+	}
+	if int(st.Uid) != euid && st.Uid != 0 {
+		return fmt.Errorf("%s is owned by uid %d, not by leash's user (%d) or root: that user could replace it; use a directory owned by root or uid %d", subject, st.Uid, euid, euid)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&unix.S_ISVTX != 0 {
+		return nil
+	}
+	var who, fix string
+	switch st.Mode & 0o022 {
+	case 0:
+		return nil
+	case 0o020:
+		who, fix = fmt.Sprintf("group-writable (group %d)", st.Gid), "g-w"
+	case 0o002:
+		who, fix = "world-writable", "o-w"
+	default:
+		who, fix = fmt.Sprintf("group-writable (group %d) and world-writable", st.Gid), "go-w"
+	}
+	return fmt.Errorf("%s (mode %04o) is %s without the sticky bit: another user could replace the directory the child reads its secrets from; run chmod %s %s, or choose another delivery dir", subject, st.Mode&0o7777, who, fix, entry)
 }
 
 // canEnter reports whether uid:gid has search (x) permission on a

@@ -2,6 +2,7 @@ package render
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,6 +24,18 @@ func shmParent(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
+}
+
+// mkdirMode makes directory p with exactly mode (not narrowed by the umask).
+func mkdirMode(t *testing.T, p string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.Mkdir(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func dirOutputs(t *testing.T) []Output { return memfdOutputs(t)[:2] }
@@ -133,29 +146,39 @@ func TestDirRefusesUnsafeParents(t *testing.T) {
 	sticky := filepath.Join(shm, "sticky")
 	os.Mkdir(sticky, 0o700)
 	os.Chmod(sticky, os.ModeSticky|0o777)
+	// Group-writable directories, as the parent and as an ancestor, also
+	// reached through a symlink; with the sticky bit they are safe.
+	group := mkdirMode(t, filepath.Join(shm, "group"), 0o770)
+	groupAnc := mkdirMode(t, filepath.Join(shm, "group-anc"), 0o775)
+	groupSub := mkdirMode(t, filepath.Join(groupAnc, "sub"), 0o700)
+	viaLink := filepath.Join(shm, "to-group-anc")
+	os.Symlink(groupAnc, viaLink)
+	stickyGroup := mkdirMode(t, filepath.Join(shm, "sticky-group"), os.ModeSticky|0o770)
+	stickySub := mkdirMode(t, filepath.Join(sticky, "sub"), 0o700)
 
-	cases := []struct {
+	type parentCase struct {
 		name, dir string
 		allowDisk bool
 		want      string // "" means accepted
-	}{
+	}
+	cases := []parentCase{
 		{"symlink", link, false, "is a symlink"},
-		{"world-writable", open, false, "world-writable without the sticky bit"},
+		{"world-writable", open, false, "(mode 0777) is group-writable (group 0) and world-writable without the sticky bit"},
+		{"world-writable fix", open, false, "chmod go-w " + open},
 		{"sticky world-writable", sticky, false, ""},
+		{"group-writable", group, false, "delivery dir " + group + " (mode 0770) is group-writable"},
+		{"group-writable fix", group, false, "run chmod g-w " + group + ", or choose another delivery dir"},
+		{"group-writable ancestor", groupSub, false, "its ancestor " + groupAnc + " (mode 0775) is group-writable"},
+		{"group-writable ancestor via symlink", filepath.Join(viaLink, "sub"), false, "chmod g-w " + groupAnc},
+		{"sticky group-writable", stickyGroup, false, ""},
+		{"under a sticky ancestor", stickySub, false, ""},
+		{"the tmpfs default", "/dev/shm", false, ""},
 		{"missing", filepath.Join(shm, "nope"), false, "no such file"},
 	}
 	if onDisk {
 		cases = append(cases,
-			struct {
-				name, dir string
-				allowDisk bool
-				want      string
-			}{"disk", disk, false, "not on tmpfs or ramfs"},
-			struct {
-				name, dir string
-				allowDisk bool
-				want      string
-			}{"disk allowed", disk, true, ""})
+			parentCase{"disk", disk, false, "not on tmpfs or ramfs"},
+			parentCase{"disk allowed", disk, true, ""})
 	} else {
 		t.Log("/var/tmp is tmpfs here: disk refusal not exercised")
 	}
@@ -184,7 +207,7 @@ func TestDirRefusesUnsafeParents(t *testing.T) {
 		})
 	}
 	// Nothing was created inside the refused directories.
-	for _, d := range []string{disk, target, open} {
+	for _, d := range []string{disk, target, open, group, groupSub} {
 		if ents, _ := os.ReadDir(d); len(ents) != 0 {
 			t.Fatalf("%s: created %v", d, ents)
 		}
@@ -208,6 +231,65 @@ func TestDirRefusesForeignOwnerAsRoot(t *testing.T) {
 	_, err := New(Options{Mode: Dir, Dir: foreign, UID: -1, GID: -1}, dirOutputs(t))
 	if err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
 		t.Fatalf("foreign-owned parent: %v", err)
+	}
+}
+
+// The attack of issue 24: a member of the group that may write the parent
+// (or an ancestor) renames leash's private directory (or the parent) away
+// and puts their own under the same name, so the child, which follows
+// $NAME_FILE by path, reads the attacker's bytes. Such parents are refused;
+// if one were accepted, the attack is carried out as uid/gid 65534 to show
+// what it would cost.
+func TestDirGroupMemberCannotSwap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown to another group and run as another user")
+	}
+	shm := shmParent(t)
+	os.Chmod(shm, 0o755) // the attacker must be able to reach the parent
+	groupOwned := func(p string, mode os.FileMode) string {
+		mkdirMode(t, p, mode)
+		if err := os.Chown(p, 0, nobody); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	parent := groupOwned(filepath.Join(shm, "parent"), 0o770)
+	anc := groupOwned(filepath.Join(shm, "anc"), 0o770)
+	ancParent := mkdirMode(t, filepath.Join(anc, "parent"), 0o755)
+	for _, c := range []struct {
+		name, dir, swapped, want string
+	}{
+		{"parent", parent, "", "delivery dir " + parent + " (mode 0770) is group-writable (group 65534)"},
+		{"ancestor", ancParent, ancParent, "its ancestor " + anc + " (mode 0770) is group-writable (group 65534)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := New(Options{Mode: Dir, Dir: c.dir, UID: -1, GID: -1}, dirOutputs(t))
+			if err != nil {
+				if !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("error %q, want %q", err, c.want)
+				}
+				return
+			}
+			defer r.Close()
+			if _, err := r.Update(appSecret(rawSecret), true); err != nil {
+				t.Fatal(err)
+			}
+			pw, _ := r.Path("pw")
+			// Rename the private directory (or the parent) away and put
+			// the attacker's own at the same path.
+			swapped := c.swapped
+			if swapped == "" {
+				swapped = filepath.Dir(pw)
+			}
+			script := `set -e; mv "$1" "$1.away"; mkdir -p "$(dirname "$2")"; printf ATTACKER > "$2"`
+			sh := exec.Command("/bin/sh", "-c", script, "sh", swapped, pw)
+			sh.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+			if out, err := sh.CombinedOutput(); err != nil {
+				t.Fatalf("accepted %s, and the swap failed: %v: %s", c.dir, err, out)
+			}
+			got, _ := os.ReadFile(pw)
+			t.Fatalf("accepted %s (mode 0770, group 65534): uid 65534 swapped the directory and $PW_FILE now reads %q", c.dir, got)
+		})
 	}
 }
 

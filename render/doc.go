@@ -50,8 +50,11 @@
 //
 // A fresh 0700 directory leash-PID-RANDOM is created under Options.Dir
 // ($XDG_RUNTIME_DIR, else /dev/shm), which must be on tmpfs or ramfs unless
-// Options.AllowDisk is set, must not be a symlink, and must be owned by
-// leash's user or root and not be world-writable without the sticky bit.
+// Options.AllowDisk is set, and must not be a symlink. It, every ancestor
+// up to / and every symlink followed on the way must be owned by root or
+// leash's user, and none of those directories may be writable by its group
+// or by others unless it has the sticky bit: whoever could rename one could
+// swap the directory the child reads by path for their own.
 // Files are 0400, written to an O_EXCL|O_NOFOLLOW temporary file and renamed
 // into place, so a reader always sees a complete file and no symlink or
 // pre-created file can redirect a write. The child gets
