@@ -33,6 +33,7 @@ type auditRecord struct {
 	Time    time.Time `json:"time"`
 	Event   string    `json:"event"`
 	Name    string    `json:"name,omitempty"`
+	Outputs []string  `json:"outputs,omitempty"` // the outputs the user named that the secret feeds
 	Path    string    `json:"path,omitempty"`
 	Lease   string    `json:"lease,omitempty"`
 	TTL     float64   `json:"ttl_seconds,omitempty"`
@@ -257,7 +258,7 @@ func (a *auditor) leaseEvent(e lease.Event) {
 	if a.status != nil {
 		a.status.event(e)
 	}
-	rec := auditRecord{Time: e.Time, Event: string(e.Kind), Name: e.ID, Path: e.Path, Lease: e.Fingerprint,
+	rec := auditRecord{Time: e.Time, Event: string(e.Kind), Name: e.ID, Outputs: e.Outputs, Path: e.Path, Lease: e.Fingerprint,
 		TTL: e.TTL.Seconds(), Expires: e.ExpiresAt, Outcome: "ok"}
 	if e.Err != "" {
 		rec.Outcome, rec.Error = "error", e.Err

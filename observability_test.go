@@ -1,12 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/leash-dev/leash/internal/testvault"
 )
@@ -41,5 +46,102 @@ func TestMetricsCountStartupRequests(t *testing.T) {
 	}
 	if !strings.Contains(metrics, `leash_vault_request_duration_seconds_bucket{le="+Inf"} `+m[1]+"\n") {
 		t.Errorf("+Inf bucket disagrees with the count:\n%s", metrics)
+	}
+}
+
+// TestOutputNamesEverywhere: the names the user gave the outputs (db, pw)
+// are in /v1/leases, the metrics' outputs label, every lease log line and
+// every lease audit record; a secret feeding two outputs names both. They
+// used to carry only the Vault path (issue 16).
+func TestOutputNamesEverywhere(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	create := srv.TokenRole(t, time.Minute)
+	kv := srv.KV(t, 2)
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": "pw-N4xe"}})
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "status.sock")
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	cmd := leashCmd(t, "--status-addr", sock, "--audit-file", auditPath, "--log-level", "trace",
+		"-s", "tok="+create+"?ttl=6s", "-s", "app="+kv+"/app", "-s", "pw="+kv+"/app#password",
+		"--on-rotate", "none", "--", "sleep", "600")
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitHealth(t, sock, http.StatusOK)
+
+	var table struct{ Leases []leaseRow }
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, body := getStatus(t, sock, "/v1/leases")
+		if err := json.Unmarshal([]byte(body), &table); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(body, `"renewals": 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no renewal within 30s: %s", body)
+		}
+	}
+	want := map[string][]string{kv + "/app": {"app", "pw"}}
+	for _, r := range table.Leases {
+		if strings.HasPrefix(r.Name, create) {
+			want[r.Name] = []string{"tok"}
+		}
+	}
+	for _, r := range table.Leases {
+		if !slices.Equal(r.Outputs, want[r.Name]) {
+			t.Errorf("/v1/leases row %s: outputs %q, want %q", r.Name, r.Outputs, want[r.Name])
+		}
+	}
+	_, metrics := getStatus(t, sock, "/metrics")
+	for _, w := range []string{`leash_renewals_total{name="` + create + `?ttl=6s",outputs="tok"}`,
+		`leash_lease_next_renewal_timestamp_seconds{name="` + kv + `/app",outputs="app,pw",`} {
+		if !strings.Contains(metrics, w) {
+			t.Errorf("/metrics lacks %s:\n%s", w, metrics)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	lines := 0
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if !strings.Contains(l, " leash.lease: ") || !strings.Contains(l, " name=") {
+			continue
+		}
+		lines++
+		if !strings.Contains(l, ` outputs=["tok"]`) && !strings.Contains(l, ` outputs=["app", "pw"]`) {
+			t.Errorf("lease log line without the output names: %s", l)
+		}
+	}
+	if lines < 4 { // issued ×2, renewed, revoked
+		t.Errorf("only %d lease log lines name a secret:\n%s", lines, stderr.String())
+	}
+	raw, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var rec auditRecord
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("audit line %q: %v", l, err)
+		}
+		if rec.Name == "" {
+			continue
+		}
+		records++
+		if !slices.Equal(rec.Outputs, want[rec.Name]) {
+			t.Errorf("audit record %s %s: outputs %q, want %q", rec.Event, rec.Name, rec.Outputs, want[rec.Name])
+		}
+	}
+	if records < 4 {
+		t.Errorf("only %d audit records name a secret:\n%s", records, raw)
 	}
 }

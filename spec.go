@@ -84,6 +84,7 @@ func hasDotSegment(path string) bool {
 func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 	p := &plan{}
 	refs := map[string]render.Ref{}
+	fed := map[string][]string{} // Ref.ID -> the outputs it feeds, in flag order
 	names := map[string]string{}
 	addOutput := func(out render.Output, from string) error {
 		if prev, dup := names[out.Name]; dup {
@@ -99,6 +100,7 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 			return nil, &configError{err}
 		}
 		refs[ref.ID()] = ref
+		fed[ref.ID()] = append(fed[ref.ID()], out.Name)
 		if err := addOutput(out, "--secret "+s); err != nil {
 			return nil, err
 		}
@@ -121,6 +123,9 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 		}
 		for _, ref := range tmpl.Refs() {
 			refs[ref.ID()] = ref
+			if ids := fed[ref.ID()]; len(ids) == 0 || ids[len(ids)-1] != name {
+				fed[ref.ID()] = append(ids, name) // once, however often it reads it
+			}
 		}
 		if err := addOutput(render.Output{Name: name, Kind: render.TemplateKind, Template: tmpl}, "--template "+t); err != nil {
 			return nil, err
@@ -157,7 +162,7 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		p.specs = append(p.specs, lease.Spec{ID: id, Path: refs[id].Path, Params: refs[id].Params})
+		p.specs = append(p.specs, lease.Spec{ID: id, Path: refs[id].Path, Params: refs[id].Params, Outputs: fed[id]})
 	}
 	return p, nil
 }

@@ -27,6 +27,7 @@ import (
 // leaseRow is one lease in /v1/leases: state only, never secret data.
 type leaseRow struct {
 	Name        string    `json:"name"`
+	Outputs     []string  `json:"outputs"` // the outputs the user named (-s NAME=..., -t NAME=...)
 	Path        string    `json:"path"`
 	Fingerprint string    `json:"fingerprint"`
 	Issued      time.Time `json:"issued"`
@@ -66,30 +67,30 @@ func (s *status) event(e lease.Event) {
 	defer s.mu.Unlock()
 	if e.ID == "" {
 		if e.Kind == lease.EventFailed {
-			s.counters[fmt.Sprintf(`leash_failures_total{name="",op=%q}`, e.Op)]++
+			s.counters[fmt.Sprintf(`leash_failures_total{name="",outputs="",op=%q}`, e.Op)]++
 		}
 		return
 	}
 	r := s.leases[e.ID]
 	if r == nil {
-		r = &leaseRow{Name: e.ID, Path: e.Path}
+		r = &leaseRow{Name: e.ID, Outputs: e.Outputs, Path: e.Path}
 		s.leases[e.ID] = r
 	}
 	switch e.Kind {
 	case lease.EventIssued, lease.EventRotated, lease.EventChanged:
-		*r = leaseRow{Name: e.ID, Path: e.Path, Fingerprint: e.Fingerprint, Issued: e.Time,
+		*r = leaseRow{Name: e.ID, Outputs: e.Outputs, Path: e.Path, Fingerprint: e.Fingerprint, Issued: e.Time,
 			Expires: e.ExpiresAt, NextRenewal: e.Next, TTL: e.TTL.Seconds()}
 		if e.Kind == lease.EventRotated {
-			s.counters[fmt.Sprintf(`leash_rotations_total{name=%q}`, e.ID)]++
+			s.counters[fmt.Sprintf(`leash_rotations_total{name=%q,outputs=%q}`, e.ID, outputsLabel(e.Outputs))]++
 		}
 	case lease.EventRenewed:
 		r.Renewals++
 		r.Expires, r.NextRenewal, r.TTL, r.failing = e.ExpiresAt, e.Next, e.TTL.Seconds(), false
-		s.counters[fmt.Sprintf(`leash_renewals_total{name=%q}`, e.ID)]++
+		s.counters[fmt.Sprintf(`leash_renewals_total{name=%q,outputs=%q}`, e.ID, outputsLabel(e.Outputs))]++
 	case lease.EventFailed:
 		r.Failures++
 		r.failing = true
-		s.counters[fmt.Sprintf(`leash_failures_total{name=%q,op=%q}`, e.ID, e.Op)]++
+		s.counters[fmt.Sprintf(`leash_failures_total{name=%q,outputs=%q,op=%q}`, e.ID, outputsLabel(e.Outputs), e.Op)]++
 	case lease.EventLost:
 		r.failing = true
 		r.Expires = e.ExpiresAt
@@ -193,7 +194,7 @@ func (s *status) writeMetrics(w io.Writer) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
 		for _, r := range rows {
 			if v, ok := val(r); ok {
-				fmt.Fprintf(w, "%s{name=%q,path=%q} %g\n", name, r.Name, r.Path, v)
+				fmt.Fprintf(w, "%s{name=%q,outputs=%q,path=%q} %g\n", name, r.Name, outputsLabel(r.Outputs), r.Path, v)
 			}
 		}
 	}
@@ -223,6 +224,11 @@ func (s *status) writeMetrics(w io.Writer) {
 	counter("leash_child_reloads_total", "Reload signals sent to the child.")
 	s.latency.write(w, "leash_vault_request_duration_seconds", "Duration of every HTTP request leash sent to Vault (logins, lookups, reads, renewals, revocations; each retry counts), from start-up on.")
 }
+
+// outputsLabel is the outputs label: the output names joined by commas, so
+// a lease feeding several outputs stays one series (summing per-output
+// series would count its renewals once per output).
+func outputsLabel(outs []string) string { return strings.Join(outs, ",") }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
@@ -531,9 +537,11 @@ func (c *StatusCmd) run(ctx context.Context, w io.Writer) error {
 		return fmt.Errorf("leash status: bad answer from %s: %w", c.StatusAddr, err)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPATH\tLEASE\tISSUED\tEXPIRES\tNEXT RENEWAL\tRENEWALS\tFAILURES")
+	// OUTPUTS are the names the user chose; SECRET is what leash asks
+	// Vault for (the path, with a write's parameters).
+	fmt.Fprintln(tw, "OUTPUTS\tSECRET\tLEASE\tISSUED\tEXPIRES\tNEXT RENEWAL\tRENEWALS\tFAILURES")
 	for _, r := range body.Leases {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Name, r.Path, orDash(r.Fingerprint),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", orDash(strings.Join(r.Outputs, ",")), r.Name, orDash(r.Fingerprint),
 			fmtWhen(r.Issued), fmtWhen(r.Expires), fmtWhen(r.NextRenewal), r.Renewals, r.Failures)
 	}
 	return tw.Flush()

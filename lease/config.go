@@ -25,6 +25,9 @@ type Spec struct {
 	ID     string            // unique key; snapshot entries are keyed by it
 	Path   string            // as written: "database/creds/app", "secret/app" (KV CLI form), "pki/issue/web"
 	Params map[string]string // non-nil: a write (PUT) with these parameters (pki issue, sts, token create)
+	// Outputs names what the user calls the secret: the outputs it feeds
+	// (-s db=..., templates), for log lines and events. nil: none given.
+	Outputs []string
 }
 
 // AuthConfig selects how leash obtains its Vault token.

@@ -71,14 +71,20 @@ func (e *Error) Unwrap() error { return e.Err }
 // matches ErrLeaseLost with errors.Is.
 type LostError struct {
 	ID, Path string
+	Outputs  []string  // the Spec's Outputs
 	Lease    string    // fingerprint
 	Expired  time.Time // when the credential expires (leash's conservative estimate)
 }
 
-// Error names the secret, its path, its lease fingerprint and when it expires.
+// Error names the secret, its outputs, its path, its lease fingerprint and
+// when it expires.
 func (e *LostError) Error() string {
+	name := e.ID
+	if len(e.Outputs) > 0 {
+		name = "output " + strings.Join(e.Outputs, ", ") + " from " + e.ID
+	}
 	return fmt.Sprintf("lease lost: %s (%s, lease %s) expires at %s with no replacement",
-		e.ID, e.Path, e.Lease, e.Expired.UTC().Format(time.RFC3339))
+		name, e.Path, e.Lease, e.Expired.UTC().Format(time.RFC3339))
 }
 
 // Is makes errors.Is(err, ErrLeaseLost) true.

@@ -25,6 +25,7 @@ type Event struct {
 	Time        time.Time
 	Kind        EventKind
 	ID, Path    string        // the Spec; ID is "" for token events
+	Outputs     []string      // the Spec's Outputs: the names the user chose
 	Fingerprint string        // the lease's fingerprint ("" without a lease)
 	TTL         time.Duration // lease duration after the event
 	ExpiresAt   time.Time     // when the credential stops working (zero: never)

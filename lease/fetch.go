@@ -44,6 +44,7 @@ type Snapshot struct {
 // held is a lease (or a token credential) leash holds and has not revoked.
 type held struct {
 	fp, id, path string
+	outputs      []string     // Spec.Outputs
 	leaseID      secretString // "" for a token credential
 	childTok     secretString // token credential: renewed and revoked as itself
 	owner        *token
@@ -310,11 +311,11 @@ func (m *Manager) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
 		if _, transient := classify(err); transient {
 			return nil, err
 		}
-		m.log.Debug("direct read failed; resolving the mount", "name", e.spec.ID, "path", e.spec.Path)
+		m.log.Debug("direct read failed; resolving the mount", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path)
 		return nil, nil
 	}
 	if sec == nil || sec.LeaseID == "" {
-		m.log.Debug("direct read gave no lease; resolving the mount", "name", e.spec.ID, "path", e.spec.Path)
+		m.log.Debug("direct read gave no lease; resolving the mount", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path)
 		return nil, nil
 	}
 	e.path, e.resolved = path, true
@@ -340,7 +341,7 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 		s.LeaseDuration = time.Duration(a.LeaseDuration) * time.Second
 		s.Renewable = a.Renewable
 		s.Fingerprint = fingerprint(a.Accessor)
-		out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, childTok: secretString(a.ClientToken), owner: tok}
+		out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, outputs: e.spec.Outputs, childTok: secretString(a.ClientToken), owner: tok}
 		if a.Orphan {
 			out.lease.owner = nil
 		}
@@ -365,7 +366,7 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 			s.LeaseDuration = time.Duration(sec.LeaseDuration) * time.Second
 			s.Renewable = sec.Renewable
 			s.Fingerprint = fingerprint(sec.LeaseID)
-			out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, leaseID: secretString(sec.LeaseID), owner: tok}
+			out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, outputs: e.spec.Outputs, leaseID: secretString(sec.LeaseID), owner: tok}
 		}
 		if c, ok := inner["certificate"].(string); ok {
 			out.notAfter = certNotAfter(c)

@@ -397,13 +397,13 @@ func (m *Manager) apply(e *entry, is *issued) {
 	}
 	switch {
 	case is.rotation != nil:
-		m.log.Info("static credential read", "name", e.spec.ID, "path", e.spec.Path,
+		m.log.Info("static credential read", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
 			"last_rotation", fmtTime(is.rotation.last), "next_rotation", fmtTime(is.rotation.next), "next_read", fmtTime(e.next))
 	default:
-		m.log.Info("lease issued", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
+		m.log.Info("lease issued", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 			"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
 	}
-	m.event(Event{Kind: EventIssued, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+	m.event(Event{Kind: EventIssued, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
 		TTL: is.secret.LeaseDuration, ExpiresAt: exp, Next: e.next, Rotation: is.secret.NextRotation})
 }
 
@@ -501,7 +501,7 @@ func (m *Manager) warnTokenBound() {
 		}
 		if _, bound := e.expiry(); bound {
 			m.log.Warn("token expires before lease and cannot be renewed or re-obtained; the lease dies with it",
-				"name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint, "expires", fmtTime(t.expires))
+				"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint, "expires", fmtTime(t.expires))
 		}
 	}
 }
@@ -571,8 +571,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 			if lost != nil {
 				exp, _ := lost.expiry()
-				m.event(Event{Kind: EventLost, ID: lost.spec.ID, Path: lost.spec.Path, Fingerprint: lost.cur.Fingerprint, ExpiresAt: exp})
-				return &LostError{ID: lost.spec.ID, Path: lost.spec.Path, Lease: lost.cur.Fingerprint, Expired: exp}
+				m.event(Event{Kind: EventLost, ID: lost.spec.ID, Outputs: lost.spec.Outputs, Path: lost.spec.Path, Fingerprint: lost.cur.Fingerprint, ExpiresAt: exp})
+				return &LostError{ID: lost.spec.ID, Outputs: lost.spec.Outputs, Path: lost.spec.Path, Lease: lost.cur.Fingerprint, Expired: exp}
 			}
 		}
 		wait := time.Hour
@@ -921,7 +921,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 		}
 		if noAnswer(err) {
 			m.log.Debug("vault did not answer; renewing again before trying a new credential",
-				"name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())
+				"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())
 			return false
 		}
 	}
@@ -970,10 +970,10 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 		e.maxed = true // max TTL ahead: hand over before it
 	}
 	m.planEntry(e, now)
-	m.log.Info("lease renewed", "name", e.spec.ID, "path", e.spec.Path, "lease", e.cur.Fingerprint,
+	m.log.Info("lease renewed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint,
 		"ttl", ld.String(), "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
 	exp, _ := e.expiry()
-	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
+	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
 		TTL: ld, ExpiresAt: exp, Next: e.next})
 	return nil
 }
@@ -992,9 +992,9 @@ func (m *Manager) rotate(ctx context.Context, e *entry) error {
 	}
 	old := e.cur
 	m.apply(e, is)
-	m.log.Info("lease rotated", "name", e.spec.ID, "path", e.spec.Path, "lease", is.secret.Fingerprint,
+	m.log.Info("lease rotated", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
-	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
 		TTL: is.secret.LeaseDuration, ExpiresAt: is.secret.ExpiresAt, Next: e.next})
 	return nil
 }
@@ -1018,7 +1018,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 			return false
 		}
 		e.next = m.now().Add(m.cfg.StaticRefresh)
-		m.log.Trace("secret unchanged", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
+		m.log.Trace("secret unchanged", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
 		return false
 	}
 	prev := e.rot
@@ -1030,12 +1030,12 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 		if !r.last.IsZero() && (prev == nil || r.last.After(prev.last)) {
 			lag = is.secret.IssuedAt.Sub(r.last).Round(time.Millisecond)
 		}
-		m.log.Info("static credential rotated", "name", e.spec.ID, "path", e.spec.Path,
+		m.log.Info("static credential rotated", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
 			"last_rotation", fmtTime(r.last), "read_after", lag.String(), "next_rotation", fmtTime(r.next))
 	} else {
-		m.log.Info("secret changed", "name", e.spec.ID, "path", e.spec.Path, "version", is.secret.Version)
+		m.log.Info("secret changed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
 	}
-	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
 		Next: e.next, Rotation: is.secret.NextRotation})
 	return true
 }
@@ -1057,10 +1057,10 @@ func (m *Manager) notRotated(e *entry, r *rotation) {
 	if !ok && !e.stuck {
 		e.stuck = true
 		m.log.Warn("vault has not rotated the static credential since its rotation time; reading it again after --static-refresh",
-			"name", e.spec.ID, "path", e.spec.Path, "rotation_due", fmtTime(e.rot.next), "next_read", fmtTime(next))
+			"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "rotation_due", fmtTime(e.rot.next), "next_read", fmtTime(next))
 		return
 	}
-	m.log.Debug("static credential not rotated yet", "name", e.spec.ID, "path", e.spec.Path,
+	m.log.Debug("static credential not rotated yet", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
 		"rotation_due", fmtTime(e.rot.next), "attempt", e.stale, "backoff", next.Sub(now).Round(time.Millisecond).String())
 }
 
@@ -1096,10 +1096,10 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 	if e.cur != nil {
 		fp = e.cur.Fingerprint
 	}
-	m.log.Log(level, op+" failed", "name", e.spec.ID, "path", e.spec.Path, "lease", fp,
+	m.log.Log(level, op+" failed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", fp,
 		"error", err, "attempt", e.failures, "backoff", d.String())
 	exp, _ := e.expiry()
-	m.event(Event{Kind: EventFailed, ID: e.spec.ID, Path: e.spec.Path, Fingerprint: fp, ExpiresAt: exp,
+	m.event(Event{Kind: EventFailed, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: fp, ExpiresAt: exp,
 		Next: e.next, Op: op, Err: err.Error()})
 }
 
@@ -1148,13 +1148,13 @@ func (m *Manager) Retire(old *Snapshot) {
 	for _, h := range leases {
 		if err := m.revokeLease(ctx, h); err != nil {
 			cerr, _ := classify(err)
-			m.log.Warn("retire failed; the lease expires on its own", "name", h.id, "path", h.path,
+			m.log.Warn("retire failed; the lease expires on its own", "name", h.id, "outputs", h.outputs, "path", h.path,
 				"lease", h.fp, "expires", fmtTime(h.expires), "error", cerr)
-			m.event(Event{Kind: EventFailed, ID: h.id, Path: h.path, Fingerprint: h.fp, ExpiresAt: h.expires, Op: "retire", Err: cerr.Error()})
+			m.event(Event{Kind: EventFailed, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp, ExpiresAt: h.expires, Op: "retire", Err: cerr.Error()})
 			continue
 		}
-		m.log.Info("lease retired", "name", h.id, "path", h.path, "lease", h.fp)
-		m.event(Event{Kind: EventRetired, ID: h.id, Path: h.path, Fingerprint: h.fp})
+		m.log.Info("lease retired", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp)
+		m.event(Event{Kind: EventRetired, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp})
 	}
 	for _, t := range toks {
 		if err := m.revokeToken(ctx, t); err != nil {
@@ -1222,18 +1222,18 @@ const revokeConcurrency = 8
 func (m *Manager) revokeOne(ctx context.Context, h *held) error {
 	err := m.revokeLease(ctx, h)
 	if err == nil {
-		m.log.Info("lease revoked", "name", h.id, "path", h.path, "lease", h.fp)
-		m.event(Event{Kind: EventRevoked, ID: h.id, Path: h.path, Fingerprint: h.fp})
+		m.log.Info("lease revoked", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp)
+		m.event(Event{Kind: EventRevoked, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp})
 		return nil
 	}
 	cerr, _ := classify(err)
 	if errors.Is(cerr, ErrPermissionDenied) && h.owner != nil && h.owner.own {
 		// Revoking leash's own token afterwards revokes the lease with it.
-		m.log.Debug("lease revoked with its token", "name", h.id, "path", h.path, "lease", h.fp)
+		m.log.Debug("lease revoked with its token", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp)
 		return nil
 	}
-	m.log.Warn("revoke failed", "name", h.id, "path", h.path, "lease", h.fp, "error", cerr)
-	m.event(Event{Kind: EventFailed, ID: h.id, Path: h.path, Fingerprint: h.fp, Op: "revoke", Err: cerr.Error()})
+	m.log.Warn("revoke failed", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp, "error", cerr)
+	m.event(Event{Kind: EventFailed, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp, Op: "revoke", Err: cerr.Error()})
 	return &Error{Op: "revoke", Path: h.path, Err: cerr}
 }
 
