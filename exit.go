@@ -73,6 +73,9 @@ func classify(err error) (int, string) {
 		return exitConfig, "check the secret's path and parameters"
 	case errors.As(err, new(*lease.RedirectError)):
 		return exitConfig, "point VAULT_ADDR at the Vault node that answers, or list the redirect's host in --vault-redirect-allow if you trust it"
+	case errors.Is(err, lease.ErrTLS):
+		// A CA, server name or certificate to fix, not an outage to wait out.
+		return exitConfig, "check VAULT_CACERT (or VAULT_CAPATH), VAULT_TLS_SERVER_NAME and the host name in VAULT_ADDR against Vault's certificate"
 	case errors.Is(err, lease.ErrPermissionDenied):
 		return exitNoPerm, "check the Vault policy attached to leash's token"
 	case errors.Is(err, lease.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):

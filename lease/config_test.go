@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,6 +186,8 @@ func TestTLSEnvironment(t *testing.T) {
 		{"VAULT_CAPATH", []string{"VAULT_CAPATH=" + caDir}, true},
 		{"BAO_CACERT", []string{"BAO_CACERT=" + s.CACert}, true},
 		{"VAULT_SKIP_VERIFY", []string{"VAULT_SKIP_VERIFY=true"}, true},
+		{"BAO_SKIP_VERIFY", []string{"BAO_SKIP_VERIFY=1"}, true},
+		{"VAULT_SKIP_VERIFY=false", []string{"VAULT_SKIP_VERIFY=false"}, false},
 		{"VAULT_TLS_SERVER_NAME", []string{"VAULT_CACERT=" + s.CACert, "VAULT_TLS_SERVER_NAME=localhost"}, true},
 		{"wrong server name", []string{"VAULT_CACERT=" + s.CACert, "VAULT_TLS_SERVER_NAME=other.example"}, false},
 		{"unknown CA", nil, false},
@@ -192,12 +195,22 @@ func TestTLSEnvironment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := append([]string{"VAULT_ADDR=" + s.Addr, "VAULT_TOKEN=" + s.RootToken}, tt.env...)
-			m, err := New(Config{Env: env, Specs: []Spec{{ID: "app", Path: kv + "/app"}}, StartupTimeout: time.Minute})
+			logs := newLogBuf()
+			log := hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
+			m, err := New(Config{Env: env, Specs: []Spec{{ID: "app", Path: kv + "/app"}}, StartupTimeout: time.Minute, Logger: log})
 			if err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
 			_, err = m.Start(context.Background())
+			// One warning, at New, for a skip that is on; none otherwise.
+			wantWarn := 0
+			if strings.Contains(tt.name, "SKIP_VERIFY") && tt.ok {
+				wantWarn = 1
+			}
+			if n := logs.count("[WARN]  " + strings.TrimSuffix(tt.name, "=false") + " is set: Vault's TLS certificate is not verified"); n != wantWarn {
+				t.Errorf("%d warnings about the skipped verification, want %d; log:\n%s", n, wantWarn, logs.String())
+			}
 			if tt.ok && err != nil {
 				t.Fatal(err)
 			}
@@ -207,6 +220,9 @@ func TestTLSEnvironment(t *testing.T) {
 				}
 				if errors.Is(err, ErrUnreachable) || time.Since(start) > 30*time.Second {
 					t.Fatalf("certificate error treated as transient: %v", err)
+				}
+				if !errors.Is(err, ErrTLS) {
+					t.Fatalf("got %v, want ErrTLS", err)
 				}
 			}
 		})

@@ -31,6 +31,10 @@ var (
 	// ErrNoRotation: Rotate was asked for a secret it cannot hand over (an
 	// unknown name, or a static secret).
 	ErrNoRotation = errors.New("nothing to rotate")
+	// ErrTLS: Vault's certificate did not verify: an unknown CA, a name
+	// that does not match VAULT_ADDR or VAULT_TLS_SERVER_NAME, an expired
+	// certificate (exit 78 in main). Retrying does not fix it.
+	ErrTLS = errors.New("vault tls verification failed")
 )
 
 // RedirectError reports a redirect leash refused to follow: to another
@@ -126,7 +130,7 @@ func classify(err error) (out error, transient bool) {
 		switch {
 		case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
 			// A wrong CA or server name does not fix itself: fail at once.
-			return fmt.Errorf("tls: %w", stripURL(err)), false
+			return fmt.Errorf("%w: %w", ErrTLS, stripURL(err)), false
 		case noAnswer(err):
 			// Connection refused, resets, timeouts: the network or a restarting Vault.
 			return stripURL(err), true

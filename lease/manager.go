@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -80,6 +81,12 @@ func New(cfg Config) (*Manager, error) {
 	c, err := newClient(env, allow, false, log, cfg.OnRequest)
 	if err != nil {
 		return nil, err
+	}
+	if v, name := env.get("SKIP_VERIFY"); v != "" {
+		if skip, _ := strconv.ParseBool(v); skip { // newClient checked it parses
+			// Here, once: run and validate each build one Manager.
+			log.Warn(name + " is set: Vault's TLS certificate is not verified, so anyone on the network path can impersonate Vault and take leash's token and secrets; set VAULT_CACERT instead")
+		}
 	}
 	anon, err := c.Clone()
 	if err != nil {
