@@ -258,6 +258,9 @@ func (a *auditor) leaseEvent(e lease.Event) {
 	if a.status != nil {
 		a.status.event(e)
 	}
+	if e.Kind == lease.EventUnchanged {
+		return // a re-read that found nothing new: status only
+	}
 	rec := auditRecord{Time: e.Time, Event: string(e.Kind), Name: e.ID, Outputs: e.Outputs, Path: e.Path, Lease: e.Fingerprint,
 		TTL: e.TTL.Seconds(), Expires: e.ExpiresAt, Outcome: "ok"}
 	if e.Err != "" {

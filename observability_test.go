@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 )
 
@@ -143,5 +144,76 @@ func TestOutputNamesEverywhere(t *testing.T) {
 	}
 	if records < 4 {
 		t.Errorf("only %d audit records name a secret:\n%s", records, raw)
+	}
+}
+
+// TestSecretsWithoutLeaseSaySo: a KV read and a static role are not
+// "lease issued ... lease=\"\" expires=never" (issue 16): the log says
+// what happened, and /v1/leases and leash status show the next read and,
+// for the static role, Vault's next rotation.
+func TestSecretsWithoutLeaseSaySo(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": "pw-Zt6c"}})
+	db := testpg.Database(t)
+	// Roles are the server's, not the database's: a unique one, dropped after.
+	role := "static_" + db.Name
+	db.Exec(t, `CREATE ROLE `+role+` LOGIN`)
+	t.Cleanup(func() { db.Exec(t, `DROP ROLE IF EXISTS `+role) })
+	static := srv.StaticRole(t, db.VaultURL(), db.User, db.Password, role, time.Hour)
+	sock := filepath.Join(t.TempDir(), "status.sock")
+	cmd := leashCmd(t, "--status-addr", sock, "-s", "app="+kv+"/app", "-s", "db="+static,
+		"--on-rotate", "none", "--", "sleep", "600")
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitHealth(t, sock, http.StatusOK)
+
+	_, body := getStatus(t, sock, "/v1/leases")
+	var table struct{ Leases []leaseRow }
+	if err := json.Unmarshal([]byte(body), &table); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range table.Leases {
+		want := map[string]string{kv + "/app": "secret", static: "static"}[r.Name]
+		if r.Kind != want || r.NextRead.IsZero() || !r.NextRenewal.IsZero() || r.Fingerprint != "" {
+			t.Errorf("row %s: kind %q next_read %s next_renewal %s, want kind %q and a next read only", r.Name, r.Kind, r.NextRead, r.NextRenewal, want)
+		}
+		if (want == "static") == r.NextRotation.IsZero() {
+			t.Errorf("row %s: next_rotation %s", r.Name, r.NextRotation)
+		}
+		// Vault's hour-long period: the next rotation is about an hour away,
+		// and the read is planned at --static-refresh (5m), before it.
+		if want == "static" && (time.Until(r.NextRotation) < 50*time.Minute || time.Until(r.NextRead) > 6*time.Minute) {
+			t.Errorf("static row: next rotation %s, next read %s", r.NextRotation, r.NextRead)
+		}
+	}
+	if strings.Contains(body, `"fingerprint"`) {
+		t.Errorf("rows without a lease show an empty lease: %s", body)
+	}
+	out, err := leashCmd(t, "status", "--status-addr", sock).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"none (static role, rotates ", "read "} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("leash status lacks %q:\n%s", want, out)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	log := stderr.String()
+	for _, want := range []string{"secret read: name=" + kv + "/app", "static credential read: name=" + static, "next_rotation=", "next_read="} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, `lease=""`) {
+		t.Errorf("log shows an empty lease:\n%s", log)
 	}
 }

@@ -26,17 +26,24 @@ import (
 
 // leaseRow is one lease in /v1/leases: state only, never secret data.
 type leaseRow struct {
-	Name        string    `json:"name"`
-	Outputs     []string  `json:"outputs"` // the outputs the user named (-s NAME=..., -t NAME=...)
-	Path        string    `json:"path"`
-	Fingerprint string    `json:"fingerprint"`
-	Issued      time.Time `json:"issued"`
-	Expires     time.Time `json:"expires,omitzero"`
-	NextRenewal time.Time `json:"next_renewal,omitzero"`
-	TTL         float64   `json:"ttl_seconds"`
-	Renewals    int       `json:"renewals"`
-	Failures    int       `json:"failures"`
-	failing     bool      // failed since the last success
+	Name    string   `json:"name"`
+	Outputs []string `json:"outputs"` // the outputs the user named (-s NAME=..., -t NAME=...)
+	Path    string   `json:"path"`
+	// Kind is "lease" (renewed or replaced before it expires), "static"
+	// (a static role: Vault rotates it at NextRotation) or "secret" (no
+	// lease: a KV secret, a certificate without one; read again at
+	// NextRead).
+	Kind         string    `json:"kind"`
+	Fingerprint  string    `json:"fingerprint,omitempty"`
+	Issued       time.Time `json:"issued"`
+	Expires      time.Time `json:"expires,omitzero"`
+	NextRenewal  time.Time `json:"next_renewal,omitzero"`  // a lease's next renewal or hand-over
+	NextRead     time.Time `json:"next_read,omitzero"`     // no lease: when leash reads it again
+	NextRotation time.Time `json:"next_rotation,omitzero"` // static role: when Vault rotates it
+	TTL          float64   `json:"ttl_seconds"`
+	Renewals     int       `json:"renewals"`
+	Failures     int       `json:"failures"`
+	failing      bool      // failed since the last success
 }
 
 // status is leash's live state for the status server and the audit trail.
@@ -78,8 +85,14 @@ func (s *status) event(e lease.Event) {
 	}
 	switch e.Kind {
 	case lease.EventIssued, lease.EventRotated, lease.EventChanged:
-		*r = leaseRow{Name: e.ID, Outputs: e.Outputs, Path: e.Path, Fingerprint: e.Fingerprint, Issued: e.Time,
+		*r = leaseRow{Name: e.ID, Outputs: e.Outputs, Path: e.Path, Kind: "lease", Fingerprint: e.Fingerprint, Issued: e.Time,
 			Expires: e.ExpiresAt, NextRenewal: e.Next, TTL: e.TTL.Seconds()}
+		if e.Fingerprint == "" {
+			r.Kind, r.NextRenewal, r.NextRead, r.NextRotation = "secret", time.Time{}, e.Next, e.Rotation
+			if !e.Rotation.IsZero() {
+				r.Kind = "static"
+			}
+		}
 		if e.Kind == lease.EventRotated {
 			s.counters[fmt.Sprintf(`leash_rotations_total{name=%q,outputs=%q}`, e.ID, outputsLabel(e.Outputs))]++
 		}
@@ -87,6 +100,11 @@ func (s *status) event(e lease.Event) {
 		r.Renewals++
 		r.Expires, r.NextRenewal, r.TTL, r.failing = e.ExpiresAt, e.Next, e.TTL.Seconds(), false
 		s.counters[fmt.Sprintf(`leash_renewals_total{name=%q,outputs=%q}`, e.ID, outputsLabel(e.Outputs))]++
+	case lease.EventUnchanged:
+		r.NextRead, r.failing = e.Next, false
+		if !e.Rotation.IsZero() {
+			r.NextRotation = e.Rotation
+		}
 	case lease.EventFailed:
 		r.Failures++
 		r.failing = true
@@ -201,8 +219,12 @@ func (s *status) writeMetrics(w io.Writer) {
 	gauge("leash_lease_expiry_timestamp_seconds", "When the current lease expires (Unix time).", func(r leaseRow) (float64, bool) {
 		return unixSeconds(r.Expires), !r.Expires.IsZero()
 	})
-	gauge("leash_lease_next_renewal_timestamp_seconds", "When leash next renews or replaces the lease (Unix time).", func(r leaseRow) (float64, bool) {
-		return unixSeconds(r.NextRenewal), !r.NextRenewal.IsZero()
+	gauge("leash_lease_next_renewal_timestamp_seconds", "When leash next renews or replaces the lease, or reads a secret without a lease again (Unix time).", func(r leaseRow) (float64, bool) {
+		next := earliestTime(r.NextRenewal, r.NextRead)
+		return unixSeconds(next), !next.IsZero()
+	})
+	gauge("leash_static_next_rotation_timestamp_seconds", "When Vault rotates a static role's credential next (Unix time).", func(r leaseRow) (float64, bool) {
+		return unixSeconds(r.NextRotation), !r.NextRotation.IsZero()
 	})
 	counter := func(name, help string) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
@@ -223,6 +245,14 @@ func (s *status) writeMetrics(w io.Writer) {
 	counter("leash_child_restarts_total", "Restarts of the child to pick up new credentials.")
 	counter("leash_child_reloads_total", "Reload signals sent to the child.")
 	s.latency.write(w, "leash_vault_request_duration_seconds", "Duration of every HTTP request leash sent to Vault (logins, lookups, reads, renewals, revocations; each retry counts), from start-up on.")
+}
+
+// earliestTime returns the earlier non-zero time of a and b, or zero.
+func earliestTime(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // outputsLabel is the outputs label: the output names joined by commas, so
@@ -539,10 +569,20 @@ func (c *StatusCmd) run(ctx context.Context, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	// OUTPUTS are the names the user chose; SECRET is what leash asks
 	// Vault for (the path, with a write's parameters).
-	fmt.Fprintln(tw, "OUTPUTS\tSECRET\tLEASE\tISSUED\tEXPIRES\tNEXT RENEWAL\tRENEWALS\tFAILURES")
+	// Rows without a lease say so, and when Vault rotates a static role.
+	fmt.Fprintln(tw, "OUTPUTS\tSECRET\tLEASE\tISSUED\tEXPIRES\tNEXT\tRENEWALS\tFAILURES")
 	for _, r := range body.Leases {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", orDash(strings.Join(r.Outputs, ",")), r.Name, orDash(r.Fingerprint),
-			fmtWhen(r.Issued), fmtWhen(r.Expires), fmtWhen(r.NextRenewal), r.Renewals, r.Failures)
+		lease, next := r.Fingerprint, "renew "+fmtWhen(r.NextRenewal)
+		switch {
+		case r.Kind == "static":
+			lease, next = "none (static role, rotates "+fmtWhen(r.NextRotation)+")", "read "+fmtWhen(r.NextRead)
+		case r.Fingerprint == "":
+			lease, next = "none", "read "+fmtWhen(r.NextRead)
+		case r.NextRenewal.IsZero():
+			next = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", orDash(strings.Join(r.Outputs, ",")), r.Name, lease,
+			fmtWhen(r.Issued), fmtWhen(r.Expires), next, r.Renewals, r.Failures)
 	}
 	return tw.Flush()
 }

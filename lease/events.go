@@ -13,10 +13,15 @@ const (
 	EventRenewed EventKind = "renewed" // a lease was extended
 	EventRotated EventKind = "rotated" // a new credential replaced one before it expired
 	EventChanged EventKind = "changed" // a static secret's content changed
-	EventRetired EventKind = "retired" // an old lease was revoked after the hand-over
-	EventRevoked EventKind = "revoked" // a lease or leash's token was revoked at shutdown
-	EventFailed  EventKind = "failed"  // a Vault operation failed (it is retried)
-	EventLost    EventKind = "lost"    // a credential expired with no replacement
+	// EventUnchanged: a secret without a lease was read again and had not
+	// changed (a KV refresh, a static role Vault has not rotated yet). It
+	// moves the next read; main keeps it out of the audit trail, where
+	// each refresh would be noise.
+	EventUnchanged EventKind = "unchanged"
+	EventRetired   EventKind = "retired" // an old lease was revoked after the hand-over
+	EventRevoked   EventKind = "revoked" // a lease or leash's token was revoked at shutdown
+	EventFailed    EventKind = "failed"  // a Vault operation failed (it is retried)
+	EventLost      EventKind = "lost"    // a credential expired with no replacement
 )
 
 // Event is one lease event, for the audit trail, health and metrics. It

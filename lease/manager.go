@@ -406,6 +406,11 @@ func (m *Manager) apply(e *entry, is *issued) {
 	case is.rotation != nil:
 		m.log.Info("static credential read", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
 			"last_rotation", fmtTime(is.rotation.last), "next_rotation", fmtTime(is.rotation.next), "next_read", fmtTime(e.next))
+	case is.lease == nil:
+		// A KV secret, or a certificate without a lease: nothing to renew
+		// or revoke, only to read again.
+		m.log.Info("secret read", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
+			"version", is.secret.Version, "expires", fmtTime(exp), "next_read", fmtTime(e.next))
 	default:
 		m.log.Info("lease issued", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", is.secret.Fingerprint,
 			"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
@@ -1020,12 +1025,15 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 	}
 	e.failures = 0
 	if is.hash == e.hash && is.lease == nil {
+		var rot time.Time
 		if e.rot != nil && is.rotation != nil {
 			m.notRotated(e, is.rotation)
-			return false
+			rot = e.rot.next
+		} else {
+			e.next = m.now().Add(m.cfg.StaticRefresh)
+			m.log.Trace("secret unchanged", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
 		}
-		e.next = m.now().Add(m.cfg.StaticRefresh)
-		m.log.Trace("secret unchanged", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
+		m.event(Event{Kind: EventUnchanged, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Next: e.next, Rotation: rot})
 		return false
 	}
 	prev := e.rot
