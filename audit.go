@@ -273,7 +273,13 @@ func (a *auditor) leaseEvent(e lease.Event) {
 // exit) with its outcome in the audit file. The log lines for these come
 // from the supervisor and the run loop.
 func (a *auditor) childEvent(event string, err error) {
-	rec := auditRecord{Time: time.Now(), Event: "child_" + event, Outcome: "ok"}
+	a.note("child_"+event, err)
+}
+
+// note records one of leash's own events (a child event, rotate_now,
+// drill) with its outcome.
+func (a *auditor) note(event string, err error) {
+	rec := auditRecord{Time: time.Now(), Event: event, Outcome: "ok"}
 	if err != nil {
 		rec.Outcome, rec.Error = "error", err.Error()
 	}

@@ -22,6 +22,7 @@ type CLI struct {
 	Run      RunCmd      `cmd:"" default:"withargs" help:"Run a command with leased secrets (the default command)."`
 	Validate ValidateCmd `cmd:"" help:"Check flags, config file and templates without starting anything."`
 	Status   StatusCmd   `cmd:"" help:"Print the lease table of a running leash (see --status-addr)."`
+	Rotate   RotateCmd   `cmd:"" help:"Ask a running leash to hand over new credentials now (see --control-socket)."`
 	Audit    AuditCmd    `cmd:"" help:"Work with an --audit-file."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
 }
@@ -45,7 +46,7 @@ type runCLI struct {
 
 // commandNames are CLI's commands. runCLI would take any of them for the
 // child's name, so parseCLI leaves them to CLI.
-var commandNames = []string{"run", "validate", "status", "audit", "version"}
+var commandNames = []string{"run", "validate", "status", "rotate", "audit", "version"}
 
 // Options are the settings shared by run and validate.
 type Options struct {
@@ -84,6 +85,8 @@ type Options struct {
 	Mlock           bool          `name:"mlock" env:"LEASH_MLOCK" help:"Lock leash's memory so secrets are never swapped out (needs RLIMIT_MEMLOCK or CAP_IPC_LOCK)."`
 	AuditFile       string        `name:"audit-file" env:"LEASH_AUDIT_FILE" placeholder:"FILE" help:"Append audit events (JSON lines, mode 0600, no secrets, hash-chained) to FILE."`
 	AuditKeyFile    string        `name:"audit-key-file" env:"LEASH_AUDIT_KEY_FILE" placeholder:"FILE" help:"Chain the audit records with HMAC-SHA256 under the key in FILE (mode 0600, at least 32 bytes; read once at start)."`
+	ControlSocket   string        `name:"control-socket" env:"LEASH_CONTROL_SOCKET" placeholder:"PATH" help:"Accept leash rotate on a Unix socket at PATH, in a 0700 directory of leash's user (created if missing); only leash's uid and root may use it. Off by default."`
+	DrillEvery      time.Duration `name:"drill-every" default:"0s" help:"Run a rotation drill about every DUR (jittered by 25%): hand over, revoke the old credential at once, check the child survives. 0: never."`
 	StatusAddr      string        `name:"status-addr" env:"LEASH_STATUS_ADDR" placeholder:"ADDR" help:"Serve /healthz, /v1/leases and /metrics on a Unix socket path or loopback host:port."`
 
 	VaultRedirectAllow []string `name:"vault-redirect-allow" env:"LEASH_VAULT_REDIRECT_ALLOW" placeholder:"HOST[:PORT]" help:"Also follow Vault redirects to HOST (any port) or HOST:PORT; by default only to VAULT_ADDR's own scheme, host and port. Never from https to http. Repeatable or comma-separated."`
@@ -245,6 +248,7 @@ func reportParseError(err error) int {
 // passed through unchanged; 128+N means it died of signal N.
 const (
 	exitAuditBroken   = 1   // leash audit verify: the trail does not verify
+	exitRotateFailed  = 1   // leash rotate: refused, failed, or the drill failed
 	exitUsage         = 64  // EX_USAGE: a bad flag or argument
 	exitUnavailable   = 69  // EX_UNAVAILABLE: Vault unreachable or secrets not obtained in time
 	exitSoftware      = 70  // EX_SOFTWARE: an internal error
@@ -276,6 +280,8 @@ func dispatch(ctx context.Context, cli *CLI, kctx *kong.Context, log hclog.Logge
 		return cli.Validate.run(ctx, log)
 	case strings.HasPrefix(cmd, "status"):
 		return cli.Status.run(ctx, os.Stdout)
+	case strings.HasPrefix(cmd, "rotate"):
+		return cli.Rotate.run(ctx, os.Stdout)
 	case strings.HasPrefix(cmd, "audit verify"):
 		return cli.Audit.Verify.run(os.Stdout)
 	case strings.HasPrefix(cmd, "version"):

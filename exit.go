@@ -50,6 +50,7 @@ func classify(err error) (int, string) {
 		se    *supervisor.StartError
 		sig   *signalledError
 		ab    *auditBrokenError
+		re    *rotateError
 		errno syscall.Errno
 	)
 	switch {
@@ -59,6 +60,8 @@ func classify(err error) (int, string) {
 		return exitConfig, ""
 	case errors.As(err, &ab):
 		return exitAuditBroken, ""
+	case errors.As(err, &re):
+		return exitRotateFailed, ""
 	case errors.As(err, &se):
 		return se.ExitCode(), ""
 	case errors.As(err, &sig):

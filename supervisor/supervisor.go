@@ -362,6 +362,17 @@ func (s *Supervisor) IsChild(pid int) bool {
 	return ok
 }
 
+// Pid returns the pid of the child that runs now, or 0 when none does
+// (before Start, between the two children of a restart, once it exited).
+func (s *Supervisor) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || s.cur.dead || s.restarting {
+		return 0
+	}
+	return s.cur.pid
+}
+
 func (s *Supervisor) poke() {
 	select {
 	case s.wake <- struct{}{}:
