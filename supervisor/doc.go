@@ -14,8 +14,12 @@
 //     thread that lives as long as the child; golang/go#27505).
 //   - On a terminal where leash is in the foreground, the child's process group
 //     becomes the foreground group, so interactive programs and Ctrl-C work;
-//     leash takes the terminal back when the child exits. Ctrl-Z stops leash
-//     with the child, so the shell's job control (fg, bg) works.
+//     leash takes the terminal back when the child exits.
+//   - Job control: when the child stops (Ctrl-Z, a background read of the
+//     terminal, a forwarded SIGTSTP), leash stops itself too unless it is
+//     PID 1, leads its session or has no parent able to continue it, so
+//     the shell's fg and bg work; continued, leash hands the terminal back
+//     if it has it and continues the child's group.
 //   - A child stopped on purpose by Restart never ends Run, and signals that
 //     arrive during a restart are queued for the new child.
 //   - Run reports the exit status unmapped (ExitError carries Code and Signal);

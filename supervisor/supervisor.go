@@ -66,7 +66,7 @@ type Supervisor struct {
 
 	mu         sync.Mutex
 	started    bool
-	foreground bool      // the child's group takes over the controlling terminal
+	contOwed   bool      // leash stopped itself with its child: the SIGCONT resuming it is awaitExit's to pass on
 	cur        *child    // the current child; nil before Start
 	restarting bool      // between stopping the old child and starting the new one
 	queue      []request // signals that arrived while there was no child to take them
@@ -162,7 +162,6 @@ func (s *Supervisor) Start(files []*os.File, env []string) error {
 		return errors.New("supervisor: already started")
 	}
 	s.started = true
-	s.foreground = isForeground()
 	s.mu.Unlock()
 
 	c, err := s.spawn(files, env)
@@ -237,11 +236,13 @@ func (s *Supervisor) Signal(sig os.Signal) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ss == syscall.SIGCONT && s.foreground {
-		// Under a terminal the SIGCONT leash gets is fg/bg resuming it
-		// after a Ctrl-Z. awaitExit hands the terminal back to the child
-		// and only then continues it; continuing it here first could let
-		// it read while still in the background and stop on SIGTTIN.
+	if ss == syscall.SIGCONT && s.contOwed {
+		// The SIGCONT that resumed leash after it stopped with its child
+		// (fg or bg in the shell). awaitExit hands the terminal back to
+		// the child and only then continues it; continuing it here first
+		// could let it read while still in the background and stop on
+		// SIGTTIN.
+		s.contOwed = false
 		return
 	}
 	stop := ss == syscall.SIGTERM || ss == syscall.SIGINT || ss == s.cfg.StopSignal
@@ -484,9 +485,7 @@ func (s *Supervisor) sendLocked(c *child, sig syscall.Signal) {
 
 // spawn starts a child on a dedicated goroutine and returns once it runs.
 func (s *Supervisor) spawn(files []*os.File, env []string) (*child, error) {
-	s.mu.Lock()
-	fg := s.foreground
-	s.mu.Unlock()
+	fg := isForeground()
 
 	cmd := &exec.Cmd{
 		Path:       s.path,
@@ -537,7 +536,9 @@ func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 
 	// Wait for the exit without reaping: the zombie keeps its pid reserved
 	// while the rest of the group is signalled.
-	s.awaitExit(c, fg)
+	if s.awaitExit(c) {
+		fg = true
+	}
 	s.mu.Lock()
 	c.dead = true
 	for _, t := range c.timers {
@@ -572,25 +573,26 @@ const (
 	cldStopped = 5
 )
 
-// awaitExit returns once c has exited, leaving it unreaped. On a terminal it
-// also does job control: when the child is stopped (Ctrl-Z) leash stops itself
-// too, so the job-control shell that started leash sees a stopped job and
-// takes the terminal back; when leash is continued by fg, it hands the
-// terminal to the child again and continues it. Without such a shell, a
-// Ctrl-Z is undone rather than leaving everything stopped for good.
-func (s *Supervisor) awaitExit(c *child, fg bool) {
-	opts := unix.WEXITED | unix.WNOWAIT
-	if fg {
-		opts |= unix.WSTOPPED
-	}
+// awaitExit returns once c has exited, leaving it unreaped, and reports
+// whether it gave the child the terminal. It also does job control: when
+// the child stops (Ctrl-Z, a background read or write of the terminal,
+// SIGTSTP forwarded from leash's parent) leash stops itself too, so the
+// job-control shell that started leash sees a stopped job and takes the
+// terminal back, as dumb-init does; when leash is continued (fg, bg), it
+// hands the terminal to the child if leash has it now and continues the
+// child's group. With no such shell (leash is PID 1 or leads its session,
+// or its process group is orphaned) a stopped leash could never be
+// continued: a Ctrl-Z is undone instead, and other stops are left to
+// whoever sent them, who continues leash and so the child.
+func (s *Supervisor) awaitExit(c *child) (handed bool) {
 	for {
 		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, c.pid, &info, opts, nil)
+		err := unix.Waitid(unix.P_PID, c.pid, &info, unix.WEXITED|unix.WSTOPPED|unix.WNOWAIT, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil || info.Code != cldStopped {
-			return
+			return handed
 		}
 		// Consume the stop report (WNOWAIT left it), without reaping.
 		var consumed unix.Siginfo
@@ -603,11 +605,8 @@ func (s *Supervisor) awaitExit(c *child, fg bool) {
 			// It touched the terminal before leash handed it over (just
 			// after a resume): hand it over and carry on.
 			s.log.Debug("child stopped in the background; handing it the terminal", "pid", c.pid, "signal", sigName(sig))
-		case orphanedPgrp():
-			// Nobody could continue a stopped leash (no job-control shell
-			// above it, or leash is PID 1). Undo a Ctrl-Z rather than hang;
-			// leave any other stop (kill -STOP) to whoever sent it.
-			if sig != unix.SIGTSTP {
+		case !canStop(pgrp == c.pid):
+			if sig != unix.SIGTSTP || pgrp != c.pid {
 				s.log.Info("child stopped", "pid", c.pid, "signal", sigName(sig))
 				continue
 			}
@@ -615,38 +614,54 @@ func (s *Supervisor) awaitExit(c *child, fg bool) {
 		default:
 			// Mirror the stop to the shell, which takes the terminal back.
 			s.log.Info("child stopped; stopping leash", "pid", c.pid, "signal", sigName(sig))
+			s.mu.Lock()
+			s.contOwed = true
+			s.mu.Unlock()
 			// Stop this thread itself. kill(getpid()) lets the kernel pick
 			// any thread, and this one could run on before the stop
 			// reached it: it would SIGCONT the child while the child still
 			// had the terminal, leaving a "stopped" job in read() that
 			// steals the shell's input. A stop sent to the calling thread
 			// takes effect before tgkill returns (the thread is locked,
-			// see waitChild).
+			// see waitChild). SIGSTOP, not the child's own signal: leash
+			// catches those to forward them.
 			_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGSTOP)
 			// Continued: fg gave leash the terminal; bg did not.
+			s.log.Info("leash continued; continuing the child", "pid", c.pid)
 		}
 		if pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP); pgrp == unix.Getpgrp() {
-			_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, c.pid)
+			if unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, c.pid) == nil {
+				handed = true
+			}
 		}
 		_ = unix.Kill(-c.pid, unix.SIGCONT)
 	}
 }
 
-// orphanedPgrp reports whether leash's process group is orphaned: no parent
-// in the same session could continue it after a stop (POSIX's rule for
-// discarding terminal stop signals). leash is alone in its group.
-func orphanedPgrp() bool {
-	ppid := unix.Getppid()
-	if ppid <= 0 {
+// canStop reports whether leash may stop itself with its child: whether its
+// parent can continue it. Not as PID 1 (whose self-sent SIGSTOP the kernel
+// ignores anyway) or as a session leader (the container runtime's or the
+// service manager's child), nor when the parent is in another session
+// (POSIX's orphaned process group, whose terminal stops the kernel
+// discards). A child stopped while it holds the terminal (Ctrl-Z) also
+// needs a job-control shell above leash, which put leash in a group of its
+// own: a parent in leash's group (sh -c 'leash ...') waits for leash without
+// seeing it stop, and the terminal would be left with a stopped group.
+func canStop(childHasTerminal bool) bool {
+	ppid, pid := unix.Getppid(), unix.Getpid()
+	if ppid <= 0 || pid == 1 {
+		return false
+	}
+	sid, err1 := unix.Getsid(0)
+	psid, err2 := unix.Getsid(ppid)
+	if err1 != nil || err2 != nil || sid == pid || psid != sid {
+		return false
+	}
+	if !childHasTerminal {
 		return true
 	}
-	psid, err1 := unix.Getsid(ppid)
-	sid, err2 := unix.Getsid(0)
-	ppgrp, err3 := unix.Getpgid(ppid)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return true
-	}
-	return psid != sid || ppgrp == unix.Getpgrp()
+	ppgrp, err := unix.Getpgid(ppid)
+	return err == nil && ppgrp != unix.Getpgrp()
 }
 
 // siginfoStatus returns si_status of a SIGCHLD siginfo: after si_pid and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -44,6 +45,8 @@ func TestMain(m *testing.M) {
 
 // superviseMain runs os.Args[1:] under a Supervisor, passing descriptor 3 (if
 // open) on as the child's report pipe, and exits like leash would. With
+// LEASH_TEST_FORWARD=1 it catches every signal and forwards it, as package
+// main does. With
 // LEASH_TEST_CHURN=1 it keeps creating and killing OS threads while the child
 // runs, the situation in which a Pdeathsig child started from an unlocked
 // thread dies (golang/go#27505).
@@ -69,6 +72,17 @@ func superviseMain() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitCode(err)
+	}
+	if os.Getenv("LEASH_TEST_FORWARD") == "1" {
+		sigs := make(chan os.Signal, 64)
+		signal.Notify(sigs)
+		go func() {
+			for sig := range sigs {
+				if sig != unix.SIGURG && sig != unix.SIGCHLD {
+					sup.Signal(sig)
+				}
+			}
+		}()
 	}
 	if err := sup.Start(files, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,8 +1,11 @@
 package supervisor_test
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -204,6 +207,70 @@ func TestTerminalCtrlZ(t *testing.T) {
 	term.waitFor(t, "rc-0")
 }
 
+// Started in the background by an interactive shell, leash follows its
+// child's job-control stops (dumb-init's test_shell_background_support):
+// the child reading the terminal stops on SIGTTIN and leash with it, so
+// the shell shows the job stopped and fg works; Ctrl-Z and bg work as well,
+// and the child is still the same process at the end. Leash catches and
+// forwards every signal here, as package main does, SIGCONT included.
+func TestTerminalBackgroundJobControl(t *testing.T) {
+	if _, err := os.Stat("/bin/bash"); err != nil {
+		t.Skip("no bash")
+	}
+	term := startPTY(t, []string{"/bin/bash", "--norc", "--noprofile", "-i"})
+	term.shellReading(t)
+	// set -b: report a stopped job at once, not at the next prompt.
+	term.write(t, "set -b; PS1='p$((40+2))> '\n")
+	term.waitFor(t, "p42> ")
+	term.shellReading(t)
+	job := envSupervise + "=1 LEASH_TEST_FORWARD=1 " + self(t) + " cat"
+	term.write(t, job+" &\n")
+	term.waitFor(t, "Stopped") // cat read the terminal in the background
+	term.shellReading(t)
+	term.write(t, "jobs -l\n")
+	term.waitForN(t, "Stopped", 2)
+	term.shellReading(t)
+	term.write(t, "fg\n")
+	term.catReading(t)
+	catPid := term.foregroundPid(t, "cat")
+	term.write(t, "one\n")
+	term.waitForN(t, "one\r\n", 2) // the terminal's echo, then cat's
+	term.write(t, "\x1a")
+	term.waitForN(t, "Stopped", 3)
+	term.shellReading(t)
+	term.write(t, "bg\n") // cat reads again in the background: stopped again
+	term.waitForN(t, "Stopped", 4)
+	term.shellReading(t)
+	term.write(t, "fg\n")
+	term.catReading(t)
+	if p := term.foregroundPid(t, "cat"); p != catPid {
+		t.Fatalf("cat is pid %d, was %d: the child did not survive", p, catPid)
+	}
+	term.write(t, "two\n")
+	term.waitForN(t, "two\r\n", 2)
+	term.write(t, "\x04")
+	term.shellReading(t)
+	term.write(t, "echo rc-$?; exit\n")
+	term.waitFor(t, "rc-0")
+}
+
+// foregroundPid returns the pid of the process named comm in the terminal's
+// foreground group.
+func (term *terminal) foregroundPid(t *testing.T, comm string) int {
+	t.Helper()
+	fg, err := unix.IoctlGetInt(int(term.ptmx.Fd()), unix.TIOCGPGRP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range testchild.GroupMembers(fg) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); err == nil && strings.TrimSpace(string(b)) == comm {
+			return p
+		}
+	}
+	t.Fatalf("no %s in the foreground group %d", comm, fg)
+	return 0
+}
+
 // catReading waits until a cat in the terminal's session is the foreground
 // group and asleep (in read).
 func (term *terminal) catReading(t *testing.T) {
@@ -296,4 +363,114 @@ func debugProcs() string {
 		}
 	}
 	return b.String()
+}
+
+// A stop signal sent to leash without a terminal (dumb-init's
+// test_shell_background_support) is forwarded, and once the child has
+// stopped, leash stops too, so its parent sees it stopped; SIGCONT to leash
+// continues both.
+func TestStopSignalStopsLeashWithChild(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			cmd := exec.Command(self(t), "cat")
+			cmd.Env = append(os.Environ(), envSupervise+"=1", "LEASH_TEST_FORWARD=1")
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Kill(-cmd.Process.Pid, unix.SIGKILL); cmd.Process.Kill(); cmd.Wait() })
+			out := bufio.NewReader(stdout)
+			echo := func(s string) {
+				t.Helper()
+				if _, err := io.WriteString(stdin, s+"\n"); err != nil {
+					t.Fatal(err)
+				}
+				got := make(chan string, 1)
+				go func() { l, _ := out.ReadString('\n'); got <- l }()
+				select {
+				case l := <-got:
+					if l != s+"\n" {
+						t.Fatalf("cat said %q, want %q", l, s)
+					}
+				case <-time.After(timeout):
+					t.Fatalf("cat did not echo %q", s)
+				}
+			}
+			echo("one") // cat runs and leash forwards (it catches before Start)
+
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			stopped := make(chan error, 1)
+			go func() {
+				var info unix.Siginfo
+				stopped <- unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WSTOPPED, nil)
+			}()
+			select {
+			case err := <-stopped:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(timeout):
+				t.Fatalf("leash did not stop after %s\n%s", unix.SignalName(sig), debugProcs())
+			}
+			// leash stops only once the child has: cat is stopped now.
+			cat := testchild.GroupMembers(groupOfChild(t, cmd.Process.Pid))
+			for _, p := range cat {
+				if st := procState(p); st != "T" {
+					t.Fatalf("child %d in state %s, want stopped", p, st)
+				}
+			}
+
+			if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			echo("two") // both continued
+			stdin.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("leash: %v", err)
+			}
+		})
+	}
+}
+
+// groupOfChild returns the process group of leash's only child.
+func groupOfChild(t *testing.T, leash int) int {
+	t.Helper()
+	// The child is listed under the thread that forked it.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", leash))
+	var f []string
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		f = append(f, strings.Fields(string(b))...)
+	}
+	if len(f) == 0 {
+		t.Fatalf("leash %d has no child", leash)
+	}
+	pid, _ := strconv.Atoi(f[0])
+	pgid, err := unix.Getpgid(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgid
+}
+
+// procState is the state letter of /proc/PID/stat.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "gone"
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2 : i+3]
+	}
+	return "?"
 }
