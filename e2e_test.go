@@ -222,6 +222,25 @@ func TestPermissionDeniedExits77(t *testing.T) {
 	}
 }
 
+// A login Vault rejects (here a wrong AppRole secret_id) is a permission
+// problem, exit 77, not a path or parameter problem.
+func TestRejectedLoginExits77(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	a := srv.AppRole(t, []string{"default"}, time.Hour, time.Hour, false)
+	dir := t.TempDir()
+	roleID, secretID := filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id")
+	os.WriteFile(roleID, []byte(a.RoleID), 0o600)
+	os.WriteFile(secretID, []byte("00000000-0000-4000-8000-000000000000"), 0o600)
+	cmd := leashCmd(t, "--auth", "approle", "--auth-mount", a.Mount, "--role-id-file", roleID, "--secret-id-file", secretID,
+		"-s", "k=secret/x", "--", "true")
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr)
+	got, stderr := exitStatus(t, cmd)
+	if got != exitNoPerm || !strings.Contains(stderr, "auth/"+a.Mount+"/login") {
+		t.Errorf("exit %d, want %d naming the login path; stderr:\n%s", got, exitNoPerm, stderr)
+	}
+}
+
 func TestEnvAndProcHoldNoSecret(t *testing.T) {
 	t.Parallel()
 	srv := testvault.Shared(t)

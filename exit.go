@@ -71,6 +71,14 @@ func classify(err error) (int, string) {
 		return exitSoftware, ""
 	case errors.Is(err, lease.ErrLeaseLost):
 		return exitTempFail, "the child was stopped because a credential expired and no replacement could be obtained"
+	case errors.Is(err, lease.ErrPermissionDenied):
+		// First: a rejected login is both denied and, as Vault answers it
+		// with 400, rejected.
+		var le *lease.Error
+		if errors.As(err, &le) && le.Op == "login" {
+			return exitNoPerm, "check the auth method's role and the credentials leash logs in with (--auth, --auth-mount, --auth-role)"
+		}
+		return exitNoPerm, "check the Vault policy attached to leash's token"
 	case errors.Is(err, lease.ErrNotFound), errors.Is(err, lease.ErrUnsupported):
 		// A path or parameters Vault does not accept: the configuration is wrong.
 		return exitConfig, "check the secret's path and parameters"
@@ -79,8 +87,6 @@ func classify(err error) (int, string) {
 	case errors.Is(err, lease.ErrTLS):
 		// A CA, server name or certificate to fix, not an outage to wait out.
 		return exitConfig, "check VAULT_CACERT (or VAULT_CAPATH), VAULT_TLS_SERVER_NAME and the host name in VAULT_ADDR against Vault's certificate"
-	case errors.Is(err, lease.ErrPermissionDenied):
-		return exitNoPerm, "check the Vault policy attached to leash's token"
 	case errors.Is(err, lease.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
 		return exitUnavailable, "check VAULT_ADDR and that Vault is reachable (see --startup-timeout)"
 	case errors.As(err, &errno) && errno == syscall.EPERM:
