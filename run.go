@@ -139,6 +139,8 @@ func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 			RoleIDFile:   o.RoleIDFile,
 			SecretIDFile: o.SecretIDFile,
 			JWTFile:      o.JWTFile,
+			AWSRegion:    o.AWSRegion,
+			AWSServerID:  o.AWSServerID,
 		},
 		Specs:          s.plan.specs,
 		RotateBefore:   s.rotateDur,

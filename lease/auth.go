@@ -31,7 +31,7 @@ type token struct {
 // canLogin reports whether leash can obtain a new token by itself.
 func (m *Manager) canLogin() bool {
 	switch m.cfg.Auth.Method {
-	case "approle", "kubernetes", "jwt", "cert":
+	case "approle", "kubernetes", "jwt", "cert", "aws":
 		return true
 	}
 	return false
@@ -100,6 +100,11 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 		body = map[string]any{}
 		if m.cfg.Auth.Role != "" {
 			body["name"] = m.cfg.Auth.Role
+		}
+	case "aws":
+		var err error
+		if body, err = m.awsLoginData(ctx); err != nil {
+			return nil, err
 		}
 	}
 	sec, err := m.loginClient.Logical().WriteWithContext(ctx, m.loginPath(), body)

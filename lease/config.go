@@ -32,13 +32,14 @@ type Spec struct {
 
 // AuthConfig selects how leash obtains its Vault token.
 type AuthConfig struct {
-	Method string // token (default) | approle | kubernetes | jwt | cert
+	Method string // token (default) | approle | kubernetes | jwt | cert | aws
 	// Mount is the auth mount path; "" means the method name.
 	Mount string
 	// Role is the role for approle (unused), kubernetes and jwt logins, and
 	// the certificate role (the "name" to match) for cert logins. cert
 	// logins present VAULT_CLIENT_CERT and VAULT_CLIENT_KEY, re-read at
-	// every TLS handshake.
+	// every TLS handshake. For aws, "" lets Vault take the IAM principal's
+	// name.
 	Role string
 	// TokenFile (token): read the token from here instead of
 	// VAULT_TOKEN/BAO_TOKEN; neither set means ~/.vault-token like the CLI.
@@ -49,6 +50,16 @@ type AuthConfig struct {
 	// JWTFile (kubernetes, jwt) is re-read at every login: projected tokens
 	// rotate. "" for kubernetes means the service-account token path.
 	JWTFile string
+	// AWSRegion (aws) is the STS region the GetCallerIdentity request is
+	// signed for and addressed to (sts.REGION.amazonaws.com); it must match
+	// Vault's sts_endpoint and sts_region. "" means us-east-1 at the global
+	// endpoint sts.amazonaws.com, Vault's default. The credentials come from
+	// the AWS SDK's default chain, which reads AWS_* from the process
+	// environment, not from Config.Env.
+	AWSRegion string
+	// AWSServerID (aws), when set, is sent signed as the
+	// X-Vault-AWS-IAM-Server-ID header (Vault's iam_server_id_header_value).
+	AWSServerID string
 }
 
 // Config configures a Manager. Zero values mean the documented defaults.
@@ -374,8 +385,9 @@ func (c *Config) validate(env environ) error {
 		if env.val("CLIENT_CERT") == "" || env.val("CLIENT_KEY") == "" {
 			return errors.New("cert auth needs a client certificate: set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
 		}
+	case "aws":
 	default:
-		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert)", c.Auth.Method)
+		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws)", c.Auth.Method)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Specs {

@@ -35,6 +35,10 @@ var (
 	// that does not match VAULT_ADDR or VAULT_TLS_SERVER_NAME, an expired
 	// certificate (exit 78 in main). Retrying does not fix it.
 	ErrTLS = errors.New("vault tls verification failed")
+	// ErrNoIdentity: the cloud identity leash logs in with (aws) could not
+	// be obtained from its credential source or metadata endpoint (exit 69
+	// in main). The error names the source.
+	ErrNoIdentity = errors.New("cloud identity not available")
 )
 
 // RedirectError reports a redirect leash refused to follow: to another
@@ -121,6 +125,11 @@ func classify(err error) (out error, transient bool) {
 	if errors.As(err, &redir) {
 		// Before noAnswer: the *url.Error around it is a net.Error.
 		return redir, false
+	}
+	var ce *cloudError
+	if errors.As(err, &ce) {
+		// Kept whole: the source it names is what the operator must fix.
+		return err, ce.transient()
 	}
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
