@@ -766,3 +766,44 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("systemd-analyze verify: exit %d\n%s", code, out)
 	}
 }
+
+// TestECSTaskDefinition: ecs/task-definition.json parses, runs leash as
+// the entry point with --auth aws and the task role, leaves ECS time for
+// leash's clean-up, and its flags pass `leash validate`.
+func TestECSTaskDefinition(t *testing.T) {
+	b, err := os.ReadFile("ecs/task-definition.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var td struct {
+		TaskRoleArn          string `json:"taskRoleArn"`
+		ContainerDefinitions []struct {
+			EntryPoint  []string `json:"entryPoint"`
+			Command     []string `json:"command"`
+			StopTimeout int      `json:"stopTimeout"`
+		} `json:"containerDefinitions"`
+	}
+	if err := json.Unmarshal(b, &td); err != nil {
+		t.Fatalf("task-definition.json: %v", err)
+	}
+	if td.TaskRoleArn == "" || len(td.ContainerDefinitions) != 1 {
+		t.Fatalf("want a task role and one container: %+v", td)
+	}
+	c := td.ContainerDefinitions[0]
+	i := slices.Index(c.EntryPoint, "--")
+	if len(c.EntryPoint) == 0 || filepath.Base(c.EntryPoint[0]) != "leash" || i != len(c.EntryPoint)-1 || len(c.Command) == 0 {
+		t.Fatalf("entryPoint %q, command %q: want leash [flags] -- and the app as the command", c.EntryPoint, c.Command)
+	}
+	flags := c.EntryPoint[1:i]
+	if !slices.Contains(flags, "aws") {
+		t.Errorf("entryPoint flags %q: want --auth aws", flags)
+	}
+	if c.StopTimeout < 25 {
+		t.Errorf("stopTimeout %d: below kill timeout 20s + revoke timeout 5s", c.StopTimeout)
+	}
+	cmd := exec.Command(leashBin(t), append([]string{"validate"}, flags...)...)
+	cmd.Env = cleanEnv("VAULT_ADDR=https://vault.example.com:8200")
+	if code, out := exitCode(t, cmd); code != 0 || !strings.Contains(out, "ok:") {
+		t.Errorf("leash validate %q: exit %d\n%s", flags, code, out)
+	}
+}
