@@ -88,7 +88,7 @@ func classify(err error) (int, string) {
 		// A CA, server name or certificate to fix, not an outage to wait out.
 		return exitConfig, "check VAULT_CACERT (or VAULT_CAPATH), VAULT_TLS_SERVER_NAME and the host name in VAULT_ADDR against Vault's certificate"
 	case errors.Is(err, lease.ErrNoIdentity):
-		return exitUnavailable, "leash could not obtain its cloud identity: check the credential source named above (instance profile, task role, IRSA, AWS_* variables)"
+		return exitUnavailable, "leash could not obtain its cloud identity: check the credential source or metadata server named above (instance profile, task role, IRSA, service account)"
 	case errors.Is(err, lease.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
 		return exitUnavailable, "check VAULT_ADDR and that Vault is reachable (see --startup-timeout)"
 	case errors.As(err, &errno) && errno == syscall.EPERM:

@@ -122,6 +122,8 @@ func (o *Options) checkAuth() error {
 	case "jwt":
 		need("--auth-role", o.AuthRole)
 		need("--jwt-file", o.JWTFile)
+	case "gcp":
+		need("--auth-role", o.AuthRole)
 	}
 	if len(missing) > 0 {
 		return configErrorf("--auth %s needs %s", o.Auth, strings.Join(missing, " and "))
@@ -132,15 +134,16 @@ func (o *Options) checkAuth() error {
 func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 	return lease.Config{
 		Auth: lease.AuthConfig{
-			Method:       o.Auth,
-			Mount:        o.AuthMount,
-			Role:         o.AuthRole,
-			TokenFile:    o.TokenFile,
-			RoleIDFile:   o.RoleIDFile,
-			SecretIDFile: o.SecretIDFile,
-			JWTFile:      o.JWTFile,
-			AWSRegion:    o.AWSRegion,
-			AWSServerID:  o.AWSServerID,
+			Method:            o.Auth,
+			Mount:             o.AuthMount,
+			Role:              o.AuthRole,
+			TokenFile:         o.TokenFile,
+			RoleIDFile:        o.RoleIDFile,
+			SecretIDFile:      o.SecretIDFile,
+			JWTFile:           o.JWTFile,
+			AWSRegion:         o.AWSRegion,
+			AWSServerID:       o.AWSServerID,
+			GCPServiceAccount: o.GCPServiceAccount,
 		},
 		Specs:          s.plan.specs,
 		RotateBefore:   s.rotateDur,

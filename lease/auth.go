@@ -31,7 +31,7 @@ type token struct {
 // canLogin reports whether leash can obtain a new token by itself.
 func (m *Manager) canLogin() bool {
 	switch m.cfg.Auth.Method {
-	case "approle", "kubernetes", "jwt", "cert", "aws":
+	case "approle", "kubernetes", "jwt", "cert", "aws", "gcp":
 		return true
 	}
 	return false
@@ -104,6 +104,11 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 	case "aws":
 		var err error
 		if body, err = m.awsLoginData(ctx); err != nil {
+			return nil, err
+		}
+	case "gcp":
+		var err error
+		if body, err = m.gcpLoginData(ctx); err != nil {
 			return nil, err
 		}
 	}

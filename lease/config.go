@@ -32,14 +32,15 @@ type Spec struct {
 
 // AuthConfig selects how leash obtains its Vault token.
 type AuthConfig struct {
-	Method string // token (default) | approle | kubernetes | jwt | cert | aws
+	Method string // token (default) | approle | kubernetes | jwt | cert | aws | gcp
 	// Mount is the auth mount path; "" means the method name.
 	Mount string
 	// Role is the role for approle (unused), kubernetes and jwt logins, and
 	// the certificate role (the "name" to match) for cert logins. cert
 	// logins present VAULT_CLIENT_CERT and VAULT_CLIENT_KEY, re-read at
 	// every TLS handshake. For aws, "" lets Vault take the IAM principal's
-	// name.
+	// name. For gcp it is required: the identity token's audience is
+	// vault/ROLE.
 	Role string
 	// TokenFile (token): read the token from here instead of
 	// VAULT_TOKEN/BAO_TOKEN; neither set means ~/.vault-token like the CLI.
@@ -60,6 +61,11 @@ type AuthConfig struct {
 	// AWSServerID (aws), when set, is sent signed as the
 	// X-Vault-AWS-IAM-Server-ID header (Vault's iam_server_id_header_value).
 	AWSServerID string
+	// GCPServiceAccount (gcp) is the service account of the instance whose
+	// identity token leash logs in with; "" means the default one. The
+	// metadata server is GCE_METADATA_HOST from the process environment, as
+	// for Google's libraries, else 169.254.169.254.
+	GCPServiceAccount string
 }
 
 // Config configures a Manager. Zero values mean the documented defaults.
@@ -386,8 +392,12 @@ func (c *Config) validate(env environ) error {
 			return errors.New("cert auth needs a client certificate: set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
 		}
 	case "aws":
+	case "gcp":
+		if c.Auth.Role == "" {
+			return errors.New("gcp auth needs a role")
+		}
 	default:
-		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws)", c.Auth.Method)
+		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws, gcp)", c.Auth.Method)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Specs {
