@@ -1026,6 +1026,7 @@ func TestBadInputClearErrors(t *testing.T) {
 		{"negative kill-timeout", []string{"--kill-timeout", "-1s", "-s", "db=secret/a"}, exitUsage, "--kill-timeout", false},
 		{"jwt without role and file", []string{"--auth", "jwt", "-s", "db=secret/a"}, exitConfig, "--auth jwt needs --auth-role and --jwt-file", false},
 		{"approle without secret_id", []string{"--auth", "approle", "--role-id-file", "/x", "-s", "db=secret/a"}, exitConfig, "--secret-id-file", false},
+		{"azure without role", []string{"--auth", "azure", "-s", "db=secret/a"}, exitConfig, "--auth azure needs --auth-role", false},
 		{"gcp without role", []string{"--auth", "gcp", "-s", "db=secret/a"}, exitConfig, "--auth gcp needs --auth-role", false},
 		{"cert without client certificate", []string{"--auth", "cert", "-s", "db=secret/a"}, exitConfig, "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY", false},
 		{"zero revoke-timeout", []string{"--revoke-timeout", "0s", "-s", "db=secret/a"}, exitUsage, "--no-revoke", false},

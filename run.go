@@ -122,7 +122,7 @@ func (o *Options) checkAuth() error {
 	case "jwt":
 		need("--auth-role", o.AuthRole)
 		need("--jwt-file", o.JWTFile)
-	case "gcp":
+	case "gcp", "azure":
 		need("--auth-role", o.AuthRole)
 	}
 	if len(missing) > 0 {
@@ -144,6 +144,9 @@ func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 			AWSRegion:         o.AWSRegion,
 			AWSServerID:       o.AWSServerID,
 			GCPServiceAccount: o.GCPServiceAccount,
+			AzureIMDS:         o.AzureIMDS, AzureResource: o.AzureResource, AzureClientID: o.AzureClientID,
+			AzureSubscriptionID: o.AzureSubscriptionID, AzureResourceGroup: o.AzureResourceGroup,
+			AzureVMName: o.AzureVMName, AzureVMSSName: o.AzureVMSSName,
 		},
 		Specs:          s.plan.specs,
 		RotateBefore:   s.rotateDur,

@@ -31,7 +31,7 @@ type token struct {
 // canLogin reports whether leash can obtain a new token by itself.
 func (m *Manager) canLogin() bool {
 	switch m.cfg.Auth.Method {
-	case "approle", "kubernetes", "jwt", "cert", "aws", "gcp":
+	case "approle", "kubernetes", "jwt", "cert", "aws", "gcp", "azure":
 		return true
 	}
 	return false
@@ -109,6 +109,11 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 	case "gcp":
 		var err error
 		if body, err = m.gcpLoginData(ctx); err != nil {
+			return nil, err
+		}
+	case "azure":
+		var err error
+		if body, err = m.azureLoginData(ctx); err != nil {
 			return nil, err
 		}
 	}

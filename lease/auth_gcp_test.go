@@ -147,7 +147,7 @@ func TestGCPLoginErrorsNameTheMetadataServer(t *testing.T) {
 		md.Close()
 		t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(md.URL, "http://"))
 		err := start(t, "")
-		if !errors.Is(err, ErrNoIdentity) || !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "gcp metadata server "+md.URL) {
+		if !errors.Is(err, ErrNoIdentity) || !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "metadata server "+md.URL) {
 			t.Fatalf("err = %v, want unreachable naming the metadata server", err)
 		}
 	})

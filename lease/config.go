@@ -32,7 +32,7 @@ type Spec struct {
 
 // AuthConfig selects how leash obtains its Vault token.
 type AuthConfig struct {
-	Method string // token (default) | approle | kubernetes | jwt | cert | aws | gcp
+	Method string // token (default) | approle | kubernetes | jwt | cert | aws | gcp | azure
 	// Mount is the auth mount path; "" means the method name.
 	Mount string
 	// Role is the role for approle (unused), kubernetes and jwt logins, and
@@ -40,7 +40,7 @@ type AuthConfig struct {
 	// logins present VAULT_CLIENT_CERT and VAULT_CLIENT_KEY, re-read at
 	// every TLS handshake. For aws, "" lets Vault take the IAM principal's
 	// name. For gcp it is required: the identity token's audience is
-	// vault/ROLE.
+	// vault/ROLE. Required for azure.
 	Role string
 	// TokenFile (token): read the token from here instead of
 	// VAULT_TOKEN/BAO_TOKEN; neither set means ~/.vault-token like the CLI.
@@ -66,6 +66,14 @@ type AuthConfig struct {
 	// metadata server is GCE_METADATA_HOST from the process environment, as
 	// for Google's libraries, else 169.254.169.254.
 	GCPServiceAccount string
+	// Azure (azure): AzureIMDS is the Instance Metadata Service ("" means
+	// http://169.254.169.254); AzureResource the token's audience, Vault's
+	// "resource" ("" means https://management.azure.com/); AzureClientID a
+	// user-assigned identity ("" means the system-assigned one). The
+	// subscription, resource group and VM or scale-set name come from IMDS
+	// unless all are given.
+	AzureIMDS, AzureResource, AzureClientID                             string
+	AzureSubscriptionID, AzureResourceGroup, AzureVMName, AzureVMSSName string
 }
 
 // Config configures a Manager. Zero values mean the documented defaults.
@@ -392,12 +400,12 @@ func (c *Config) validate(env environ) error {
 			return errors.New("cert auth needs a client certificate: set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
 		}
 	case "aws":
-	case "gcp":
+	case "gcp", "azure":
 		if c.Auth.Role == "" {
-			return errors.New("gcp auth needs a role")
+			return fmt.Errorf("%s auth needs a role", c.Auth.Method)
 		}
 	default:
-		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws, gcp)", c.Auth.Method)
+		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws, gcp, azure)", c.Auth.Method)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Specs {

@@ -35,9 +35,9 @@ var (
 	// that does not match VAULT_ADDR or VAULT_TLS_SERVER_NAME, an expired
 	// certificate (exit 78 in main). Retrying does not fix it.
 	ErrTLS = errors.New("vault tls verification failed")
-	// ErrNoIdentity: the cloud identity leash logs in with (aws, gcp) could not
-	// be obtained from its credential source or metadata endpoint (exit 69
-	// in main). The error names the source.
+	// ErrNoIdentity: the cloud identity leash logs in with (aws, gcp,
+	// azure) could not be obtained from its credential source or metadata
+	// endpoint (exit 69 in main). The error names the source.
 	ErrNoIdentity = errors.New("cloud identity not available")
 )
 
