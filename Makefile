@@ -10,7 +10,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Tests build with the same tags (TestClientHTTP2OverTLS checks HTTP/2).
 TAGS      := nethttpomithttp2
 
-.PHONY: all build vault test lint fuzz dockerfile demo bench clean
+.PHONY: all build vault test test-cross lint fuzz dockerfile demo bench clean
 
 all: build
 
@@ -28,6 +28,30 @@ $(VAULT_BIN): tools/vault/go.mod tools/vault/go.sum
 
 test: vault
 	LEASH_REQUIRE_VAULT=1 LEASH_VAULT_BIN=$(VAULT_BIN) $(GO) test -race -count=1 -timeout 30m -tags $(TAGS) ./...
+
+# 32-bit Linux, so it cannot regress: go vet of every package for linux/386
+# and linux/arm (armv7), then the unit tests of the packages that need no
+# Vault. linux/386 runs natively on an amd64 host (no race detector on 386);
+# armv7 runs under qemu-user (Debian's qemu-user-static), always through
+# go test -exec, since binfmt_misc may not be registered. For the same
+# reason render's helper child is started through the emulator
+# (LEASH_TEST_EMULATOR), and the supervisor's tests, which supervise the
+# test binary itself, run on 386 only: the kernel cannot exec an ARM binary
+# without binfmt_misc. On a host that is not amd64, 386 runs under
+# qemu-i386-static like armv7 does.
+CROSS_PKGS := ./signals ./render
+QEMU_ARM   ?= qemu-arm-static
+QEMU_386   ?= qemu-i386-static
+ifeq ($(shell $(GO) env GOHOSTARCH),amd64)
+CROSS_386 := $(GO) test -count=1 -tags $(TAGS) $(CROSS_PKGS) ./supervisor
+else
+CROSS_386 := LEASH_TEST_EMULATOR=$(QEMU_386) $(GO) test -count=1 -tags $(TAGS) -exec $(QEMU_386) $(CROSS_PKGS)
+endif
+test-cross:
+	GOOS=linux GOARCH=386 $(GO) vet -tags $(TAGS) ./...
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) vet -tags $(TAGS) ./...
+	GOOS=linux GOARCH=386 $(CROSS_386)
+	GOOS=linux GOARCH=arm GOARM=7 LEASH_TEST_EMULATOR=$(QEMU_ARM) $(GO) test -count=1 -tags $(TAGS) -exec $(QEMU_ARM) $(CROSS_PKGS)
 
 # Each fuzz target for a fixed number of inputs; the corpora live in
 # testdata/fuzz. Counts, not durations: with a duration, Go 1.26's fuzz

@@ -205,6 +205,12 @@ type child struct {
 
 const nobody = 65534
 
+// emulatorEnv names the user-mode emulator (qemu-arm-static) that make
+// test-cross runs a foreign-architecture test binary under with go test
+// -exec. Without binfmt_misc the kernel cannot exec that binary itself, so
+// the helper child is started through the emulator too.
+const emulatorEnv = "LEASH_TEST_EMULATOR"
+
 // startChild runs the test binary in mode with files as fds 3.. and env;
 // asNobody runs it as uid/gid 65534.
 func startChild(t *testing.T, mode string, asNobody bool, files []*os.File, env ...string) *child {
@@ -213,6 +219,9 @@ func startChild(t *testing.T, mode string, asNobody bool, files []*os.File, env 
 		t.Skip("needs root to run a child as another user")
 	}
 	cmd := exec.Command(childBinary(t))
+	if emu := os.Getenv(emulatorEnv); emu != "" {
+		cmd = exec.Command(emu, childBinary(t))
+	}
 	cmd.Dir = "/"
 	// atexit_sleep_ms: a -race child otherwise sleeps 1s in os.Exit.
 	cmd.Env = append([]string{childEnv + "=" + mode, "PATH=/usr/bin:/bin", "GORACE=atexit_sleep_ms=0"}, env...)
