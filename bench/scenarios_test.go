@@ -639,8 +639,13 @@ func (e *env) benchStatic() {
 
 func (e *env) staticOnce(mode string, period time.Duration, rotations int) (lag []float64, err error) {
 	e.seq++
-	user := fmt.Sprintf("static_%d", e.seq)
+	// Roles belong to the server, not the database: name it after this
+	// run's database so a role left by an earlier, killed run cannot
+	// collide, and drop it once Vault has let go of it (defers run last
+	// first, so this one runs after the static role's delete).
+	user := fmt.Sprintf("static_%s_%d", e.db.Name, e.seq)
 	e.db.Exec(e.t, fmt.Sprintf(`CREATE ROLE %q LOGIN`, user))
+	defer e.db.Exec(e.t, fmt.Sprintf(`DROP ROLE IF EXISTS %q`, user))
 	role := e.dbMount + "/static-roles/" + user
 	e.v.Write(e.t, role, map[string]any{"db_name": "pg", "username": user, "rotation_period": int(period.Seconds())})
 	defer e.v.Client.Logical().Delete(role) // stops Vault rotating it
