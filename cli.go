@@ -73,6 +73,9 @@ type Options struct {
 	Secrets   []string `name:"secret" short:"s" sep:"none" env:"LEASH_SECRET" placeholder:"NAME=PATH" help:"Output NAME from Vault PATH as JSON; NAME=PATH#FIELD for one raw field; NAME=PATH?k=v&k2=v2 to write with parameters; a NAME ending in .env renders a dotenv file. Repeatable."`
 	Templates []string `name:"template" short:"t" sep:"none" placeholder:"NAME=FILE" help:"Render the Go template FILE (Vault Agent/consul-template syntax) to output NAME. Repeatable."`
 	Env       []string `name:"env" sep:"none" placeholder:"VAR=NAME" help:"Also point VAR at output NAME's path (e.g. PGPASSFILE=pgpass). Repeatable."`
+	// Per template, so a Vault Agent config's error_on_missing_key = false
+	// carries over stanza by stanza.
+	AllowMissingKey []string `name:"allow-missing-key" sep:"none" placeholder:"NAME" help:"Template output NAME renders a missing map key as <no value>, as consul-template does and Vault Agent with error_on_missing_key = false, instead of failing (exit 78). Repeatable."`
 
 	Delivery  string `name:"delivery" enum:"memfd,dir" default:"memfd" env:"LEASH_DELIVERY" help:"memfd: inherited read-only file descriptors 3, 4, ...; dir: a private tmpfs directory."`
 	Dir       string `name:"dir" env:"LEASH_DIR" placeholder:"DIR" help:"Parent of the private directory in dir mode (default: $XDG_RUNTIME_DIR, else /dev/shm)."`

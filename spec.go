@@ -105,6 +105,10 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 			return nil, err
 		}
 	}
+	noValue := map[string]bool{}
+	for _, n := range o.AllowMissingKey {
+		noValue[n] = true
+	}
 	for _, t := range o.Templates {
 		name, file, ok := strings.Cut(t, "=")
 		if !ok || name == "" || file == "" {
@@ -117,7 +121,7 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 		if err != nil {
 			return nil, configErrorf("--template %q: %w", t, err)
 		}
-		tmpl, err := render.ParseTemplate(file, string(text), env)
+		tmpl, err := render.ParseTemplateOptions(file, string(text), render.TemplateOptions{Env: env, MissingKeyNoValue: noValue[name]})
 		if err != nil {
 			return nil, &configError{err}
 		}
@@ -129,6 +133,15 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 		}
 		if err := addOutput(render.Output{Name: name, Kind: render.TemplateKind, Template: tmpl}, "--template "+t); err != nil {
 			return nil, err
+		}
+	}
+	for _, n := range o.AllowMissingKey {
+		from, ok := names[n]
+		switch {
+		case !ok:
+			return nil, configErrorf("--allow-missing-key %q: no output named %q (define it with --template)", n, n)
+		case !strings.HasPrefix(from, "--template "):
+			return nil, configErrorf("--allow-missing-key %q: output %q is not a template (it is %s)", n, n, from)
 		}
 	}
 	seen := map[string]string{} // variable -> the --env that set it

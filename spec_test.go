@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -141,4 +144,57 @@ func FuzzConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// --allow-missing-key NAME reaches that template alone: it renders
+// <no value> for a missing key, the other template still fails.
+func TestAllowMissingKeyPerTemplate(t *testing.T) {
+	dir := t.TempDir()
+	text := `{{ with secret "secret/app" }}{{ .Data.user }}:{{ .Data.nope }}{{ end }}`
+	for _, n := range []string{"lax.tmpl", "strict.tmpl"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := Options{
+		Templates:       []string{"lax=" + filepath.Join(dir, "lax.tmpl"), "strict=" + filepath.Join(dir, "strict.tmpl")},
+		AllowMissingKey: []string{"lax"},
+	}
+	p, err := o.buildPlan(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]render.Secret{"secret/app": {Raw: render.NewValues(map[string]any{"user": "u"})}}
+	for _, out := range p.outputs {
+		r, err := render.New(render.Options{Mode: render.Memfd, UID: -1, GID: -1}, []render.Output{out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		_, err = r.Update(secrets, true)
+		switch out.Name {
+		case "lax":
+			if err != nil {
+				t.Fatalf("lax: %v", err)
+			}
+			b, err := io.ReadAll(r.Files()[0])
+			if err != nil || string(b) != "u:<no value>" {
+				t.Fatalf("lax rendered %q, %v; want %q", b, err, "u:<no value>")
+			}
+		case "strict":
+			if err == nil || !strings.Contains(err.Error(), `map has no entry for key "nope"`) {
+				t.Fatalf("strict: err = %v, want a missing-key error", err)
+			}
+		}
+	}
+	for _, bad := range []Options{
+		{Templates: o.Templates, AllowMissingKey: []string{"nope"}},
+		{Templates: o.Templates, Secrets: []string{"db=database/creds/a"}, AllowMissingKey: []string{"db"}},
+	} {
+		if _, err := bad.buildPlan(func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--allow-missing-key") {
+			t.Errorf("buildPlan(%v) = %v, want an --allow-missing-key error", bad.AllowMissingKey, err)
+		} else if _, ok := err.(*configError); !ok {
+			t.Errorf("buildPlan(%v) = %T, want *configError", bad.AllowMissingKey, err)
+		}
+	}
 }

@@ -82,12 +82,32 @@ func pemField(v any) string {
 // leash fetches before the first render.
 var fetchFuncs = []string{"secret", "pkiCert"}
 
-// ParseTemplate parses text as template name. env serves the template's
-// `env` function; nil means os.Getenv with every VAULT_* and BAO_* variable
-// reading as empty, so leash's own credentials never reach an output. Every `secret` call must have literal string
-// arguments so that [Template.Refs] can list what to fetch before the first
-// render. Parse errors carry the line number ("template: NAME:3: ...").
+// TemplateOptions are the settings of one template.
+type TemplateOptions struct {
+	// Env serves the template's `env` functions; nil means os.Getenv with
+	// every VAULT_* and BAO_* variable reading as empty, so leash's own
+	// credentials never reach an output.
+	Env func(string) string
+	// MissingKeyNoValue renders a missing map key (`.Data.nope`) as
+	// "<no value>", as consul-template does by default and Vault Agent
+	// does with error_on_missing_key = false. The default, false, fails
+	// the render instead: a misspelt key in a credential file is better
+	// found at start than written out.
+	MissingKeyNoValue bool
+}
+
+// ParseTemplate parses text as template name with [TemplateOptions]
+// {Env: env}; see [ParseTemplateOptions].
 func ParseTemplate(name, text string, env func(string) string) (*Template, error) {
+	return ParseTemplateOptions(name, text, TemplateOptions{Env: env})
+}
+
+// ParseTemplateOptions parses text as template name. Every `secret` call
+// must have literal string arguments so that [Template.Refs] can list what
+// to fetch before the first render. Parse errors carry the line number
+// ("template: NAME:3: ...").
+func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, error) {
+	env := o.Env
 	if env == nil {
 		env = func(k string) string {
 			// leash's own credentials are never template input.
@@ -104,7 +124,11 @@ func ParseTemplate(name, text string, env func(string) string) (*Template, error
 	funcs["pkiCert"] = func(string, ...string) (*tmplPKI, error) {
 		return nil, errors.New("pkiCert: template rendered outside Update")
 	}
-	tmpl, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(text)
+	missingKey := "missingkey=error"
+	if o.MissingKeyNoValue {
+		missingKey = "missingkey=zero" // consul-template's setting: a nil any prints "<no value>"
+	}
+	tmpl, err := template.New(name).Option(missingKey).Funcs(funcs).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("parse %w", err)
 	}

@@ -331,3 +331,25 @@ func TestTemplateErrorsRedactSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A missing key fails by default; MissingKeyNoValue renders consul-template's
+// <no value>, in nested maps and on the top-level dot too. (A key under a
+// missing one is still an error, "nil pointer evaluating", as in
+// consul-template: text/template decides both.)
+func TestTemplateMissingKeyNoValue(t *testing.T) {
+	text := `{{ with secret "database/creds/readonly" }}{{ .Data.username }}|{{ .Data.nope }}{{ end }}|{{ with secret "secret/data/myapp/config" }}{{ .Data.data.nope }}{{ end }}|{{ .top }}`
+	if _, err := execTemplate(t, text, nil); err == nil || !strings.Contains(err.Error(), `map has no entry for key "nope"`) {
+		t.Fatalf("default: err = %v, want a missing-key error", err)
+	}
+	tmpl, err := ParseTemplateOptions("test.tmpl", text, TemplateOptions{MissingKeyNoValue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w buffer
+	if err := tmpl.render(&w, testSecrets()); err != nil {
+		t.Fatal(err)
+	}
+	if want := "v-token-readonly-3Xz|<no value>|<no value>|<no value>"; string(w.b) != want {
+		t.Fatalf("got %q, want %q", w.b, want)
+	}
+}
