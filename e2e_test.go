@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,82 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 )
-
-// pgApp is the seed scenario's application: it reads $DB_FILE, connects as
-// that role and queries in a loop; on SIGHUP it re-reads the file and swaps
-// to a new connection. It reports on stdout:
-//
-//	user NAME   connected as NAME (after start or a reload)
-//	pw SECRET   the password it got (so the test can search for it)
-//	FAIL ...    a query failed or ran as the wrong role
-//	LEAK ...    the secret is in its environment
-//
-// It exits 0 on SIGTERM.
-func pgApp() int {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
-	base, err := pgx.ParseConfig(os.Getenv("PGAPP_URL"))
-	if err != nil {
-		fmt.Println("FAIL parse url:", err)
-		return 1
-	}
-	ctx := context.Background()
-	connect := func() (*pgx.Conn, string) {
-		raw, err := os.ReadFile(os.Getenv("DB_FILE"))
-		if err != nil {
-			fmt.Println("FAIL read DB_FILE:", err)
-			return nil, ""
-		}
-		var creds struct{ Username, Password string }
-		if err := json.Unmarshal(raw, &creds); err != nil || creds.Username == "" {
-			fmt.Println("FAIL bad DB_FILE contents")
-			return nil, ""
-		}
-		fmt.Println("pw", creds.Password)
-		if env, _ := os.ReadFile("/proc/self/environ"); strings.Contains(string(env), creds.Password) {
-			fmt.Println("LEAK environment holds the password")
-		}
-		cfg := base.Copy()
-		cfg.User, cfg.Password = creds.Username, creds.Password
-		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			fmt.Println("FAIL connect:", err)
-			return nil, ""
-		}
-		fmt.Println("user", creds.Username)
-		return conn, creds.Username
-	}
-	conn, user := connect()
-	if conn == nil {
-		return 1
-	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case sig := <-sigs:
-			if sig == syscall.SIGTERM {
-				conn.Close(ctx)
-				return 0
-			}
-			if next, nextUser := connect(); next != nil {
-				conn.Close(ctx)
-				conn, user = next, nextUser
-			}
-		case <-tick.C:
-			var cur string
-			if err := conn.QueryRow(ctx, "SELECT current_user FROM app_data LIMIT 1").Scan(&cur); err != nil {
-				fmt.Println("FAIL query:", err)
-			} else if cur != user {
-				fmt.Println("FAIL current_user", cur, "want", user)
-			}
-		}
-	}
-}
 
 // seedScenario runs the seed scenario: leash hands PostgreSQL
 // credentials from Vault's database engine to pgApp over several max_ttl
@@ -108,7 +33,7 @@ func seedScenario(t *testing.T, extra ...string) {
 	args = append(args, "--")
 	cmd := leashCmd(t, append(args, helperArgs(t, "pgapp")...)...)
 	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken,
-		fmt.Sprintf("PGAPP_URL=postgres://127.0.0.1:%d/%s?sslmode=disable", cluster.Port, db.Name))
+		fmt.Sprintf(testchild.EnvPGURL+"=postgres://127.0.0.1:%d/%s?sslmode=disable", cluster.Port, db.Name))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -6,23 +6,21 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leash-dev/leash/internal/testchild"
 )
 
 // leashBin is the leash binary the black-box tests run, built once.
 var leashBin string
 
 // TestMain builds leash for the black-box tests, and turns the test binary
-// into a helper child when LEASH_TEST_HELPER is set (go-plugin's pattern).
+// into a helper child when internal/testchild's environment asks for it.
 func TestMain(m *testing.M) {
-	if mode := os.Getenv("LEASH_TEST_HELPER"); mode != "" {
-		os.Exit(helperChild(mode, os.Args[1:]))
-	}
+	testchild.Main()
 	dir, err := os.MkdirTemp("", "leash-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -42,55 +40,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// helperChild is the child program of the black-box tests.
-//
-//	signals: print "ready", then one line "sig N" per signal received;
-//	         exit 0 on SIGUSR2 (after reporting it).
-//	ignore-term: like signals, but SIGTERM does not end it.
-//	cat-file VAR: print the contents of the file named by $VAR.
-//	swap-socket SOCK VICTIM: the attacker of TestStatusSocketRace.
-//	sigconf ARGV: exec ARGV with signals ignored and blocked (sigconfExec).
-//	status-signals: print its SigIgn and SigBlk lines, then act as signals.
-func helperChild(mode string, args []string) int {
-	switch mode {
-	case "signals", "ignore-term":
-		ch := make(chan os.Signal, 64)
-		signal.Notify(ch)
-		fmt.Println("ready")
-		for sig := range ch {
-			s := sig.(syscall.Signal)
-			if s == syscall.SIGURG || s == syscall.SIGCHLD {
-				continue
-			}
-			fmt.Printf("sig %d\n", int(s))
-			if s == syscall.SIGUSR2 {
-				return 0
-			}
-			if s == syscall.SIGTERM && mode == "signals" {
-				return 0
-			}
-		}
-	case "pgapp":
-		return pgApp()
-	case "sigconf":
-		return sigconfExec(args)
-	case "status-signals":
-		printSignalMasks()
-		return helperChild("signals", args)
-	case "swap-socket":
-		return swapSocket(args[0], args[1])
-	case "cat-file":
-		b, err := os.ReadFile(os.Getenv(args[0]))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		os.Stdout.Write(b)
-		return 0
-	}
-	return 2
 }
 
 // leashCmd prepares leash with args; the test binary is available as the
@@ -141,11 +90,7 @@ func startPiped(t *testing.T, cmd *exec.Cmd) (stdin io.WriteCloser, lines *lineR
 
 // helperArgs returns argv running the helper child in mode.
 func helperArgs(t *testing.T, mode string, args ...string) []string {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append([]string{"env", "LEASH_TEST_HELPER=" + mode, self}, args...)
+	return testchild.Argv(t, mode, args...)
 }
 
 // exitStatus runs cmd and returns its exit code and stderr.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 	"github.com/leash-dev/leash/internal/vaultproxy"
@@ -29,109 +29,10 @@ import (
 
 // These tests (issue 7) run the leash binary against a real Vault dev
 // server, usually through vaultproxy so faults can be injected and requests
-// counted. Children are this test binary in a helper mode chosen by
-// LEASH_RELIABILITY_HELPER (see reliabilityHelper).
-
-func init() {
-	// init runs before TestMain: a helper child never reaches the tests.
-	if mode := os.Getenv("LEASH_RELIABILITY_HELPER"); mode != "" {
-		os.Exit(reliabilityHelper(mode, os.Args[1:]))
-	}
-}
-
-// reliabilityHelper is the child program of these tests.
-//
-//	watch VAR: print "ready PID B64" (B64: the contents of the file named by
-//	    $VAR, base64), then "reload B64" on each SIGHUP, "sig N" for other
-//	    signals; on SIGTERM print "term", take $WATCH_TERM_DELAY to shut
-//	    down and exit $WATCH_TERM_EXIT (0).
-//	probe PID...: for each pid print "PID mem=RESULT environ=RESULT ptrace=RESULT",
-//	    RESULT being "ok" or the errno name (run it as another user).
-func reliabilityHelper(mode string, args []string) int {
-	switch mode {
-	case "watch":
-		read := func() string {
-			b, err := os.ReadFile(os.Getenv(args[0]))
-			if err != nil {
-				return "ERR:" + err.Error()
-			}
-			return base64.StdEncoding.EncodeToString(b)
-		}
-		ch := make(chan os.Signal, 64)
-		signal.Notify(ch)
-		fmt.Printf("ready %d %s\n", os.Getpid(), read())
-		for sig := range ch {
-			switch s := sig.(syscall.Signal); s {
-			case syscall.SIGURG, syscall.SIGCHLD:
-			case syscall.SIGHUP:
-				fmt.Printf("reload %s\n", read())
-			case syscall.SIGTERM:
-				fmt.Println("term")
-				if d, err := time.ParseDuration(os.Getenv("WATCH_TERM_DELAY")); err == nil {
-					time.Sleep(d) // a slow shutdown, not synchronisation
-				}
-				code, _ := strconv.Atoi(os.Getenv("WATCH_TERM_EXIT"))
-				return code
-			default:
-				fmt.Printf("sig %d\n", int(s))
-			}
-		}
-	case "probe":
-		for _, a := range args {
-			pid, _ := strconv.Atoi(a)
-			fmt.Printf("%d mem=%s environ=%s ptrace=%s\n", pid,
-				openResult(fmt.Sprintf("/proc/%d/mem", pid)),
-				openResult(fmt.Sprintf("/proc/%d/environ", pid)),
-				ptraceResult(pid))
-		}
-		return 0
-	}
-	return 2
-}
-
-func openResult(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return errnoName(err)
-	}
-	f.Close()
-	return "ok"
-}
-
-func ptraceResult(pid int) string {
-	done := make(chan string)
-	go func() {
-		// ptrace requests must come from the attaching thread.
-		var res string
-		if err := unix.PtraceAttach(pid); err != nil {
-			res = errnoName(err)
-		} else {
-			var ws unix.WaitStatus
-			unix.Wait4(pid, &ws, unix.WALL, nil)
-			unix.PtraceDetach(pid)
-			res = "ok"
-		}
-		done <- res
-	}()
-	return <-done
-}
-
-func errnoName(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return unix.ErrnoName(errno)
-	}
-	return err.Error()
-}
+// counted. Children are this test binary in internal/testchild's watch mode.
 
 // watchArgs is the argv of a "watch" helper child reading $VAR.
-func watchArgs(t *testing.T, v string) []string {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []string{"env", "LEASH_RELIABILITY_HELPER=watch", self, v}
-}
+func watchArgs(t *testing.T, v string) []string { return testchild.Argv(t, "watch", v) }
 
 // logBuf collects leash's stderr and lets a test wait for log events.
 type logBuf struct {
@@ -815,7 +716,7 @@ func rotatingLeash(t *testing.T, childEnv []string, extra ...string) (*leashProc
 // last child's status and revokes everything.
 func TestChildCrashDuringRotation(t *testing.T) {
 	t.Parallel()
-	lp, srv, creds := rotatingLeash(t, []string{"WATCH_TERM_EXIT=3"})
+	lp, srv, creds := rotatingLeash(t, []string{testchild.EnvTermExit + "=3"})
 	pid1, first := lp.ready()
 	if l := lp.next(30 * time.Second); l != "term" {
 		t.Fatalf("child said %q, want term (rotation restart)", l)
@@ -847,7 +748,7 @@ func TestChildCrashDuringRotation(t *testing.T) {
 // leases are revoked.
 func TestSIGTERMDuringRestart(t *testing.T) {
 	t.Parallel()
-	lp, srv, creds := rotatingLeash(t, []string{"WATCH_TERM_DELAY=1s"})
+	lp, srv, creds := rotatingLeash(t, []string{testchild.EnvTermDelay + "=1s"})
 	pid1, _ := lp.ready()
 	if l := lp.next(30 * time.Second); l != "term" {
 		t.Fatalf("child said %q, want term (rotation restart)", l)
@@ -1092,10 +993,9 @@ func TestUnexpectedSecretShapes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		g.run(tt.spec[strings.Index(tt.spec, "/")+1:], func(t *testing.T) {
-			self, _ := os.Executable()
-			cmd := leashCmd(t, "-s", tt.spec, "--", "env", "LEASH_TEST_HELPER=cat-file", self, "X_FILE")
+			cmd := leashCmd(t, append([]string{"-s", tt.spec, "--"}, helperArgs(t, "cat-file", "X_FILE")...)...)
 			if strings.HasPrefix(tt.spec, "x.env") {
-				cmd = leashCmd(t, "-s", tt.spec, "--", "env", "LEASH_TEST_HELPER=cat-file", self, "X_ENV_FILE")
+				cmd = leashCmd(t, append([]string{"-s", tt.spec, "--"}, helperArgs(t, "cat-file", "X_ENV_FILE")...)...)
 			}
 			cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
 			var stdout, stderr strings.Builder
@@ -1219,7 +1119,7 @@ func soak(t *testing.T, d time.Duration) []*soakReport {
 	db.Exec(t, "INSERT INTO app_data VALUES (1)")
 	creds := srv.Database(t, db.VaultURL(), db.User, db.Password, 5*time.Second, 10*time.Second)
 	env := append(vaultEnv(srv.Addr, srv.RootToken),
-		fmt.Sprintf("PGAPP_URL=postgres://127.0.0.1:%d/%s?sslmode=disable", cluster.Port, db.Name))
+		fmt.Sprintf(testchild.EnvPGURL+"=postgres://127.0.0.1:%d/%s?sslmode=disable", cluster.Port, db.Name))
 
 	modes := []struct {
 		name string
@@ -1560,7 +1460,7 @@ func TestPID1WithSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("unshare", "-pf", "--mount-proc", leashBin, "--log-level", "debug", "--on-rotate", "restart",
-		"-s", "db="+creds, "--", "env", "LEASH_RELIABILITY_HELPER=watch", self, "DB_FILE")
+		"-s", "db="+creds, "--", "env", testchild.EnvMode+"=watch", self, "DB_FILE")
 	cmd.Env = append(os.Environ(), vaultEnv(srv.Addr, srv.RootToken)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -1634,7 +1534,7 @@ func TestRestartedChildCrashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := `if [ -e "$0" ]; then echo crash; exit 1; fi; touch "$0"; exec env LEASH_RELIABILITY_HELPER=watch "$1" DB_FILE`
+	script := `if [ -e "$0" ]; then echo crash; exit 1; fi; touch "$0"; exec env ` + testchild.EnvMode + `=watch "$1" DB_FILE`
 	lp := startLeash(t, vaultEnv(srv.Addr, srv.RootToken), "--on-rotate", "restart", "-s", "db="+creds, "--", "sh", "-c", script, marker, self)
 	lp.ready()
 	if l := lp.next(30 * time.Second); l != "term" {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testvault"
 	"github.com/leash-dev/leash/internal/vaultproxy"
 )
@@ -312,7 +313,7 @@ func TestLeashNonDumpable(t *testing.T) {
 	leashPid := cmd.Process.Pid
 
 	pr := exec.Command(probe, strconv.Itoa(leashPid), strconv.Itoa(childPid))
-	pr.Env = append(os.Environ(), "LEASH_RELIABILITY_HELPER=probe")
+	pr.Env = append(os.Environ(), testchild.EnvMode+"=probe")
 	pr.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
 	out, err := pr.CombinedOutput()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 )
@@ -28,7 +29,7 @@ func staticScenario(t *testing.T, extra ...string) {
 	args := append([]string{"--log-level", "debug", "-s", "db=" + creds}, extra...)
 	cmd := leashCmd(t, append(append(args, "--"), helperArgs(t, "pgapp")...)...)
 	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken,
-		fmt.Sprintf("PGAPP_URL=postgres://127.0.0.1:%d/%s?sslmode=disable", db.Port, db.Name))
+		fmt.Sprintf(testchild.EnvPGURL+"=postgres://127.0.0.1:%d/%s?sslmode=disable", db.Port, db.Name))
 	_, lr, stderr := startPiped(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill() })
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testvault"
 	"github.com/leash-dev/leash/internal/vaultproxy"
 )
@@ -395,24 +395,6 @@ func TestStatusSocketDirMustBeSafe(t *testing.T) {
 	}
 }
 
-// swapSocket is the attacker of TestStatusSocketRace, run as another user:
-// it renames the socket away as soon as it appears and puts a symlink to
-// victim in its place, and in between flickers a symlink at the name. A
-// leash that sets the mode by path after binding makes victim 0660.
-func swapSocket(sock, victim string) int {
-	fmt.Println("ready")
-	for {
-		if os.Rename(sock, sock+".stolen") == nil {
-			os.Symlink(victim, sock)
-			time.Sleep(time.Millisecond)
-			os.Remove(sock)
-			os.Remove(sock + ".stolen")
-		} else if os.Symlink(victim, sock) == nil {
-			os.Remove(sock)
-		}
-	}
-}
-
 // A second user who can write the socket's directory races leash's bind:
 // in a directory it could swap the socket in, leash refuses to listen; in
 // a sticky one it listens, and nothing the attacker places there makes a
@@ -465,7 +447,7 @@ func TestStatusSocketRace(t *testing.T) {
 			}
 			sock := filepath.Join(dir, "s.sock")
 			cmd := exec.Command(attacker, sock, victim)
-			cmd.Env = []string{"LEASH_TEST_HELPER=swap-socket"}
+			cmd.Env = []string{testchild.EnvMode + "=swap-socket"}
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			_, lines, stderr := startPiped(t, cmd)
 			defer func() {

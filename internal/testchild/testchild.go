@@ -1,12 +1,16 @@
 // Package testchild turns a Go test binary into the helper child of leash's
-// process tests (the go-plugin TestHelperProcess pattern): TestMain calls Main,
-// which, when the environment asks for it, runs as a child that reports
-// "ready" and every signal it receives on a pipe, and never returns.
+// tests (the go-plugin TestHelperProcess pattern): TestMain calls Main, which,
+// when EnvMode asks for it, runs as one of the helper programs and exits.
 //
-// The report pipe is the child's descriptor 3 (its first extra file). Lines
-// are "<role> ready <pid>", "<role> sig <n>", "<role> env <KEY>=<value>" and
-// "<role> file <fd> <contents>", each written with one write(2) so lines from a
-// child and its grandchild never interleave.
+// Mode "report" is the supervisor's child: it reports on a pipe, its
+// descriptor 3 (its first extra file). Lines are "<role> ready <pid>",
+// "<role> sig <n>", "<role> env <KEY>=<value>" and "<role> file <fd>
+// <contents>", each written with one write(2) so lines from a child and its
+// grandchild never interleave.
+//
+// The other modes (see modes.go) are children of the leash binary in the
+// black-box tests (package e2e). leash passes its child no pipe of the
+// test's, so they report on stdout; Argv builds their command line.
 package testchild
 
 import (
@@ -24,7 +28,8 @@ import (
 
 // Environment variables that configure the helper.
 const (
-	// EnvMode selects the helper: "report" catches and reports signals.
+	// EnvMode selects the helper: "report" catches and reports signals on
+	// descriptor 3; the modes of modes.go report on stdout.
 	EnvMode = "LEASH_TESTCHILD"
 	// EnvRole prefixes every line ("child" unless set).
 	EnvRole = "LEASH_TESTCHILD_ROLE"
@@ -67,10 +72,14 @@ func Caught() []os.Signal {
 // Main runs the helper and exits if EnvMode is set; otherwise it returns and
 // the tests run.
 func Main() {
-	if os.Getenv(EnvMode) == "" {
+	switch mode := os.Getenv(EnvMode); mode {
+	case "":
 		return
+	case "report":
+		os.Exit(run())
+	default:
+		os.Exit(runMode(mode, os.Args[1:]))
 	}
-	os.Exit(run())
 }
 
 func run() int {
