@@ -7,75 +7,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"maps"
 	pathpkg "path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 )
-
-// Secret is one fetched credential in a Snapshot. Never mutated once emitted.
-type Secret struct {
-	ID, Path      string
-	Data          Data          // the fields: inner data for KV v2, the auth block for token create
-	Raw           Data          // the response's data exactly as Vault returned it (templates: .Data.data for KV v2)
-	Fingerprint   string        // short SHA-256 of the lease id ("" when no lease)
-	LeaseDuration time.Duration // as issued
-	Renewable     bool
-	IssuedAt      time.Time
-	ExpiresAt     time.Time // as issued, bounded by a certificate's NotAfter; zero for static secrets
-	Version       int       // KV v2 version, else 0
-	// NextRotation is when Vault rotates a static role's credential
-	// (database/static-creds, ldap/static-cred): the read's ttl after
-	// IssuedAt. Zero for anything else.
-	NextRotation time.Time
-}
-
-// Snapshot is the set of secrets at one moment. Never mutated after it is emitted.
-type Snapshot struct {
-	Seq     uint64
-	Secrets map[string]*Secret // by Spec.ID
-}
-
-// held is a lease (or a token credential) leash holds and has not revoked.
-type held struct {
-	fp, id, path string
-	outputs      []string     // Spec.Outputs
-	leaseID      secretString // "" for a token credential
-	childTok     secretString // token credential: renewed and revoked as itself
-	owner        *token
-	expires      time.Time
-	lastSeq      uint64 // last snapshot holding it (guarded by Manager.mu)
-}
-
-// entry is the live state of one Spec.
-type entry struct {
-	spec     Spec
-	path     string // request path (KV v2: with data/)
-	resolved bool
-	kv       int // 0 (not KV or unknown), 1, 2
-
-	cur       *Secret
-	lease     *held // nil: no lease (static, or a certificate without one)
-	leaseExp  time.Time
-	notAfter  time.Time
-	renewable bool
-	maxed     bool          // renewal no longer extends the lease
-	steady    bool          // renewed since the last issue or failure: renew without jitter
-	ttl       time.Duration // lease duration as issued; renewals ask for this
-	r         float64       // jitter drawn at issue
-	next      time.Time     // next action
-	failures  int
-	hash      [sha256.Size]byte
-
-	rot   *rotation // static role: what the credential's read said; nil otherwise
-	stale int       // static role: reads since rotation time that found the same credential
-	stuck bool      // static role: warned that Vault did not rotate in time
-}
 
 // rotation is what a static role's read says about Vault's rotation of the
 // credential (database/static-creds, ldap/static-cred): no lease, but a
@@ -127,118 +66,6 @@ func fingerprint(leaseID string) string {
 	}
 	s := sha256.Sum256([]byte(leaseID))
 	return hex.EncodeToString(s[:6])
-}
-
-// resolve applies `vault kv get` mount detection: for a KV v2 mount,
-// "secret/app" becomes "secret/data/app" (a path already holding data/ is
-// kept). When the lookup is not allowed the path is used as written.
-func (m *Manager) resolve(ctx context.Context, e *entry) error {
-	if e.resolved {
-		return nil
-	}
-	e.path = strings.Trim(e.spec.Path, "/")
-	if e.spec.Params != nil {
-		e.resolved = true
-		return nil
-	}
-	info, err := m.mounts.lookup(ctx, e.path, m.lookupMount)
-	if err != nil {
-		return err
-	}
-	e.resolved = true
-	e.kv = info.kv
-	if info.kv == 2 {
-		rest := strings.TrimPrefix(e.path+"/", info.path)
-		rest = strings.TrimSuffix(rest, "/")
-		if !strings.HasPrefix(rest, "data/") {
-			e.path = strings.TrimSuffix(info.path, "/") + "/data/" + rest
-		}
-	}
-	return nil
-}
-
-// mountInfo is what Vault says about the mount holding a path.
-type mountInfo struct {
-	path string // "secret/", with Vault's trailing slash; empty: unknown
-	kv   int    // KV version, 0 when not a KV mount
-}
-
-// lookupMount asks sys/internal/ui/mounts about path. Only transient
-// failures are errors: an older Vault or a denied lookup leaves the path
-// as written, as the vault CLI does.
-func (m *Manager) lookupMount(ctx context.Context, path string) (mountInfo, error) {
-	sec, err := m.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
-	if err != nil {
-		if _, transient := classify(err); transient {
-			return mountInfo{}, err
-		}
-		return mountInfo{}, nil
-	}
-	if sec == nil || sec.Data == nil {
-		return mountInfo{}, nil
-	}
-	typ, _ := sec.Data["type"].(string)
-	mount, _ := sec.Data["path"].(string)
-	info := mountInfo{path: mount}
-	if typ != "kv" && typ != "generic" || mount == "" {
-		return info, nil
-	}
-	info.kv = 1
-	if opts, ok := sec.Data["options"].(map[string]any); ok {
-		if v, ok := opts["version"].(string); ok && v == "2" {
-			info.kv = 2
-		}
-	}
-	return info, nil
-}
-
-// mountLookups shares mount lookups between the entries resolved at
-// start-up: secrets under one mount (ten database roles; a thousand in a
-// fleet test) need one lookup, not one each. Paths with the same first
-// segment wait for the first lookup and use its answer when its mount
-// holds them; otherwise, and after a failed lookup, they ask themselves.
-type mountLookups struct {
-	mu      sync.Mutex
-	byFirst map[string]*mountLookup
-}
-
-type mountLookup struct {
-	done chan struct{}
-	info mountInfo // valid once done is closed
-}
-
-func (ml *mountLookups) lookup(ctx context.Context, path string, ask func(context.Context, string) (mountInfo, error)) (mountInfo, error) {
-	first, _, _ := strings.Cut(path, "/")
-	ml.mu.Lock()
-	if ml.byFirst == nil {
-		ml.byFirst = map[string]*mountLookup{}
-	}
-	l, shared := ml.byFirst[first]
-	if !shared {
-		l = &mountLookup{done: make(chan struct{})}
-		ml.byFirst[first] = l
-	}
-	ml.mu.Unlock()
-	if !shared {
-		info, err := ask(ctx, path)
-		if err != nil {
-			ml.mu.Lock()
-			delete(ml.byFirst, first) // the next attempt asks again
-			ml.mu.Unlock()
-		}
-		l.info = info
-		close(l.done)
-		return info, err
-	}
-	select {
-	case <-l.done:
-	case <-ctx.Done():
-		return mountInfo{}, ctx.Err()
-	}
-	if l.info.path != "" && strings.HasPrefix(path+"/", l.info.path) {
-		return l.info, nil
-	}
-	return ask(ctx, path)
 }
 
 // issued is the result of one fetch, applied to an entry by the caller.
@@ -422,42 +249,4 @@ func certNotAfter(s string) time.Time {
 		return time.Time{}
 	}
 	return c.NotAfter
-}
-
-// renewLease renews h asking for inc and returns the new duration.
-func (m *Manager) renewLease(ctx context.Context, h *held, inc time.Duration) (time.Duration, error) {
-	secs := int(inc / time.Second)
-	if h.childTok != "" {
-		// As the child token on the shared client, without a Clone per
-		// renewal (Clone re-runs vault/api's NewClient and DefaultConfig).
-		sec, err := m.anon.Auth().Token().RenewTokenAsSelfWithContext(ctx, string(h.childTok), secs)
-		if err != nil {
-			return 0, err
-		}
-		if sec == nil || sec.Auth == nil {
-			return 0, errors.New("token renewal returned no auth")
-		}
-		return time.Duration(sec.Auth.LeaseDuration) * time.Second, nil
-	}
-	sec, err := m.client.Sys().RenewWithContext(ctx, string(h.leaseID), secs)
-	if err != nil {
-		return 0, err
-	}
-	if sec == nil {
-		return 0, errors.New("lease renewal returned nothing")
-	}
-	return time.Duration(sec.LeaseDuration) * time.Second, nil
-}
-
-// revokeLease revokes h: a token credential revokes itself (the default
-// policy allows revoke-self); a lease needs update on sys/leases/revoke.
-func (m *Manager) revokeLease(ctx context.Context, h *held) error {
-	if h.childTok != "" {
-		c, err := m.clientWith(string(h.childTok))
-		if err != nil {
-			return err
-		}
-		return c.Auth().Token().RevokeSelfWithContext(ctx, "")
-	}
-	return m.client.Sys().RevokeWithContext(ctx, string(h.leaseID))
 }

@@ -1,0 +1,67 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Check logs in and verifies with sys/capabilities-self that the token may
+// read (or write, for specs with Params) every spec's path.
+func (m *Manager) Check(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
+	defer cancel()
+	var tok *token
+	if err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+		t, err := m.login(c)
+		tok = t
+		return err
+	}); err != nil {
+		return err
+	}
+	m.setToken(tok)
+	defer func() {
+		if tok.own {
+			m.revokeToken(context.WithoutCancel(ctx), tok)
+			m.mu.Lock()
+			m.tokens = nil
+			m.mu.Unlock()
+		}
+	}()
+	var errs []error
+	for _, e := range m.entries {
+		need := []string{"read"}
+		if e.spec.Params != nil {
+			need = []string{"update", "create"}
+		}
+		var caps []string
+		err := m.retry(ctx, sctx, "check", e.spec.Path, func(c context.Context) error {
+			if err := m.resolve(c, e); err != nil {
+				return err
+			}
+			var err error
+			caps, err = m.capabilities(c, e.path)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !hasAny(caps, append(need, "root")) {
+			errs = append(errs, &Error{Op: "check", Path: e.spec.Path,
+				Err: fmt.Errorf("%w: token lacks %q on %s (has %v)", ErrPermissionDenied, need[0], e.path, caps)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasAny(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,271 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// apply installs a fetch result as the entry's current credential. The
+// previous lease stays held until Retire. The next action is planned from
+// the issue time, like the expiry: Start applies every result once the
+// last fetch is back, and planning the first renewal from that moment
+// shortened the renewal jitter's reach by the length of the start (with
+// 1000 leases the jittered hand-over bound decided most first renewals,
+// and their spread fell to 8% of the TTL).
+func (m *Manager) apply(e *entry, is *issued) {
+	e.cur = is.secret
+	e.lease = is.lease
+	e.leaseExp = is.leaseExp
+	e.notAfter = is.notAfter
+	e.renewable = is.renewable
+	e.maxed = false
+	e.ttl = is.ttl
+	e.r = m.rand()
+	e.failures = 0
+	e.steady = false
+	e.hash = is.hash
+	if h := is.lease; h != nil {
+		m.mu.Lock()
+		m.held[h.fp] = h
+		m.pruneAt = earliest(m.pruneAt, h.expires)
+		if h.owner != nil {
+			h.owner.leases++
+		}
+		m.mu.Unlock()
+	}
+	e.rot = is.rotation
+	e.stale = 0
+	e.stuck = false
+	m.planEntry(e, is.secret.IssuedAt)
+	exp, bound := e.expiry()
+	if bound {
+		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
+	}
+	switch {
+	case is.rotation != nil:
+		m.log.Info("static credential read", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
+			"last_rotation", fmtTime(is.rotation.last), "next_rotation", fmtTime(is.rotation.next), "next_read", fmtTime(e.next))
+	case is.lease == nil:
+		// A KV secret, or a certificate without a lease: nothing to renew
+		// or revoke, only to read again.
+		m.log.Info("secret read", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
+			"version", is.secret.Version, "expires", fmtTime(exp), "next_read", fmtTime(e.next))
+	default:
+		m.log.Info("lease issued", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", is.secret.Fingerprint,
+			"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
+	}
+	m.event(Event{Kind: EventIssued, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+		TTL: is.secret.LeaseDuration, ExpiresAt: exp, Next: e.next, Rotation: is.secret.NextRotation})
+}
+
+// entryStep renews, rotates or refreshes one entry. It reports whether the
+// entry's secret changed.
+func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
+	now := m.now()
+	exp, bound := e.expiry()
+	switch {
+	case exp.IsZero():
+		return m.refresh(ctx, e)
+	case e.renewing() && (e.failures == 0 || now.Before(m.rotatePoint(e))):
+		m.renew(ctx, e)
+		return false
+	case e.renewing():
+		// Past the hand-over point after failed renewals (an outage): if
+		// Vault is back and the lease still renews, keep it. Re-issuing
+		// because of a blip is what vault#10918 complains about. Only when
+		// Vault answers that it will not renew is a new credential fetched:
+		// when it does not answer at all, it cannot issue one either, and
+		// trying would only double the requests of an outage.
+		err := m.renew(ctx, e)
+		if err == nil {
+			return false
+		}
+		if noAnswer(err) {
+			m.log.Debug("vault did not answer; renewing again before trying a new credential",
+				"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())
+			return false
+		}
+	}
+	if bound && e.lease.owner == m.tok {
+		// A new credential from the same token would die with it.
+		if !m.canLogin() {
+			e.next = m.lostAt(e) // nothing to do but report the loss then
+			return false
+		}
+		if !m.relogin(ctx) {
+			e.failures++
+			e.next = earliest(m.tok.next, exp)
+			return false
+		}
+	}
+	return m.rotate(ctx, e) == nil
+}
+
+// renew extends the entry's lease. It returns nil on success, else Vault's
+// or the transport's error (already logged and counted).
+func (m *Manager) renew(ctx context.Context, e *entry) error {
+	c, cancel := m.entryCallCtx(ctx, e)
+	sent := m.now()
+	ld, err := m.renewLease(c, e.lease, e.ttl)
+	cancel()
+	now := m.now()
+	if err != nil {
+		cerr, _ := classify(err)
+		m.entryFailed(e, "renew", cerr)
+		// Keep trying until the hand-over point; then rotate instead. A
+		// failed renewal never re-issues while the lease is valid (vault#10918).
+		if rp := m.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
+			e.next = rp
+		}
+		return err
+	}
+	// The renewal after one that followed failures is jittered again:
+	// leases that recovered from an outage together are spread anew.
+	e.steady = e.failures == 0
+	e.failures = 0
+	// Vault counts ld from when it handled the request, somewhere between
+	// sent and now: counting from sent never overestimates the lease.
+	e.leaseExp = sent.Add(ld)
+	e.lease.expires = e.leaseExp
+	if ld < e.ttl {
+		e.maxed = true // max TTL ahead: hand over before it
+	}
+	m.planEntry(e, now)
+	m.log.Info("lease renewed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint,
+		"ttl", ld.String(), "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
+	exp, _ := e.expiry()
+	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
+		TTL: ld, ExpiresAt: exp, Next: e.next})
+	return nil
+}
+
+// rotate issues a new credential for e and makes it current; the old lease
+// stays held until Retire. It returns the failure, already logged and
+// counted.
+func (m *Manager) rotate(ctx context.Context, e *entry) error {
+	c, cancel := m.entryCallCtx(ctx, e)
+	is, err := m.fetch(c, e)
+	cancel()
+	if err != nil {
+		cerr, _ := classify(err)
+		m.entryFailed(e, "rotate", cerr)
+		return cerr
+	}
+	old := e.cur
+	m.apply(e, is)
+	m.log.Info("lease rotated", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", is.secret.Fingerprint,
+		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
+	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+		TTL: is.secret.LeaseDuration, ExpiresAt: is.secret.ExpiresAt, Next: e.next})
+	return nil
+}
+
+func (m *Manager) refresh(ctx context.Context, e *entry) bool {
+	c, cancel := m.entryCallCtx(ctx, e)
+	is, err := m.fetch(c, e)
+	cancel()
+	if err != nil {
+		cerr, _ := classify(err)
+		m.entryFailed(e, "refresh", cerr)
+		if later := m.now().Add(min(m.cfg.StaticRefresh, m.sched.retryMax)); e.next.Before(later) {
+			e.next = later
+		}
+		return false
+	}
+	e.failures = 0
+	if is.hash == e.hash && is.lease == nil {
+		var rot time.Time
+		if e.rot != nil && is.rotation != nil {
+			m.notRotated(e, is.rotation)
+			rot = e.rot.next
+		} else {
+			e.next = m.now().Add(m.cfg.StaticRefresh)
+			m.log.Trace("secret unchanged", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
+		}
+		m.event(Event{Kind: EventUnchanged, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Next: e.next, Rotation: rot})
+		return false
+	}
+	prev := e.rot
+	m.apply(e, is)
+	if r := is.rotation; r != nil {
+		// How long after Vault's rotation leash has the new password
+		// (the child gets it right after): the lag issue 16 is about.
+		var lag time.Duration
+		if !r.last.IsZero() && (prev == nil || r.last.After(prev.last)) {
+			lag = is.secret.IssuedAt.Sub(r.last).Round(time.Millisecond)
+		}
+		m.log.Info("static credential rotated", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
+			"last_rotation", fmtTime(r.last), "read_after", lag.String(), "next_rotation", fmtTime(r.next))
+	} else {
+		m.log.Info("secret changed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
+	}
+	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
+		Next: e.next, Rotation: is.secret.NextRotation})
+	return true
+}
+
+// notRotated plans the next read of a static role whose read r found the
+// credential leash holds. While Vault's next rotation is still ahead, that
+// is the plan; once its time has come, Vault rotates at its next queue
+// tick, and the read is repeated briefly (schedule.staticReadAt) so the new
+// password reaches the child within a second or so.
+func (m *Manager) notRotated(e *entry, r *rotation) {
+	now := m.now()
+	if r.next.After(now.Add(m.sched.staticLag)) {
+		e.rot, e.stale = r, 0 // not due yet (a --static-refresh read), or moved
+	} else {
+		e.stale++
+	}
+	next, ok := m.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, m.rand())
+	e.next = next
+	if !ok && !e.stuck {
+		e.stuck = true
+		m.log.Warn("vault has not rotated the static credential since its rotation time; reading it again after --static-refresh",
+			"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "rotation_due", fmtTime(e.rot.next), "next_read", fmtTime(next))
+		return
+	}
+	m.log.Debug("static credential not rotated yet", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
+		"rotation_due", fmtTime(e.rot.next), "attempt", e.stale, "backoff", next.Sub(now).Round(time.Millisecond).String())
+}
+
+func (m *Manager) entryFailed(e *entry, op string, err error) {
+	if errors.Is(err, ErrPermissionDenied) && m.canRefresh() && (m.tok.next.IsZero() || m.tok.next.After(m.now())) {
+		// The token may be gone (revoked, or Vault lost its storage): let
+		// the token step check it now and log in again if so.
+		m.tok.next = m.now()
+	}
+	now := m.now()
+	// The deadline that matters: the hand-over point while renewing can
+	// still keep the lease, else the loss. Retries get denser near it.
+	deadline := m.lostAt(e)
+	if rp := m.rotatePoint(e); e.renewing() && rp.After(now) {
+		deadline = rp
+	}
+	var left time.Duration
+	if !deadline.IsZero() {
+		left = deadline.Sub(now)
+	}
+	d := m.sched.retry(e.failures, left, m.rand())
+	e.failures++
+	e.steady = false
+	e.next = now.Add(d)
+	if lost := m.lostAt(e); !lost.IsZero() && e.next.After(lost) {
+		e.next = lost
+	}
+	level := hclog.Warn
+	if errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported) {
+		level = hclog.Error
+	}
+	var fp string
+	if e.cur != nil {
+		fp = e.cur.Fingerprint
+	}
+	m.log.Log(level, op+" failed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", fp,
+		"error", err, "attempt", e.failures, "backoff", d.String())
+	exp, _ := e.expiry()
+	m.event(Event{Kind: EventFailed, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: fp, ExpiresAt: exp,
+		Next: e.next, Op: op, Err: err.Error()})
+}

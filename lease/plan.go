@@ -1,0 +1,131 @@
+package lease
+
+import (
+	"crypto/sha256"
+	"time"
+)
+
+// entry is the live state of one Spec.
+type entry struct {
+	spec     Spec
+	path     string // request path (KV v2: with data/)
+	resolved bool
+	kv       int // 0 (not KV or unknown), 1, 2
+
+	cur       *Secret
+	lease     *held // nil: no lease (static, or a certificate without one)
+	leaseExp  time.Time
+	notAfter  time.Time
+	renewable bool
+	maxed     bool          // renewal no longer extends the lease
+	steady    bool          // renewed since the last issue or failure: renew without jitter
+	ttl       time.Duration // lease duration as issued; renewals ask for this
+	r         float64       // jitter drawn at issue
+	next      time.Time     // next action
+	failures  int
+	hash      [sha256.Size]byte
+
+	rot   *rotation // static role: what the credential's read said; nil otherwise
+	stale int       // static role: reads since rotation time that found the same credential
+	stuck bool      // static role: warned that Vault did not rotate in time
+}
+
+// planToken sets when the token needs attention: a renewal while it can be
+// extended, else a new login before it expires (methods that can log in).
+func (m *Manager) planToken(t *token, now time.Time) {
+	switch {
+	case t.expires.IsZero():
+		t.next = time.Time{}
+	case !t.hard:
+		t.next = m.sched.renewAt(now, t.expires, t.r)
+	case m.canLogin():
+		t.next = m.sched.rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, now)
+	default:
+		t.next = time.Time{}
+	}
+}
+
+func (m *Manager) rotateBefore(ttl time.Duration) time.Duration {
+	return m.sched.rotateBefore(ttl, m.cfg.RotateBefore, m.cfg.RotateFraction)
+}
+
+// expiry is when the entry's credential stops working: the lease, the
+// certificate, or the owning token, whichever is first. bound reports that
+// the token is the limit.
+func (e *entry) expiry() (exp time.Time, bound bool) {
+	exp = earliest(e.leaseExp, e.notAfter)
+	if e.lease != nil && e.lease.owner != nil {
+		o := e.lease.owner
+		if o.hard && !o.expires.IsZero() && (exp.IsZero() || o.expires.Before(exp)) {
+			return o.expires, true
+		}
+	}
+	return exp, false
+}
+
+// lostAt is when the entry's credential counts as lost if nothing replaced
+// or extended it: a small margin (schedule.lostBefore) before its expiry,
+// because Vault revokes it at expiry (for a database credential, drops the
+// role) and the child must have been told to stop by then. Zero: never.
+func (m *Manager) lostAt(e *entry) time.Time {
+	exp, bound := e.expiry()
+	if exp.IsZero() {
+		return exp
+	}
+	ttl := e.ttl
+	if bound {
+		ttl = e.lease.owner.ttl // the token's life is what runs out
+	}
+	return exp.Add(-m.sched.lostBefore(ttl))
+}
+
+// rotatePoint is when to fetch a replacement for the entry.
+func (m *Manager) rotatePoint(e *entry) time.Time {
+	exp, _ := e.expiry()
+	if exp.IsZero() {
+		return time.Time{}
+	}
+	return m.sched.rotateAt(exp, m.rotateBefore(e.ttl), e.r, e.cur.IssuedAt)
+}
+
+// renewing reports whether the entry is kept alive by renewal rather than
+// by hand-over.
+func (e *entry) renewing() bool {
+	_, bound := e.expiry()
+	return e.lease != nil && e.renewable && !e.maxed && !bound
+}
+
+// planEntry sets the entry's next action after a success.
+func (m *Manager) planEntry(e *entry, now time.Time) {
+	exp, _ := e.expiry()
+	switch {
+	case exp.IsZero() && e.rot != nil:
+		e.next, _ = m.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, e.r)
+	case exp.IsZero():
+		e.next = now.Add(m.cfg.StaticRefresh)
+	case e.renewing():
+		// Renew at two thirds, or at the hand-over point if that comes
+		// first: when Vault caps a renewal at max_ttl, what is left is then
+		// still at least the hand-over margin. entryStep renews (not
+		// rotates) at that point unless renewals are failing.
+		//
+		// Only the first renewal after an issue or a failure is jittered
+		// (up to 15% of the remaining time earlier, and bounded by the
+		// jittered hand-over point): that spreads leases issued or
+		// recovered together, and their phases stay apart because every
+		// later renewal comes the same two thirds after the one before,
+		// bounded by the margin without its jitter. Jittering every
+		// renewal cost 1.62 requests per lease per TTL instead of 1.5
+		// (issue 9).
+		r, bound := e.r, m.rotatePoint(e)
+		if e.steady {
+			r, bound = 0, exp.Add(-m.rotateBefore(e.ttl))
+		}
+		e.next = earliest(m.sched.renewAt(now, exp, r), bound)
+		if e.next.Before(now) {
+			e.next = now
+		}
+	default:
+		e.next = m.rotatePoint(e)
+	}
+}

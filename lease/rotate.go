@@ -1,0 +1,91 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// rotateReq is a Rotate call waiting for Run.
+type rotateReq struct {
+	names []string
+	done  chan<- rotateResult // buffered: Run never waits for the caller
+}
+
+type rotateResult struct {
+	snap *Snapshot
+	err  error
+}
+
+// Rotate hands over new credentials now for the secrets named by their
+// Spec.ID (every secret with a lease or an expiry when names is empty),
+// exactly as at their scheduled hand-over point: Run issues them, emits
+// the snapshot that holds them on Updates and keeps the old leases until
+// Retire. It returns that snapshot (nil if nothing was issued). An
+// unknown name, or one without an expiry (a static secret, re-read every
+// StaticRefresh), fails with ErrNoRotation before anything is issued; a
+// failed issue returns its error after the other secrets are handed over
+// (the old credential stays, on its schedule). Rotate waits for Run to
+// take the request and finish it; ctx cancels the wait.
+func (m *Manager) Rotate(ctx context.Context, names []string) (*Snapshot, error) {
+	done := make(chan rotateResult, 1)
+	select {
+	case m.rotates <- rotateReq{names: names, done: done}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-done:
+		return r.snap, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// rotateNow is Rotate's work, in Run's goroutine.
+func (m *Manager) rotateNow(ctx context.Context, names []string) (*Snapshot, error) {
+	var pick []*entry
+	for _, e := range m.entries {
+		if exp, _ := e.expiry(); len(names) == 0 && !exp.IsZero() {
+			pick = append(pick, e)
+		}
+	}
+	for _, n := range names {
+		i := slices.IndexFunc(m.entries, func(e *entry) bool { return e.spec.ID == n })
+		if i < 0 {
+			return nil, fmt.Errorf("rotate %s: %w: no secret of that name", n, ErrNoRotation)
+		}
+		e := m.entries[i]
+		if exp, _ := e.expiry(); exp.IsZero() {
+			return nil, fmt.Errorf("rotate %s (%s): %w: it has no lease or expiry, and is re-read every %s", n, e.spec.Path, ErrNoRotation, m.cfg.StaticRefresh)
+		}
+		if !slices.Contains(pick, e) {
+			pick = append(pick, e)
+		}
+	}
+	if len(pick) == 0 {
+		return nil, fmt.Errorf("rotate: %w: no secret has a lease or an expiry", ErrNoRotation)
+	}
+	var errs []error
+	changed := false
+	for _, e := range pick {
+		m.log.Info("rotation requested", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint)
+		if _, bound := e.expiry(); bound && e.lease.owner == m.tok && m.canLogin() && !m.relogin(ctx) {
+			// A new credential from the same token would die with it
+			// (as in entryStep); relogin logged why.
+			errs = append(errs, fmt.Errorf("rotate %s: logging in again failed", e.spec.ID))
+			continue
+		}
+		if err := m.rotate(ctx, e); err != nil {
+			errs = append(errs, fmt.Errorf("rotate %s: %w", e.spec.ID, err))
+			continue
+		}
+		changed = true
+	}
+	var snap *Snapshot
+	if changed {
+		snap = m.emit()
+	}
+	return snap, errors.Join(errs...)
+}

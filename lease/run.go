@@ -1,0 +1,141 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// Run renews, rotates and refreshes until ctx is done (then it returns nil).
+// It returns a *LostError when a credential is about to expire with no
+// replacement: a second before its expiry (at most a twentieth of the
+// lease), counted from when leash sent the request that issued or renewed
+// it, so never after Vault's own expiry.
+//
+// Between actions it sleeps on one timer set to the earliest of them: no
+// polling, and no work while nothing is due. A wake-up costs two passes
+// over the entries and allocates nothing (with 1000 leases it used to
+// build a slice of every entry's and held lease's times, which made the
+// loop and the garbage collector the larger part of leash's CPU).
+func (m *Manager) Run(ctx context.Context) error {
+	if m.currentToken() == nil {
+		return errors.New("lease: Run before a successful Start")
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	stepped := false
+	for {
+		now := m.now()
+		next, lost := m.scan(now)
+		if stepped {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if lost != nil {
+				exp, _ := lost.expiry()
+				m.event(Event{Kind: EventLost, ID: lost.spec.ID, Outputs: lost.spec.Outputs, Path: lost.spec.Path, Fingerprint: lost.cur.Fingerprint, ExpiresAt: exp})
+				return &LostError{ID: lost.spec.ID, Outputs: lost.spec.Outputs, Path: lost.spec.Path, Lease: lost.cur.Fingerprint, Expired: exp}
+			}
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(now), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			m.step(ctx)
+		case req := <-m.rotates:
+			snap, err := m.rotateNow(ctx, req.names)
+			req.done <- rotateResult{snap, err}
+		}
+		stepped = true
+	}
+}
+
+// scan returns when Run has to act next: the earliest planned action,
+// the moment a credential counts as lost (lostAt, to report it) or
+// held-lease expiry (to prune it); and the first entry, in Spec order,
+// whose credential counts as lost at now.
+func (m *Manager) scan(now time.Time) (next time.Time, lost *entry) {
+	if m.tok != nil {
+		next = m.tok.next
+	}
+	for _, e := range m.entries {
+		next = earliest(next, e.next)
+		if at := m.lostAt(e); !at.IsZero() {
+			next = earliest(next, at)
+			if lost == nil && !now.Before(at) {
+				lost = e
+			}
+		}
+	}
+	m.mu.Lock()
+	next = earliest(next, m.pruneAt)
+	m.mu.Unlock()
+	return next, lost
+}
+
+// step does everything that is due, and what falls due within an entry's
+// batch window (see schedule.batch): leases issued close together then
+// share one wake-up rather than one each.
+func (m *Manager) step(ctx context.Context) {
+	m.prune(m.now())
+	if t := m.tok; !t.next.IsZero() && !m.now().Before(t.next) {
+		m.tokenStep(ctx, t)
+	}
+	due := m.dueAt(m.now())
+	changed := false
+	for _, e := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		if m.entryStep(ctx, e) {
+			changed = true
+		}
+	}
+	clear(due)
+	m.due = due[:0]
+	if changed {
+		m.emit()
+	}
+}
+
+// dueAt returns the entries to act on at now, earliest first, in m.due's
+// storage (step clears it).
+func (m *Manager) dueAt(now time.Time) []*entry {
+	due := m.due[:0]
+	for _, e := range m.entries {
+		if e.next.IsZero() {
+			continue
+		}
+		at := e.next
+		if e.failures == 0 { // never shorten a retry backoff
+			at = at.Add(-m.sched.batch(e.ttl))
+		}
+		if !now.Before(at) {
+			due = append(due, e)
+		}
+	}
+	slices.SortFunc(due, func(a, b *entry) int { return a.next.Compare(b.next) })
+	return due
+}
+
+func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 30*time.Second)
+}
+
+// entryCallCtx bounds a request for e also by the moment e's credential
+// counts as lost: a hung Vault must not keep leash waiting past it, when
+// the child has to be stopped (fail closed).
+func (m *Manager) entryCallCtx(ctx context.Context, e *entry) (context.Context, context.CancelFunc) {
+	if lost := m.lostAt(e); !lost.IsZero() {
+		if left := lost.Sub(m.now()); left < 30*time.Second {
+			return context.WithTimeout(ctx, max(left, 0))
+		}
+	}
+	return m.callCtx(ctx)
+}

@@ -1,0 +1,197 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Start logs in and fetches every secret in parallel. Transient failures are
+// retried until StartupTimeout (then ErrUnreachable); permanent ones fail at
+// once. On failure everything already issued is revoked.
+//
+// With the token method the token is known before Vault is asked about it,
+// so its lookup runs alongside the fetches: one round trip less before the
+// child can start. Other methods log in first.
+func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
+	defer cancel()
+	// fctx stops retries once the start has failed. Requests already in
+	// flight get abandonGrace to finish (rctx) so that a credential Vault
+	// is issuing right now is seen and revoked, not orphaned until its TTL.
+	fctx, fcancel := context.WithCancel(sctx)
+	defer fcancel()
+	rctx, rcancel := context.WithCancel(sctx)
+	defer rcancel()
+	stopGrace := context.AfterFunc(fctx, func() { time.AfterFunc(abandonGrace, rcancel) })
+	defer stopGrace()
+
+	var (
+		tok      *token
+		loginErr error
+		lookup   sync.WaitGroup
+	)
+	if m.isTokenMethod() {
+		v, err := m.readUserToken()
+		if err != nil {
+			return nil, err
+		}
+		// Installed now so the fetches use it and their leases name it as
+		// owner; planned again once the lookup has said when it expires.
+		tok = &token{value: v}
+		m.setToken(tok)
+		lookup.Go(func() {
+			loginErr = m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+				return m.lookupToken(c, tok)
+			})
+			if loginErr != nil {
+				fcancel() // the fetches cannot be trusted without a valid token
+			}
+		})
+	} else {
+		err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+			t, err := m.login(c)
+			tok = t
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		m.setToken(tok)
+		m.loggedIn(tok)
+	}
+
+	results := make([]*issued, len(m.entries))
+	errs := make([]error, len(m.entries))
+	var wg sync.WaitGroup
+	for i, e := range m.entries {
+		wg.Go(func() {
+			op := "read"
+			if e.spec.Params != nil {
+				op = "write"
+			}
+			errs[i] = m.retry(ctx, fctx, op, e.spec.Path, func(context.Context) error {
+				is, err := m.fetch(rctx, e)
+				results[i] = is
+				return err
+			})
+			if errs[i] != nil {
+				fcancel() // fail fast: the child cannot start anyway
+			}
+		})
+	}
+	wg.Wait()
+	lookup.Wait()
+
+	if m.isTokenMethod() && loginErr == nil {
+		m.planToken(tok, m.now())
+		m.loggedIn(tok)
+	}
+	for i, e := range m.entries {
+		if results[i] != nil {
+			m.apply(e, results[i])
+		}
+	}
+	err := loginErr // a bad token explains the fetches' failures
+	if err == nil {
+		err = firstError(errs)
+	}
+	if err != nil {
+		if errors.Is(err, ErrPermissionDenied) && loginErr == nil {
+			err = m.explainDenied(err)
+		}
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.RevokeTimeout)
+		defer ccancel()
+		m.revokeAll(cctx)
+		return nil, err
+	}
+	m.warnTokenBound()
+	return m.emit(), nil
+}
+
+// abandonGrace is how long a failed start waits for requests in flight.
+const abandonGrace = 2 * time.Second
+
+// firstError prefers a real failure over the cancellations it caused.
+func firstError(errs []error) error {
+	var canceled error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled):
+			canceled = err
+		default:
+			return err
+		}
+	}
+	return canceled
+}
+
+// explainDenied adds the capabilities the token does hold on the path.
+func (m *Manager) explainDenied(err error) error {
+	var le *Error
+	if !errors.As(err, &le) || le.Op == "login" {
+		return err
+	}
+	need := "read"
+	if le.Op == "write" {
+		need = "update"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	path := le.Path
+	for _, e := range m.entries {
+		if e.spec.Path == le.Path && e.path != "" {
+			path = e.path
+		}
+	}
+	caps, cerr := m.capabilities(ctx, path)
+	if cerr != nil {
+		return err
+	}
+	return &Error{Op: le.Op, Path: le.Path, Err: fmt.Errorf("%w: token lacks %q on %s (has %v)", ErrPermissionDenied, need, path, caps)}
+}
+
+// retry runs fn until it succeeds, fails permanently, or sctx ends. outer is
+// the caller's context: its cancellation is returned as is, while sctx's
+// deadline means Vault stayed unreachable.
+func (m *Manager) retry(outer, sctx context.Context, op, path string, fn func(context.Context) error) error {
+	var last error
+	for attempt := 0; ; attempt++ {
+		err := fn(sctx)
+		if err == nil {
+			return nil
+		}
+		if outer.Err() != nil {
+			return outer.Err()
+		}
+		cerr, transient := classify(err)
+		if sctx.Err() != nil {
+			if errors.Is(sctx.Err(), context.DeadlineExceeded) {
+				if last == nil {
+					last = cerr
+				}
+				return &Error{Op: op, Path: path, Err: fmt.Errorf("%w after %s: %w", ErrUnreachable, m.cfg.StartupTimeout, last)}
+			}
+			return sctx.Err()
+		}
+		if !transient {
+			var le *Error
+			if errors.As(cerr, &le) {
+				return le
+			}
+			return &Error{Op: op, Path: path, Err: cerr}
+		}
+		last = cerr
+		d := backoff(attempt, 250*time.Millisecond, 5*time.Second, m.rand())
+		m.log.Warn("vault request failed, retrying", "path", path, "error", cerr, "attempt", attempt+1, "backoff", d.String())
+		t := time.NewTimer(d)
+		select {
+		case <-sctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// login obtains a token with the configured method. For the token method it
+// looks the user's token up to learn its ttl.
+func (m *Manager) login(ctx context.Context) (*token, error) {
+	now := m.now()
+	if m.isTokenMethod() {
+		return m.userToken(ctx)
+	}
+	body, err := m.loginData(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sec, err := m.loginClient.Logical().WriteWithContext(ctx, m.loginPath(), body)
+	if err != nil {
+		if cerr, transient := classify(err); !transient && errors.Is(cerr, ErrUnsupported) {
+			// Auth methods answer 400 for a wrong secret_id or a rejected JWT.
+			return nil, &Error{Op: "login", Path: m.loginPath(), Err: fmt.Errorf("%w: %w", ErrPermissionDenied, cerr)}
+		}
+		return nil, err
+	}
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+		return nil, &Error{Op: "login", Path: m.loginPath(), Err: errors.New("vault returned no token")}
+	}
+	t := &token{
+		value: secretString(sec.Auth.ClientToken), own: true,
+		renewable: sec.Auth.Renewable, ttl: time.Duration(sec.Auth.LeaseDuration) * time.Second,
+		issued: now, r: m.rand(),
+	}
+	if t.ttl > 0 {
+		t.expires = now.Add(t.ttl)
+	}
+	t.hard = !t.renewable
+	return t, nil
+}
+
+// userToken reads the token the user gave (a file, VAULT_TOKEN/BAO_TOKEN, or
+// ~/.vault-token) and looks it up.
+func (m *Manager) userToken(ctx context.Context) (*token, error) {
+	v, err := m.readUserToken()
+	if err != nil {
+		return nil, err
+	}
+	t := &token{value: v}
+	if err := m.lookupToken(ctx, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// readUserToken returns the token the user gave, without contacting Vault.
+func (m *Manager) readUserToken() (secretString, error) {
+	var v string
+	switch {
+	case m.cfg.Auth.TokenFile != "":
+		s, err := readTrimmed(m.cfg.Auth.TokenFile)
+		if err != nil {
+			return "", &Error{Op: "login", Path: "token", Err: err}
+		}
+		v = s
+	case m.env.val("TOKEN") != "":
+		v = m.env.val("TOKEN")
+	default:
+		f := homeTokenFile(m.env)
+		if f != "" {
+			v, _ = readTrimmed(f)
+		}
+	}
+	if v == "" {
+		return "", &Error{Op: "login", Path: "token", Err: fmt.Errorf("%w: no token (set VAULT_TOKEN, a token file, or ~/.vault-token)", ErrPermissionDenied)}
+	}
+	return secretString(v), nil
+}
+
+// lookupToken asks Vault about t's value and fills in what it says: ttl,
+// expiry, renewability.
+func (m *Manager) lookupToken(ctx context.Context, t *token) error {
+	now := m.now()
+	c, err := m.clientWith(string(t.value))
+	if err != nil {
+		return err
+	}
+	sec, err := c.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		return err
+	}
+	t.issued, t.r = now, m.rand()
+	t.renewable, t.ttl, t.expires = false, 0, time.Time{}
+	if sec != nil {
+		t.renewable, _ = sec.TokenIsRenewable()
+		ttl, _ := sec.TokenTTL()
+		if ttl > 0 {
+			t.expires = now.Add(ttl)
+			t.ttl = ttl
+			if n, ok := sec.Data["creation_ttl"].(json.Number); ok {
+				if s, err := n.Int64(); err == nil && s > 0 {
+					t.ttl = time.Duration(s) * time.Second
+				}
+			}
+		}
+	}
+	t.hard = !t.renewable
+	return nil
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// approleSecretID reads the secret_id file. Secret IDs are UUIDs; anything
+// else is taken as a response-wrapping token and unwrapped once (a wrapping
+// token is single-use, so the result is kept for later logins).
+func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
+	raw, err := readTrimmed(m.cfg.Auth.SecretIDFile)
+	if err != nil {
+		return "", &Error{Op: "login", Path: m.loginPath(), Err: err}
+	}
+	if uuidRE.MatchString(raw) {
+		return secretString(raw), nil
+	}
+	m.authMu.Lock()
+	defer m.authMu.Unlock()
+	if m.wrapToken == secretString(raw) && m.unwrapped != "" {
+		return m.unwrapped, nil
+	}
+	c, err := m.clientWith("") // Unwrap then authenticates with the wrapping token itself
+	if err != nil {
+		return "", err
+	}
+	sec, err := c.Logical().UnwrapWithContext(ctx, raw)
+	if err != nil {
+		cerr, transient := classify(err)
+		if transient {
+			return "", err
+		}
+		return "", &Error{Op: "unwrap", Path: "sys/wrapping/unwrap", Err: fmt.Errorf("secret_id file holds neither a secret_id nor a valid wrapping token: %w", cerr)}
+	}
+	var sid string
+	if sec != nil {
+		sid, _ = sec.Data["secret_id"].(string)
+	}
+	if sid == "" {
+		return "", &Error{Op: "unwrap", Path: "sys/wrapping/unwrap", Err: errors.New("wrapped response holds no secret_id")}
+	}
+	m.wrapToken, m.unwrapped = secretString(raw), secretString(sid)
+	return m.unwrapped, nil
+}
