@@ -94,6 +94,10 @@ type TemplateOptions struct {
 	// the render instead: a misspelt key in a credential file is better
 	// found at start than written out.
 	MissingKeyNoValue bool
+	// LeftDelim and RightDelim replace the action delimiters "{{" and
+	// "}}" (Vault Agent's left_delimiter and right_delimiter, for
+	// templates of files that use braces themselves); "" keeps the default.
+	LeftDelim, RightDelim string
 }
 
 // ParseTemplate parses text as template name with [TemplateOptions]
@@ -128,7 +132,7 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 	if o.MissingKeyNoValue {
 		missingKey = "missingkey=zero" // consul-template's setting: a nil any prints "<no value>"
 	}
-	tmpl, err := template.New(name).Option(missingKey).Funcs(funcs).Parse(text)
+	tmpl, err := template.New(name).Delims(o.LeftDelim, o.RightDelim).Option(missingKey).Funcs(funcs).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("parse %w", err)
 	}

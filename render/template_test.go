@@ -353,3 +353,23 @@ func TestTemplateMissingKeyNoValue(t *testing.T) {
 		t.Fatalf("got %q, want %q", w.b, want)
 	}
 }
+
+// Custom delimiters (Vault Agent's left_delimiter, right_delimiter): the
+// braces of the file are left alone, and secret calls are still found.
+func TestTemplateDelims(t *testing.T) {
+	text := `{"user": "[[ with secret "database/creds/readonly" ]][[ .Data.username ]][[ end ]]", "x": {{ 1 }}}`
+	tmpl, err := ParseTemplateOptions("test.tmpl", text, TemplateOptions{LeftDelim: "[[", RightDelim: "]]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refs := tmpl.Refs(); len(refs) != 1 || refs[0].Path != "database/creds/readonly" {
+		t.Fatalf("refs = %v", refs)
+	}
+	var w buffer
+	if err := tmpl.render(&w, testSecrets()); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"user": "v-token-readonly-3Xz", "x": {{ 1 }}}`; string(w.b) != want {
+		t.Fatalf("got %q, want %q", w.b, want)
+	}
+}
