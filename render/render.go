@@ -51,6 +51,13 @@ type Output struct {
 	Secret   string    // Spec.ID of the source secret for JSON, Field, Dotenv
 	Field    string    // Field only: the field name
 	Template *Template // Template only
+	// Path, when set, is where the output is also written, as a file at
+	// exactly that absolute path (Vault Agent's template destination):
+	// atomically, owned like the other outputs, with Mode (zero:
+	// DefaultPathMode, 0400), and removed by Close. Its directory must
+	// exist and, unless Options.AllowDisk, be on tmpfs or ramfs.
+	Path string
+	Mode os.FileMode
 }
 
 // Mode selects where outputs are delivered.
@@ -67,7 +74,7 @@ const (
 type Options struct {
 	Mode      Mode
 	Dir       string // Dir mode parent; "" means $XDG_RUNTIME_DIR, else /dev/shm
-	AllowDisk bool   // Dir mode: accept a parent that is not tmpfs/ramfs
+	AllowDisk bool   // accept a Dir mode parent or an Output.Path not on tmpfs/ramfs
 	UID, GID  int    // owner of memfds/files; -1 leaves them as leash's (0 is root)
 	FirstFD   int    // child's fd number for output 0; 0 means 3
 	// Mlock maps every memfd read-only and locks its pages so secrets are
@@ -93,6 +100,7 @@ type Renderer struct {
 	files      []*memfd // Memfd mode: current memfd per output
 	superseded []*memfd // Memfd mode: memfds replaced by !inPlace updates, closed by Release
 	dir        *privateDir
+	exact      []*exactFile // per output: its Output.Path file, or nil
 	closed     bool
 }
 
@@ -111,6 +119,7 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 	}
 	names := map[string]bool{}
 	envs := map[string]string{}
+	paths := map[string]string{}
 	for i, o := range outputs {
 		if err := ValidateName(o.Name); err != nil {
 			return nil, err
@@ -140,6 +149,14 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 		default:
 			return nil, fmt.Errorf("output %q: unknown kind %d", o.Name, o.Kind)
 		}
+		if o.Path != "" {
+			if prev, ok := paths[o.Path]; ok {
+				return nil, fmt.Errorf("outputs %q and %q are both written at %s", prev, o.Name, o.Path)
+			}
+			paths[o.Path] = o.Name
+		} else if o.Mode != 0 {
+			return nil, fmt.Errorf("output %q: a mode needs a path", o.Name)
+		}
 		outputs[i] = o
 	}
 	r := &Renderer{
@@ -150,12 +167,27 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 		sums:    make([][]byte, len(outputs)),
 	}
 	rand.Read(r.key)
+	if len(paths) > 0 {
+		r.exact = make([]*exactFile, len(outputs))
+		for i, o := range outputs {
+			if o.Path == "" {
+				continue
+			}
+			e, err := openExact(o, opts.AllowDisk)
+			if err != nil {
+				r.closeExact()
+				return nil, err
+			}
+			r.exact[i] = e
+		}
+	}
 	switch opts.Mode {
 	case Memfd:
 		r.files = make([]*memfd, len(outputs))
 	case Dir:
 		d, err := openPrivateDir(opts, r.log)
 		if err != nil {
+			r.closeExact()
 			return nil, err
 		}
 		r.dir = d
@@ -205,6 +237,12 @@ func (r *Renderer) Update(secrets map[string]Secret, inPlace bool) (changed bool
 		}
 		if err := r.deliver(i, bufs[i].b, inPlace); err != nil {
 			return changed, fmt.Errorf("deliver %s: %w", o.Name, err)
+		}
+		if r.exact != nil && r.exact[i] != nil {
+			if err := r.exact[i].write(bufs[i].b, r.opts.UID, r.opts.GID); err != nil {
+				return changed, fmt.Errorf("deliver %s: %w", o.Name, err)
+			}
+			r.log.Debug("output written", "path", r.exact[i].path)
 		}
 		r.sums[i] = sums[i]
 		changed = true
@@ -338,9 +376,22 @@ func (r *Renderer) Release() {
 	r.superseded = nil
 }
 
+// closeExact removes the Output.Path files leash wrote.
+func (r *Renderer) closeExact() error {
+	var errs []error
+	for _, e := range r.exact {
+		if e != nil {
+			errs = append(errs, e.remove())
+		}
+	}
+	r.exact = nil
+	return errors.Join(errs...)
+}
+
 // Close truncates every memfd to zero bytes (so descriptors inherited by
 // leftover processes read nothing) and closes it, or removes the private
-// directory with its files. It is idempotent.
+// directory with its files, and removes the Output.Path files. It is
+// idempotent.
 func (r *Renderer) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -355,6 +406,7 @@ func (r *Renderer) Close() error {
 		}
 	}
 	r.files, r.superseded = nil, nil
+	errs = append(errs, r.closeExact())
 	if r.dir != nil {
 		errs = append(errs, r.dir.remove())
 	}
