@@ -104,50 +104,46 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	return s, nil
 }
 
-// checkAuth names the flags an auth method lacks. lease.New checks the same
-// without knowing the flags' names.
+// checkAuth names the flags an auth method lacks; lease.AuthConfig.Missing
+// decides what a method needs.
 func (o *Options) checkAuth() error {
-	var missing []string
-	need := func(flag, v string) {
-		if v == "" {
-			missing = append(missing, flag)
-		}
+	miss := o.authConfig().Missing()
+	if len(miss) == 0 {
+		return nil
 	}
-	switch o.Auth {
-	case "approle":
-		need("--role-id-file", o.RoleIDFile)
-		need("--secret-id-file", o.SecretIDFile)
-	case "kubernetes":
-		need("--auth-role", o.AuthRole)
-	case "jwt":
-		need("--auth-role", o.AuthRole)
-		need("--jwt-file", o.JWTFile)
-	case "gcp", "azure":
-		need("--auth-role", o.AuthRole)
+	flags := make([]string, len(miss))
+	for i, f := range miss {
+		flags[i] = authFlags[f]
 	}
-	if len(missing) > 0 {
-		return configErrorf("--auth %s needs %s", o.Auth, strings.Join(missing, " and "))
+	return configErrorf("--auth %s needs %s", o.Auth, strings.Join(flags, " and "))
+}
+
+// authFlags are the flags setting the lease.AuthConfig fields Missing names.
+var authFlags = map[string]string{
+	"Role": "--auth-role", "RoleIDFile": "--role-id-file", "SecretIDFile": "--secret-id-file", "JWTFile": "--jwt-file",
+}
+
+func (o *Options) authConfig() lease.AuthConfig {
+	return lease.AuthConfig{
+		Method:            o.Auth,
+		Mount:             o.AuthMount,
+		Role:              o.AuthRole,
+		TokenFile:         o.TokenFile,
+		RoleIDFile:        o.RoleIDFile,
+		SecretIDFile:      o.SecretIDFile,
+		JWTFile:           o.JWTFile,
+		AWSRegion:         o.AWSRegion,
+		AWSServerID:       o.AWSServerID,
+		GCPServiceAccount: o.GCPServiceAccount,
+		AzureIMDS:         o.AzureIMDS, AzureResource: o.AzureResource, AzureClientID: o.AzureClientID,
+		AzureSubscriptionID: o.AzureSubscriptionID, AzureResourceGroup: o.AzureResourceGroup,
+		AzureVMName: o.AzureVMName, AzureVMSSName: o.AzureVMSSName,
 	}
-	return nil
 }
 
 func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 	return lease.Config{
-		Auth: lease.AuthConfig{
-			Method:            o.Auth,
-			Mount:             o.AuthMount,
-			Role:              o.AuthRole,
-			TokenFile:         o.TokenFile,
-			RoleIDFile:        o.RoleIDFile,
-			SecretIDFile:      o.SecretIDFile,
-			JWTFile:           o.JWTFile,
-			AWSRegion:         o.AWSRegion,
-			AWSServerID:       o.AWSServerID,
-			GCPServiceAccount: o.GCPServiceAccount,
-			AzureIMDS:         o.AzureIMDS, AzureResource: o.AzureResource, AzureClientID: o.AzureClientID,
-			AzureSubscriptionID: o.AzureSubscriptionID, AzureResourceGroup: o.AzureResourceGroup,
-			AzureVMName: o.AzureVMName, AzureVMSSName: o.AzureVMSSName,
-		},
+		Auth:           o.authConfig(),
 		Specs:          s.plan.specs,
 		RotateBefore:   s.rotateDur,
 		RotateFraction: s.rotateFrac,
@@ -160,14 +156,11 @@ func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 	}
 }
 
-// credentialVars are never passed to the child or to templates' env.
-var credentialVars = []string{"VAULT_TOKEN", "BAO_TOKEN"}
-
 // scrubbedEnv is leash's environment minus its own credentials and the
 // service manager's variables addressed to leash (notifyVars).
 func scrubbedEnv(extra []string) (env []string, lookup func(string) string) {
 	drop := map[string]bool{}
-	for _, k := range slices.Concat(credentialVars, notifyVars, extra) {
+	for _, k := range slices.Concat(lease.CredentialVars(), notifyVars, extra) {
 		drop[k] = true
 	}
 	for _, kv := range os.Environ() {

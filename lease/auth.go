@@ -7,6 +7,42 @@ import (
 	"strings"
 )
 
+// CredentialVars returns the names of the environment variables that hold
+// a Vault token (VAULT_TOKEN, OpenBao's BAO_TOKEN). Main keeps them from
+// the child and from templates' env whether or not leash read them.
+func CredentialVars() []string { return []string{"VAULT_TOKEN", "BAO_TOKEN"} }
+
+// Missing returns the AuthConfig fields, by their Go names ("Role",
+// "RoleIDFile", "SecretIDFile", "JWTFile"), that a's method needs and
+// lacks, in that order; nil when none. New refuses such a config; main
+// names its flags from the list. An unknown method lacks nothing here
+// (New names it). cert auth's certificate comes from the environment
+// (VAULT_CLIENT_CERT), which New checks.
+func (a AuthConfig) Missing() []string {
+	var need []string
+	switch a.Method {
+	case "approle":
+		need = []string{"RoleIDFile", "SecretIDFile"}
+	case "kubernetes", "gcp", "azure":
+		need = []string{"Role"}
+	case "jwt":
+		need = []string{"Role", "JWTFile"}
+	}
+	have := map[string]string{"Role": a.Role, "RoleIDFile": a.RoleIDFile, "SecretIDFile": a.SecretIDFile, "JWTFile": a.JWTFile}
+	var out []string
+	for _, f := range need {
+		if have[f] == "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// authFieldDesc is how New's error names a field Missing reports.
+var authFieldDesc = map[string]string{
+	"Role": "a role", "RoleIDFile": "a role_id file", "SecretIDFile": "a secret_id file", "JWTFile": "a JWT file",
+}
+
 // loginData is the body of a login with the configured method (not the
 // token method, which logs in by looking the user's token up). Files are
 // read again at every login: projected tokens and secret_ids rotate on

@@ -140,29 +140,20 @@ func (e environ) val(name string) string { v, _ := e.get(name); return v }
 // to Vault.
 func (c *Config) validate(env environ) error {
 	switch c.Auth.Method {
-	case "", "token":
-	case "approle":
-		if c.Auth.RoleIDFile == "" || c.Auth.SecretIDFile == "" {
-			return errors.New("approle auth needs a role_id file and a secret_id file")
-		}
-	case "kubernetes", "jwt":
-		if c.Auth.Role == "" {
-			return fmt.Errorf("%s auth needs a role", c.Auth.Method)
-		}
-		if c.Auth.Method == "jwt" && c.Auth.JWTFile == "" {
-			return errors.New("jwt auth needs a JWT file")
-		}
+	case "", "token", "approle", "kubernetes", "jwt", "aws", "gcp", "azure":
 	case "cert":
 		if env.val("CLIENT_CERT") == "" || env.val("CLIENT_KEY") == "" {
 			return errors.New("cert auth needs a client certificate: set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
 		}
-	case "aws":
-	case "gcp", "azure":
-		if c.Auth.Role == "" {
-			return fmt.Errorf("%s auth needs a role", c.Auth.Method)
-		}
 	default:
 		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws, gcp, azure)", c.Auth.Method)
+	}
+	if miss := c.Auth.Missing(); len(miss) > 0 {
+		descs := make([]string, len(miss))
+		for i, f := range miss {
+			descs[i] = authFieldDesc[f]
+		}
+		return fmt.Errorf("%s auth needs %s", c.Auth.Method, strings.Join(descs, " and "))
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Specs {

@@ -228,3 +228,34 @@ func TestTLSEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// Missing is the one list of what each method needs; New's error names
+// the same fields (main's names the flags).
+func TestAuthMissing(t *testing.T) {
+	tests := []struct {
+		auth    AuthConfig
+		want    []string
+		wantErr string
+	}{
+		{AuthConfig{}, nil, ""},
+		{AuthConfig{Method: "aws"}, nil, ""},
+		{AuthConfig{Method: "approle", SecretIDFile: "/s"}, []string{"RoleIDFile"}, "approle auth needs a role_id file"},
+		{AuthConfig{Method: "approle"}, []string{"RoleIDFile", "SecretIDFile"}, "approle auth needs a role_id file and a secret_id file"},
+		{AuthConfig{Method: "jwt"}, []string{"Role", "JWTFile"}, "jwt auth needs a role and a JWT file"},
+		{AuthConfig{Method: "jwt", Role: "r"}, []string{"JWTFile"}, "jwt auth needs a JWT file"},
+		{AuthConfig{Method: "kubernetes"}, []string{"Role"}, "kubernetes auth needs a role"},
+		{AuthConfig{Method: "gcp"}, []string{"Role"}, "gcp auth needs a role"},
+		{AuthConfig{Method: "azure", Role: "r"}, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.auth.Method, func(t *testing.T) {
+			if got := tt.auth.Missing(); !slices.Equal(got, tt.want) {
+				t.Fatalf("Missing = %v, want %v", got, tt.want)
+			}
+			_, err := New(Config{Env: []string{}, Auth: tt.auth})
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
+				t.Fatalf("New: %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -111,11 +111,11 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// ScrubEnv returns the names of environment variables holding Vault
-// credentials (VAULT_TOKEN, BAO_TOKEN) so main keeps them from the child.
+// ScrubEnv returns which of CredentialVars are set in the environment the
+// Manager reads (Config.Env), so main keeps them from the child too.
 func (m *Manager) ScrubEnv() []string {
 	var out []string
-	for _, k := range []string{"VAULT_TOKEN", "BAO_TOKEN"} {
+	for _, k := range CredentialVars() {
 		if _, ok := m.env[k]; ok {
 			out = append(out, k)
 		}
