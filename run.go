@@ -827,6 +827,7 @@ func renderSecrets(snap *lease.Snapshot) map[string]render.Secret {
 			LeaseDuration: sec.LeaseDuration,
 			Renewable:     sec.Renewable,
 			Version:       sec.Version,
+			Response:      render.NewValues(sec.Response.Map()),
 		}
 	}
 	return out

@@ -56,6 +56,12 @@ func copyValue(v any) any {
 		return s
 	case []string:
 		return append([]string(nil), v...)
+	case map[string]string: // Response's auth metadata
+		out := make(map[string]string, len(v))
+		for k, e := range v {
+			out[k] = e
+		}
+		return out
 	default:
 		return v
 	}

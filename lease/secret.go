@@ -17,6 +17,13 @@ type Secret struct {
 	// (database/static-creds, ldap/static-cred): the read's ttl after
 	// IssuedAt. Zero for anything else.
 	NextRotation time.Time
+	// Response is the rest of Vault's answer, for templates (consul-template's
+	// .RequestID, .LeaseID, .Warnings, .Auth, .WrapInfo): request_id,
+	// lease_id, lease_duration, renewable, warnings ([]string), auth
+	// (client_token, accessor, policies, metadata, lease_duration,
+	// renewable) and wrap_info (token, ttl, creation_time, wrapped_accessor),
+	// the last two nil when absent. Values as Vault gave them.
+	Response Data
 }
 
 // Snapshot is the set of secrets at one moment. Never mutated after it is emitted.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	pathpkg "path"
+	"slices"
 	"strings"
 	"time"
 
@@ -151,7 +152,7 @@ func (m *Manager) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
 
 // issue turns Vault's answer for e, requested at now, into an issued credential.
 func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, error) {
-	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now}
+	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now, Response: response(sec)}
 	out := &issued{secret: s}
 	tok := m.currentToken()
 	switch {
@@ -229,6 +230,27 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 	}
 	out.hash = sha256.Sum256(b)
 	return out, nil
+}
+
+// response is sec less its data, for Secret.Response.
+func response(sec *api.Secret) Data {
+	m := map[string]any{
+		"request_id": sec.RequestID, "lease_id": sec.LeaseID,
+		"lease_duration": sec.LeaseDuration, "renewable": sec.Renewable,
+		"warnings": slices.Clone(sec.Warnings), "auth": nil, "wrap_info": nil,
+	}
+	if a := sec.Auth; a != nil {
+		m["auth"] = map[string]any{
+			"client_token": a.ClientToken, "accessor": a.Accessor, "policies": slices.Clone(a.Policies),
+			"metadata": maps.Clone(a.Metadata), "lease_duration": a.LeaseDuration, "renewable": a.Renewable,
+		}
+	}
+	if w := sec.WrapInfo; w != nil {
+		m["wrap_info"] = map[string]any{
+			"token": w.Token, "ttl": w.TTL, "creation_time": w.CreationTime, "wrapped_accessor": w.WrappedAccessor,
+		}
+	}
+	return Data{m}
 }
 
 // isKV2 recognises a KV v2 response when mount detection was not possible.

@@ -52,21 +52,6 @@ func (r Ref) ID() string {
 	return r.Path + "?" + v.Encode()
 }
 
-// tmplSecret is what `secret` returns to a template: the fields Vault Agent
-// templates use.
-type tmplSecret struct {
-	Data          map[string]any
-	LeaseDuration int // seconds, as consul-template
-	Renewable     bool
-}
-
-// tmplPKI is what `pkiCert` returns: consul-template's PEM fields of a
-// pki/issue answer.
-type tmplPKI struct {
-	Cert, Key, CA string
-	CAChain       []string
-}
-
 // pemField is a PEM string of a pki/issue answer ending in a newline, as
 // consul-template's pkiCert gives it: Vault trims it, and Vault Agent
 // templates concatenate the fields ({{ .Cert }}{{ .CA }}{{ .Key }}).
@@ -156,6 +141,11 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 				t.refs = append(t.refs, r)
 			}
 		}); err != nil {
+			return nil, err
+		}
+		// The top-level dot is nil, as in consul-template; a defined
+		// template's dot is whatever its caller passes.
+		if err := checkTree(sub.Tree, funcs, sub.Name() == name, o.MissingKeyNoValue); err != nil {
 			return nil, err
 		}
 	}
@@ -337,7 +327,7 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 		if !ok {
 			return Secret{}, fmt.Errorf("secret %q was not fetched", r.ID())
 		}
-		used = append(used, s.Raw, s.Data)
+		used = append(used, s.Raw, s.Data, s.Response)
 		return s, nil
 	}
 	c.Funcs(template.FuncMap{
@@ -346,11 +336,7 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 			if err != nil {
 				return nil, err
 			}
-			return &tmplSecret{
-				Data:          s.Raw.m,
-				LeaseDuration: int(s.LeaseDuration.Seconds()),
-				Renewable:     s.Renewable,
-			}, nil
+			return newTmplSecret(s), nil
 		},
 		"pkiCert": func(path string, params ...string) (*tmplPKI, error) {
 			s, err := lookup("pkiCert", path, params)
@@ -421,6 +407,12 @@ func collectStrings(v any, out *[]string) {
 	case []any:
 		for _, e := range x {
 			collectStrings(e, out)
+		}
+	case []string:
+		*out = append(*out, x...)
+	case map[string]string:
+		for _, e := range x {
+			*out = append(*out, e)
 		}
 	}
 }

@@ -338,8 +338,12 @@ func TestTemplateErrorsRedactSecrets(t *testing.T) {
 // consul-template: text/template decides both.)
 func TestTemplateMissingKeyNoValue(t *testing.T) {
 	text := `{{ with secret "database/creds/readonly" }}{{ .Data.username }}|{{ .Data.nope }}{{ end }}|{{ with secret "secret/data/myapp/config" }}{{ .Data.data.nope }}{{ end }}|{{ .top }}`
-	if _, err := execTemplate(t, text, nil); err == nil || !strings.Contains(err.Error(), `map has no entry for key "nope"`) {
+	if _, err := execTemplate(t, strings.TrimSuffix(text, "|{{ .top }}"), nil); err == nil || !strings.Contains(err.Error(), `map has no entry for key "nope"`) {
 		t.Fatalf("default: err = %v, want a missing-key error", err)
+	}
+	// The top-level dot is refused as soon as the template is parsed.
+	if _, err := ParseTemplate("test.tmpl", text, nil); err == nil || !strings.Contains(err.Error(), "test.tmpl:1:") || !strings.Contains(err.Error(), ".top has no value") {
+		t.Fatalf("default: parse err = %v, want the empty dot refused", err)
 	}
 	tmpl, err := ParseTemplateOptions("test.tmpl", text, TemplateOptions{MissingKeyNoValue: true})
 	if err != nil {
@@ -371,5 +375,56 @@ func TestTemplateDelims(t *testing.T) {
 	}
 	if want := `{"user": "v-token-readonly-3Xz", "x": {{ 1 }}}`; string(w.b) != want {
 		t.Fatalf("got %q, want %q", w.b, want)
+	}
+}
+
+// The secret object has consul-template's fields, filled from Response;
+// pkiCert's .Data is the object itself (func_pkiCert_Data_compat).
+func TestTemplateSecretObject(t *testing.T) {
+	tok := dbSecret()
+	tok.Response = NewValues(map[string]any{
+		"request_id": "req-1", "lease_id": "", "lease_duration": 0, "renewable": false,
+		"warnings": []string{"w1", "w2"},
+		"auth": map[string]any{
+			"client_token": "hvs.Zq-child-token", "accessor": "acc", "policies": []string{"default", "app"},
+			"metadata": map[string]string{"k": "v"}, "lease_duration": 3600, "renewable": true,
+		},
+		"wrap_info": nil,
+	})
+	db := dbSecret()
+	db.Response = NewValues(map[string]any{"request_id": "req-2", "lease_id": "database/creds/readonly/abc", "lease_duration": 3600, "renewable": true, "warnings": []string(nil)})
+	secrets := testSecrets()
+	secrets["auth/token/create?policies=app"] = tok
+	secrets["database/creds/readonly"] = db
+	for _, c := range []struct{ text, want string }{
+		{`{{ with secret "database/creds/readonly" }}{{ .RequestID }}|{{ .LeaseID }}|{{ .LeaseDuration }}|{{ .Renewable }}|{{ .Warnings }}|{{ .Auth }}|{{ .WrapInfo }}{{ end }}`,
+			"req-2|database/creds/readonly/abc|3600|true|[]|<nil>|<nil>"},
+		{`{{ with secret "auth/token/create" "policies=app" }}{{ .Auth.ClientToken }}|{{ .Auth.Accessor }}|{{ join "," .Auth.Policies }}|{{ .Auth.Metadata.k }}|{{ .Auth.LeaseDuration }}|{{ .Auth.Renewable }}|{{ range .Warnings }}{{ . }};{{ end }}{{ end }}`,
+			"hvs.Zq-child-token|acc|default,app|v|3600|true|w1;w2;"},
+		// Without Response (a Secret built by hand): LeaseDuration and Renewable.
+		{`{{ with secret "secret/data/myapp/config" }}{{ .LeaseDuration }}{{ .RequestID }}{{ end }}`, "0"},
+		{`{{ with pkiCert "pki/issue/web" "common_name=web.example.com" "ttl=1h" }}{{ .Data.Cert }}{{ .Data.CA }}{{ len .Data.CAChain }}{{ .Data.Key | len }}{{ end }}`,
+			"-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----\n169"},
+	} {
+		tmpl, err := ParseTemplate("test.tmpl", c.text, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.text, err)
+		}
+		var w buffer
+		if err := tmpl.render(&w, secrets); err != nil {
+			t.Fatalf("%s: %v", c.text, err)
+		}
+		if string(w.b) != c.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", c.text, w.b, c.want)
+		}
+	}
+	// The child token is a secret: errors that would print it do not.
+	tmpl, err := ParseTemplate("test.tmpl", `{{ with secret "auth/token/create" "policies=app" }}{{ range .Auth.ClientToken }}{{ end }}{{ end }}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w buffer
+	if err := tmpl.render(&w, secrets); err == nil || strings.Contains(err.Error(), "Zq-child") {
+		t.Fatalf("err = %v, want an error without the token", err)
 	}
 }

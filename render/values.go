@@ -54,6 +54,12 @@ type Secret struct {
 	Renewable bool
 	// Version is the KV v2 version, else 0.
 	Version int
+	// Response is the rest of Vault's answer as lease.Secret.Response has
+	// it (request_id, lease_id, lease_duration, renewable, warnings, auth,
+	// wrap_info); templates see it as consul-template's .RequestID,
+	// .LeaseID, .LeaseDuration, .Renewable, .Warnings, .Auth and .WrapInfo.
+	// Without it those come from LeaseDuration and Renewable, the rest empty.
+	Response Values
 }
 
 // zero overwrites b. Go cannot zero strings or copies the runtime made, so
