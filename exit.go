@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/leash-dev/leash/internal/status"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/supervisor"
 )
@@ -49,7 +50,7 @@ func classify(err error) (int, string) {
 		ce    *configError
 		se    *supervisor.StartError
 		sig   *signalledError
-		ab    *auditBrokenError
+		ab    *status.BrokenError
 		re    *rotateError
 		errno syscall.Errno
 	)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -90,29 +89,5 @@ func TestNotifySocket(t *testing.T) {
 				t.Fatalf("leash: %v; stderr:\n%s", err, stderr.String())
 			}
 		})
-	}
-}
-
-// The watchdog is leash's only when WATCHDOG_PID is unset or leash's pid,
-// and WATCHDOG_USEC is a positive number of microseconds.
-func TestWatchdogInterval(t *testing.T) {
-	self := strconv.Itoa(os.Getpid())
-	for _, c := range []struct {
-		socket, usec, pid string
-		want              time.Duration
-	}{
-		{"/run/notify", "100000", "", 50 * time.Millisecond},
-		{"/run/notify", "100000", self, 50 * time.Millisecond},
-		{"/run/notify", "100000", "1", 0},
-		{"/run/notify", "0", "", 0},
-		{"/run/notify", "soon", "", 0},
-		{"/run/notify", "-5", "", 0},
-		{"", "100000", "", 0},
-	} {
-		t.Setenv("WATCHDOG_USEC", c.usec)
-		t.Setenv("WATCHDOG_PID", c.pid)
-		if got := (notifier{addr: c.socket}).watchdogInterval(); got != c.want {
-			t.Errorf("socket %q WATCHDOG_USEC=%q WATCHDOG_PID=%q: %s, want %s", c.socket, c.usec, c.pid, got, c.want)
-		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/internal/status"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 )
@@ -75,7 +76,7 @@ func TestOutputNamesEverywhere(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill() })
 	waitHealth(t, sock, http.StatusOK)
 
-	var table struct{ Leases []leaseRow }
+	var table struct{ Leases []status.Lease }
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		_, body := getStatus(t, sock, "/v1/leases")
 		if err := json.Unmarshal([]byte(body), &table); err != nil {
@@ -130,7 +131,7 @@ func TestOutputNamesEverywhere(t *testing.T) {
 	}
 	records := 0
 	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var rec auditRecord
+		var rec status.Record
 		if err := json.Unmarshal([]byte(l), &rec); err != nil {
 			t.Fatalf("audit line %q: %v", l, err)
 		}
@@ -175,7 +176,7 @@ func TestSecretsWithoutLeaseSaySo(t *testing.T) {
 	waitHealth(t, sock, http.StatusOK)
 
 	_, body := getStatus(t, sock, "/v1/leases")
-	var table struct{ Leases []leaseRow }
+	var table struct{ Leases []status.Lease }
 	if err := json.Unmarshal([]byte(body), &table); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/leash-dev/leash/internal/status"
 	"github.com/leash-dev/leash/lease"
 	"github.com/leash-dev/leash/render"
 	"github.com/leash-dev/leash/signals"
@@ -157,10 +158,10 @@ func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 }
 
 // scrubbedEnv is leash's environment minus its own credentials and the
-// service manager's variables addressed to leash (notifyVars).
+// service manager's variables addressed to leash (status.NotifyVars).
 func scrubbedEnv(extra []string) (env []string, lookup func(string) string) {
 	drop := map[string]bool{}
-	for _, k := range slices.Concat(lease.CredentialVars(), notifyVars, extra) {
+	for _, k := range slices.Concat(lease.CredentialVars(), status.NotifyVars, extra) {
 		drop[k] = true
 	}
 	for _, kv := range os.Environ() {
@@ -243,21 +244,19 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 
 	// The audit trail and the status server start before Vault is
 	// contacted: /healthz answers 503 while leash starts.
-	st := newStatus()
-	auditKey, err := readAuditKey(c.AuditKeyFile)
+	auditKey, err := status.ReadAuditKey(c.AuditKeyFile)
 	if err != nil {
 		return &configError{err}
 	}
-	auditFile, err := openAudit(c.AuditFile)
+	auditFile, err := status.OpenAuditFile(c.AuditFile)
 	if err != nil {
 		return &configError{err}
 	}
-	aud, err := newAuditor(log.Named("audit"), st, auditFile, auditKey)
+	rec, err := status.New(status.Config{Logger: log.Named("audit"), AuditFile: auditFile, AuditKey: auditKey, Version: version})
 	if err != nil {
-		auditFile.Close()
 		return err
 	}
-	defer aud.close()
+	defer rec.Close()
 	var controlL net.Listener
 	if c.ControlSocket != "" {
 		l, cleanup, err := listenControl(c.ControlSocket)
@@ -268,7 +267,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		controlL = l
 	}
 	if c.StatusAddr != "" {
-		stopStatus, err := startStatus(c.StatusAddr, st, log)
+		stopStatus, err := startStatus(c.StatusAddr, rec, log)
 		if err != nil {
 			return &configError{err}
 		}
@@ -280,8 +279,8 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if len(s.plan.specs) > 0 {
 		go supervisor.Prepare() // while Vault answers
 		lc := c.leaseConfig(s, log)
-		lc.OnEvent = aud.leaseEvent
-		lc.OnRequest = st.request
+		lc.OnEvent = func(e lease.Event) { rec.LeaseEvent(statusEvent(e)) }
+		lc.OnRequest = rec.Request
 		mgr, err = lease.New(lc)
 		if err != nil {
 			return &configError{err}
@@ -336,20 +335,20 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	}
 	sigsReady() // every forwardable signal caught, none left ignored for the child
 	if err := sup.Start(r.Files(), nil); err != nil {
-		aud.childEvent("start", err)
+		rec.ChildStarted(err)
 		return err
 	}
-	aud.childEvent("start", nil)
-	st.set(func(st *status) { st.delivered, st.running = true, true })
+	rec.Delivered()
+	rec.ChildStarted(nil)
 	// Type=notify: the service is up once its child runs with its
 	// credentials, not when leash was exec'd, so units ordered after it
 	// (and a start with Vault down) behave.
-	sd := newNotifier()
-	if err := sd.notify("READY=1\nSTATUS=child running"); err != nil {
+	sd := status.NewNotifier()
+	if err := sd.Notify("READY=1\nSTATUS=child running"); err != nil {
 		log.Warn("cannot notify the service manager", "error", err)
 	}
 	wd := watchdog{sd: sd, log: log}
-	if d := sd.watchdogInterval(); d > 0 {
+	if d := sd.WatchdogInterval(); d > 0 {
 		t := time.NewTicker(d)
 		defer t.Stop()
 		wd.tick = t.C
@@ -382,7 +381,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 			leaseErr <- mgr.Run(runCtx)
 		}()
 		rt := &rotation{mgr: mgr, out: r, sup: sup, onRotate: c.OnRotate, reloadSig: s.reloadSignal,
-			grace: c.ReloadGrace, log: log, aud: aud, st: st, calls: make(chan controlCall), drillEvery: c.DrillEvery,
+			grace: c.ReloadGrace, log: log, rec: rec, calls: make(chan controlCall), drillEvery: c.DrillEvery,
 			outputs: s.plan.outputs}
 		go func() {
 			defer wg.Done()
@@ -407,12 +406,11 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	}()
 
 	err = supervise(sigs, leaseErr, childErr, sup, wd, log)
-	if nerr := sd.notify("STOPPING=1\nSTATUS=child exited"); nerr != nil {
+	if nerr := sd.Notify("STOPPING=1\nSTATUS=child exited"); nerr != nil {
 		log.Warn("cannot notify the service manager", "error", nerr)
 	}
 	cancelRun()
-	st.set(func(st *status) { st.running = false })
-	aud.childEvent("exit", err)
+	rec.ChildExited(err)
 	return err
 }
 
@@ -420,13 +418,13 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 // if that loop hangs, the pings stop and systemd restarts the service.
 type watchdog struct {
 	tick   <-chan time.Time // nil: no watchdog
-	sd     notifier
+	sd     status.Notifier
 	log    hclog.Logger
 	warned bool
 }
 
 func (w *watchdog) ping() {
-	if err := w.sd.notify("WATCHDOG=1"); err != nil && !w.warned {
+	if err := w.sd.Notify("WATCHDOG=1"); err != nil && !w.warned {
 		w.warned = true
 		w.log.Warn("cannot ping the service manager's watchdog", "error", err)
 	}
@@ -464,8 +462,8 @@ func supervise(sigs <-chan os.Signal, leaseErr, childErr <-chan error, sup *supe
 }
 
 // startStatus serves --status-addr until the returned stop is called.
-func startStatus(addr string, st *status, log hclog.Logger) (stop func(), err error) {
-	l, err := listenStatus(addr)
+func startStatus(addr string, rec *status.Recorder, log hclog.Logger) (stop func(), err error) {
+	l, err := status.Listen(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +471,7 @@ func startStatus(addr string, st *status, log hclog.Logger) (stop func(), err er
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := serveStatus(ctx, l, st); err != nil {
+		if err := status.Serve(ctx, l, rec); err != nil {
 			log.Error("status server stopped", "error", err)
 		}
 	}()
@@ -528,8 +526,7 @@ type rotation struct {
 	reloadSig os.Signal
 	grace     time.Duration // after a reload signal, before retiring
 	log       hclog.Logger
-	aud       *auditor
-	st        *status
+	rec       *status.Recorder
 	// calls are `leash rotate` requests from the control socket (nil:
 	// none); drillEvery, when positive, runs a drill about that often.
 	calls      chan controlCall
@@ -604,13 +601,13 @@ func (rt *rotation) handOver(ctx context.Context, cur, next *lease.Snapshot, dri
 		// The old credentials stay valid and unretired; the lease
 		// manager reports loss if nothing replaces them in time.
 		rt.log.Error("rendering new secrets failed; keeping the current ones", "error", err)
-		rt.st.set(func(st *status) { st.rotateFail = true })
+		rt.rec.RotationFailed(true)
 		return cur, false
 	}
 	if changed && !rt.apply(ctx, drill) {
 		return cur, false
 	}
-	rt.st.set(func(st *status) { st.rotateFail = false })
+	rt.rec.RotationFailed(false)
 	rt.mgr.Retire(cur)
 	return next, true
 }
@@ -620,18 +617,18 @@ func (rt *rotation) handOver(ctx context.Context, cur, next *lease.Snapshot, dri
 // delivery and then watches the child and health for req.Watch.
 func (rt *rotation) forced(ctx context.Context, cur *lease.Snapshot, req controlRequest) (*lease.Snapshot, controlReply) {
 	var rep controlReply
-	event := "rotate_now"
-	if req.Drill {
-		event = "drill"
-	}
 	defer func() {
 		var err error
 		if !rep.OK {
 			err = errors.New(rep.Error)
 		}
-		rt.aud.note(event, err)
+		if req.Drill {
+			rt.rec.Drill(err)
+		} else {
+			rt.rec.RotateNow(err)
+		}
 	}()
-	health := watchHealth(rt.st, 50*time.Millisecond)
+	health := rt.rec.WatchHealth(50 * time.Millisecond)
 	pidBefore := rt.sup.Pid()
 	snap, err := rt.mgr.Rotate(ctx, rt.specIDs(req.Names))
 	if snap == nil {
@@ -735,43 +732,6 @@ func (rt *rotation) request(ctx context.Context, req controlRequest) controlRepl
 	}
 }
 
-// watchHealth samples st's health every interval until the returned func
-// is called, which reports whether it was healthy at every sample and, if
-// not, the first reason.
-func watchHealth(st *status, every time.Duration) func() (bool, string) {
-	type result struct {
-		ok  bool
-		why string
-	}
-	done, res := make(chan struct{}), make(chan result, 1)
-	go func() {
-		r := result{ok: true}
-		check := func() {
-			if ok, why := st.health(); !ok && r.ok {
-				r = result{false, why}
-			}
-		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		check()
-		for {
-			select {
-			case <-done:
-				check()
-				res <- r
-				return
-			case <-t.C:
-				check()
-			}
-		}
-	}()
-	return func() (bool, string) {
-		close(done)
-		r := <-res
-		return r.ok, r.why
-	}
-}
-
 // apply makes the child use the new bytes. It reports false when the child
 // cannot be known to have switched (the old leases are then kept). drill
 // skips the reload grace.
@@ -779,25 +739,23 @@ func (rt *rotation) apply(ctx context.Context, drill bool) bool {
 	switch rt.onRotate {
 	case "restart":
 		err := rt.sup.Restart(ctx, rt.out.Files(), nil)
-		rt.aud.childEvent("restart", err)
+		rt.rec.Restarted(err)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, supervisor.ErrStopping) {
 				rt.log.Error("restart after rotation failed", "error", err)
-				rt.st.set(func(st *status) { st.rotateFail = true })
+				rt.rec.RotationFailed(true)
 			}
 			return false
 		}
-		rt.st.count("leash_child_restarts_total")
 		rt.out.Release()
 	case "signal":
 		err := rt.sup.Reload(rt.reloadSig)
-		rt.aud.childEvent("reload", err)
+		rt.rec.Reloaded(err)
 		if err != nil {
 			rt.log.Error("reload signal failed", "error", err)
 		} else {
 			rt.log.Info("new credentials delivered; reload signal sent", "signal", rt.reloadSig)
 		}
-		rt.st.count("leash_child_reloads_total")
 		if drill {
 			break // the drill: revoke at once
 		}
@@ -860,4 +818,10 @@ func dedupEnv(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// statusEvent converts a lease event for the status recorder.
+func statusEvent(e lease.Event) status.LeaseEvent {
+	return status.LeaseEvent{Time: e.Time, Kind: string(e.Kind), ID: e.ID, Path: e.Path, Outputs: e.Outputs,
+		Fingerprint: e.Fingerprint, TTL: e.TTL, ExpiresAt: e.ExpiresAt, Next: e.Next, Rotation: e.Rotation, Op: e.Op, Err: e.Err}
 }

@@ -68,7 +68,7 @@ func Argv(t testing.TB, mode string, args ...string) []string {
 //	pgapp: the seed scenario's application (see pgApp).
 //	sigconf ARGV: exec ARGV with SigconfIgnored ignored and SigconfBlocked
 //	    blocked, as mode $EnvNext.
-//	swap-socket SOCK VICTIM: the attacker of package main's
+//	swap-socket SOCK VICTIM: the attacker of internal/status's
 //	    TestStatusSocketRace.
 func runMode(mode string, args []string) int {
 	switch mode {

@@ -1,4 +1,4 @@
-package main
+package status
 
 import (
 	"crypto/hmac"
@@ -16,29 +16,29 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/leash-dev/leash/lease"
 )
 
-// auditRecord is one line of the audit trail. It names leases by their
+// Record is one line of the audit trail. It names leases by their
 // fingerprint (a short SHA-256 of the lease id) and never holds secret data,
-// tokens or raw lease ids.
+// tokens or raw lease ids. The field order is the line's byte order: the
+// chain hashes those bytes, so keep it.
 //
-// Run, Seq and Prev make the trail a hash chain (see auditChain): Prev is
-// the link of the record before it in the same run, or of the run id for
-// the run's first record (audit_start).
-type auditRecord struct {
+// Run, Seq and Prev make the trail a hash chain: Prev is the link of the
+// record before it in the same run, or of the run id for the run's first
+// record (audit_start).
+type Record struct {
 	Run     string    `json:"run"`
 	Seq     uint64    `json:"seq"`
 	Prev    string    `json:"prev"`
 	Time    time.Time `json:"time"`
-	Event   string    `json:"event"`
+	Event   string    `json:"event"` // a lease.EventKind or one of the Event constants
 	Name    string    `json:"name,omitempty"`
 	Outputs []string  `json:"outputs,omitempty"` // the outputs the user named that the secret feeds
 	Path    string    `json:"path,omitempty"`
 	Lease   string    `json:"lease,omitempty"`
 	TTL     float64   `json:"ttl_seconds,omitempty"`
 	Expires time.Time `json:"expires,omitzero"`
-	Outcome string    `json:"outcome"`
+	Outcome string    `json:"outcome"` // OutcomeOK or OutcomeError
 	Error   string    `json:"error,omitempty"`
 	// Chain, Version and PID are set in audit_start only.
 	Chain   string `json:"chain,omitempty"`
@@ -46,34 +46,48 @@ type auditRecord struct {
 	PID     int    `json:"pid,omitempty"`
 }
 
-// The audit trail's own events: the first and the last record of a run.
+// The audit trail's own events, beside the lease event kinds: the first
+// and last record of a run, the child's lifecycle and forced hand-overs.
+// They are the trail's vocabulary: keep them stable.
 const (
-	auditStart = "audit_start"
-	auditEnd   = "audit_end"
+	EventStart        = "audit_start"
+	EventEnd          = "audit_end"
+	EventChildStart   = "child_start"
+	EventChildExit    = "child_exit"
+	EventChildReload  = "child_reload"
+	EventChildRestart = "child_restart"
+	EventRotateNow    = "rotate_now" // leash rotate
+	EventDrill        = "drill"      // leash rotate --drill, --drill-every
+)
+
+// Record outcomes.
+const (
+	OutcomeOK    = "ok"
+	OutcomeError = "error"
 )
 
 // Link kinds, as audit_start names them.
 const (
-	chainSHA256 = "sha256"
-	chainHMAC   = "hmac-sha256"
+	ChainSHA256 = "sha256"
+	ChainHMAC   = "hmac-sha256"
 )
 
-// auditChain computes the links of one run's hash chain: SHA-256 of the
+// chain computes the links of one run's hash chain: SHA-256 of the
 // previous record's exact bytes (the line without its newline), or
 // HMAC-SHA256 with the key of --audit-key-file, so that a reader without
 // the key cannot recompute a consistent chain after an edit.
-type auditChain struct {
+type chain struct {
 	h hash.Hash
 }
 
-func newAuditChain(key []byte) auditChain {
+func newChain(key []byte) chain {
 	if key != nil {
-		return auditChain{h: hmac.New(sha256.New, key)}
+		return chain{h: hmac.New(sha256.New, key)}
 	}
-	return auditChain{h: sha256.New()}
+	return chain{h: sha256.New()}
 }
 
-func (c auditChain) link(b []byte) string {
+func (c chain) link(b []byte) string {
 	c.h.Reset()
 	c.h.Write(b)
 	return hex.EncodeToString(c.h.Sum(nil))
@@ -81,52 +95,123 @@ func (c auditChain) link(b []byte) string {
 
 func chainName(key []byte) string {
 	if key != nil {
-		return chainHMAC
+		return ChainHMAC
 	}
-	return chainSHA256
+	return ChainSHA256
 }
 
-// auditor records every lease and child event as a chained JSON record:
-// appended to --audit-file and logged on stderr. Without --audit-file it
-// records nothing (the lease manager logs its own events either way).
-type auditor struct {
-	log    hclog.Logger
-	status *status
-
-	mu    sync.Mutex // guards the fields below and serialises writes
-	f     *os.File   // nil: auditing is off
-	chain auditChain
-	run   string // this run's random id
-	seq   uint64 // of the last record written
-	prev  string // link of the last record written
+// sink is where audit records go: the file, the system log.
+type sink interface {
+	// write takes one encoded record (without a newline).
+	write(line []byte) error
+	close() error
 }
 
-// newAuditor starts a run's chain on f with its audit_start record. f nil
-// makes an auditor that only feeds st. key nil makes plain SHA-256 links.
-func newAuditor(log hclog.Logger, st *status, f *os.File, key []byte) (*auditor, error) {
-	a := &auditor{log: log, status: st, f: f}
-	if f == nil {
-		return a, nil
+// fileSink appends records to --audit-file.
+type fileSink struct{ f *os.File }
+
+func (s fileSink) write(line []byte) error {
+	if _, err := s.f.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("writing the audit file failed: %w", err)
+	}
+	return nil
+}
+
+func (s fileSink) close() error { return s.f.Close() }
+
+// audit chains records and hands them to its sinks.
+type audit struct {
+	log hclog.Logger
+
+	mu     sync.Mutex // guards the fields below and serialises writes
+	sinks  []sink     // nil once closed
+	chain  chain
+	run    string // this run's random id
+	seq    uint64 // of the last record written
+	prev   string // link of the last record written
+	failed []bool // by sink: its last write failed (logged once until it succeeds)
+}
+
+func newAudit(cfg Config, sinks []sink) (*audit, error) {
+	a := &audit{log: cfg.Logger, sinks: sinks, failed: make([]bool, len(sinks))}
+	if a.log == nil {
+		a.log = hclog.NewNullLogger()
 	}
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("audit run id: %w", err)
 	}
 	a.run = hex.EncodeToString(id[:])
-	a.chain = newAuditChain(key)
+	a.chain = newChain(cfg.AuditKey)
 	a.prev = a.chain.link([]byte(a.run))
-	a.write(auditRecord{Time: time.Now(), Event: auditStart, Outcome: "ok",
-		Chain: chainName(key), Version: version, PID: os.Getpid()})
+	a.write(Record{Time: time.Now(), Event: EventStart, Outcome: OutcomeOK,
+		Chain: chainName(cfg.AuditKey), Version: cfg.Version, PID: os.Getpid()})
 	return a, nil
 }
 
-// openAudit opens (creates, 0600) the audit file for appending. It refuses
-// a symlink, anything but a regular file, and a file that others can read:
-// the trail proves what happened, so it must not be something another user
-// planted or can rewrite. It takes an exclusive lock for as long as leash
-// runs: two leashes interleaving their records would make runs
-// unverifiable one by one.
-func openAudit(path string) (*os.File, error) {
+// note records one of leash's own events with its outcome.
+func (r *Recorder) note(event string, err error) {
+	rec := Record{Time: time.Now(), Event: event, Outcome: OutcomeOK}
+	if err != nil {
+		rec.Outcome, rec.Error = OutcomeError, err.Error()
+	}
+	r.record(rec)
+}
+
+func (r *Recorder) record(rec Record) {
+	if r.audit != nil {
+		r.audit.write(rec)
+	}
+}
+
+// write chains rec to the run and hands it to every sink. A failed write
+// leaves a gap that `leash audit verify` reports: the chain continues from
+// the record as it should have been written, never pretends it was not.
+func (a *audit) write(rec Record) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sinks == nil {
+		return
+	}
+	a.seq++
+	rec.Run, rec.Seq, rec.Prev = a.run, a.seq, a.prev
+	b, err := json.Marshal(rec)
+	if err != nil {
+		a.log.Error("encoding an audit record failed", "error", err)
+		return
+	}
+	a.prev = a.chain.link(b)
+	// The stderr copy lets an operator rebuild a tail cut off the file.
+	a.log.Info("record", "record", string(b))
+	for i, s := range a.sinks {
+		err := s.write(b)
+		if err != nil && !a.failed[i] {
+			a.log.Error("an audit record was not written", "error", err)
+		}
+		a.failed[i] = err != nil
+	}
+}
+
+// close ends the run with its audit_end record and closes the sinks.
+func (a *audit) close() error {
+	a.write(Record{Time: time.Now(), Event: EventEnd, Outcome: OutcomeOK})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for _, s := range a.sinks {
+		errs = append(errs, s.close())
+	}
+	a.sinks = nil
+	return errors.Join(errs...)
+}
+
+// OpenAuditFile opens (creates, 0600) the audit file for appending. It
+// refuses a symlink, anything but a regular file, and a file that others
+// can read: the trail proves what happened, so it must not be something
+// another user planted or can rewrite. It takes an exclusive lock for as
+// long as leash runs: two leashes interleaving their records would make
+// runs unverifiable one by one. "" opens nothing.
+func OpenAuditFile(path string) (*os.File, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -224,14 +309,14 @@ func fileKind(m os.FileMode) string {
 	return "an irregular file"
 }
 
-// minAuditKey is the shortest --audit-key-file accepted: a key shorter
+// MinAuditKey is the shortest --audit-key-file accepted: a key shorter
 // than HMAC-SHA256's 32-byte output weakens it (RFC 2104, section 3).
-const minAuditKey = 32
+const MinAuditKey = 32
 
-// readAuditKey reads --audit-key-file once. The key is the file's bytes
+// ReadAuditKey reads --audit-key-file once. The key is the file's bytes
 // without a trailing newline. The file must be private to leash's uid:
-// whoever can read the key can forge the chain.
-func readAuditKey(path string) ([]byte, error) {
+// whoever can read the key can forge the chain. "" reads nothing.
+func ReadAuditKey(path string) ([]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -247,78 +332,8 @@ func readAuditKey(path string) ([]byte, error) {
 	for len(key) > 0 && (key[len(key)-1] == '\n' || key[len(key)-1] == '\r') {
 		key = key[:len(key)-1]
 	}
-	if len(key) < minAuditKey {
-		return nil, fmt.Errorf("--audit-key-file %s: %d bytes, want at least %d (e.g. openssl rand -hex 32 > %s)", path, len(key), minAuditKey, path)
+	if len(key) < MinAuditKey {
+		return nil, fmt.Errorf("--audit-key-file %s: %d bytes, want at least %d (e.g. openssl rand -hex 32 > %s)", path, len(key), MinAuditKey, path)
 	}
 	return key, nil
-}
-
-// leaseEvent is the lease manager's event hook.
-func (a *auditor) leaseEvent(e lease.Event) {
-	if a.status != nil {
-		a.status.event(e)
-	}
-	if e.Kind == lease.EventUnchanged {
-		return // a re-read that found nothing new: status only
-	}
-	rec := auditRecord{Time: e.Time, Event: string(e.Kind), Name: e.ID, Outputs: e.Outputs, Path: e.Path, Lease: e.Fingerprint,
-		TTL: e.TTL.Seconds(), Expires: e.ExpiresAt, Outcome: "ok"}
-	if e.Err != "" {
-		rec.Outcome, rec.Error = "error", e.Err
-	}
-	a.write(rec)
-}
-
-// childEvent records a child lifecycle event (start, reload, restart,
-// exit) with its outcome in the audit file. The log lines for these come
-// from the supervisor and the run loop.
-func (a *auditor) childEvent(event string, err error) {
-	a.note("child_"+event, err)
-}
-
-// note records one of leash's own events (a child event, rotate_now,
-// drill) with its outcome.
-func (a *auditor) note(event string, err error) {
-	rec := auditRecord{Time: time.Now(), Event: event, Outcome: "ok"}
-	if err != nil {
-		rec.Outcome, rec.Error = "error", err.Error()
-	}
-	a.write(rec)
-}
-
-// write chains rec to the run, appends it and logs it. A failed write
-// leaves a gap that `leash audit verify` reports: the chain continues from
-// the record as it should have been written, never pretends it was not.
-func (a *auditor) write(rec auditRecord) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.f == nil {
-		return
-	}
-	a.seq++
-	rec.Run, rec.Seq, rec.Prev = a.run, a.seq, a.prev
-	b, err := json.Marshal(rec)
-	if err != nil {
-		a.log.Error("encoding an audit record failed", "error", err)
-		return
-	}
-	a.prev = a.chain.link(b)
-	// The stderr copy lets an operator rebuild a tail cut off the file.
-	a.log.Info("record", "record", string(b))
-	if _, err := a.f.Write(append(b, '\n')); err != nil {
-		a.log.Error("writing the audit file failed", "error", err)
-	}
-}
-
-// close ends the run with its audit_end record and closes the file.
-func (a *auditor) close() error {
-	a.write(auditRecord{Time: time.Now(), Event: auditEnd, Outcome: "ok"})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.f == nil {
-		return nil
-	}
-	err := a.f.Close()
-	a.f = nil
-	return err
 }
