@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,10 +38,11 @@ type Server struct {
 	Client    *api.Client // root client, ready to use
 	CACert    string      // NewTLS: path of the generated CA certificate (PEM)
 
-	tls  bool
-	bin  string
-	home string
-	port int
+	tls    bool
+	bin    string
+	home   string
+	port   int
+	output io.Writer // Options.Output
 
 	mu   sync.Mutex // guards proc
 	proc *process
@@ -151,13 +153,29 @@ func NewTLS(t testing.TB) *Server {
 }
 
 func start(bin string, useTLS bool) (*Server, error) {
+	return StartDev(context.Background(), bin, Options{TLS: useTLS})
+}
+
+// Options configure StartDev.
+type Options struct {
+	TLS    bool      // -dev-tls: HTTPS with a generated CA at Server.CACert
+	Output io.Writer // the server's stdout and stderr; nil keeps them for Output
+}
+
+// StartDev is the core of New, Shared and NewTLS, for programs that are not
+// tests (examples/demo/run): it starts `vault server -dev` on a free
+// loopback port pair with a random root token, its HOME a temporary
+// directory, and waits until sys/health answers or ctx ends. The server is
+// in its own process group (a Ctrl-C to the caller's does not stop it) and
+// dies with the caller (Pdeathsig); Stop ends it.
+func StartDev(ctx context.Context, bin string, o Options) (*Server, error) {
 	home, err := os.MkdirTemp("", "leash-vault-home-")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, home: home, RootToken: "root-" + devkit.RandHex(12), tls: useTLS}
+	s := &Server{bin: bin, home: home, RootToken: "root-" + devkit.RandHex(12), tls: o.TLS, output: o.Output}
 	scheme := "http://"
-	if useTLS {
+	if o.TLS {
 		scheme = "https://"
 		s.CACert = filepath.Join(home, "tls", "vault-ca.pem")
 		if err := os.Mkdir(filepath.Join(home, "tls"), 0o700); err != nil {
@@ -172,7 +190,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 		}
 		s.port = port
 		s.Addr = scheme + "127.0.0.1:" + strconv.Itoa(port)
-		if lastErr = s.launch(); lastErr == nil {
+		if lastErr = s.launch(ctx); lastErr == nil || ctx.Err() != nil {
 			break
 		}
 	}
@@ -180,7 +198,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 		os.RemoveAll(home)
 		return nil, lastErr
 	}
-	if !useTLS {
+	if !o.TLS {
 		// HOME only keeps the server away from the real one; with
 		// -dev-no-store-token nothing is written there. The shared server
 		// has no cleanup, so do not leave the directory behind.
@@ -188,7 +206,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 	}
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
-	if useTLS {
+	if o.TLS {
 		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
 			s.Stop()
 			return nil, err
@@ -205,7 +223,7 @@ func start(bin string, useTLS bool) (*Server, error) {
 }
 
 // launch starts the process and waits for sys/health.
-func (s *Server) launch() error {
+func (s *Server) launch(ctx context.Context) error {
 	p := &process{out: &devkit.LockedBuffer{}}
 	args := []string{"server", "-dev",
 		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(s.port),
@@ -219,12 +237,15 @@ func (s *Server) launch() error {
 	p.cmd.Env = []string{"HOME=" + s.home, "PATH=" + os.Getenv("PATH"), "VAULT_LOG_LEVEL=warn"}
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
+	if s.output != nil {
+		p.cmd.Stdout, p.cmd.Stderr = s.output, s.output
+	}
 	done, err := devkit.StartTied(p.cmd)
 	p.done = done
 	if err != nil {
 		return fmt.Errorf("start vault: %w", err)
 	}
-	if err := waitHealthy(s.Addr, p.done, 60*time.Second); err != nil {
+	if err := waitHealthy(ctx, s.Addr, p.done, 60*time.Second); err != nil {
 		p.kill()
 		return fmt.Errorf("vault dev server on %s: %w\n%s", s.Addr, err, p.out.String())
 	}
@@ -236,7 +257,7 @@ func (s *Server) launch() error {
 
 // waitHealthy polls sys/health: the server gives no readiness event, so a
 // bounded poll is the honest wait.
-func waitHealthy(addr string, exited <-chan struct{}, limit time.Duration) error {
+func waitHealthy(ctx context.Context, addr string, exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	// Readiness only: the CA of a -dev-tls server does not exist until it runs.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
@@ -253,6 +274,8 @@ func waitHealthy(addr string, exited <-chan struct{}, limit time.Duration) error
 		select {
 		case <-exited:
 			return errors.New("exited before becoming healthy")
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -284,7 +307,7 @@ func (s *Server) Stop() {
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
-	if err := s.launch(); err != nil {
+	if err := s.launch(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -292,7 +315,7 @@ func (s *Server) Restart(t testing.TB) {
 // Start launches the server again after Stop, on the same address.
 func (s *Server) Start(t testing.TB) {
 	t.Helper()
-	if err := s.launch(); err != nil {
+	if err := s.launch(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/leash-dev/leash/internal/devkit"
+	"github.com/leash-dev/leash/internal/testvault"
 )
 
 type options struct {
@@ -423,90 +424,34 @@ func trimTimestamp(line string) string {
 	return strings.TrimLeft(rest, " ")
 }
 
-// vault is the running dev server and a minimal HTTP client for it (the
-// demo speaks Vault's HTTP API directly; only leash's lease package uses
-// the Go client).
+// vault is the running dev server (internal/testvault's, the one leash's
+// tests use) and a minimal HTTP client for it: the demo speaks Vault's
+// HTTP API directly.
 type vault struct {
 	addr, root string
-	cmd        *exec.Cmd
-	exited     <-chan struct{}
+	srv        *testvault.Server
 	log        *os.File
 }
 
+// startVault starts the dev server with its output in home/vault.log. It
+// is in its own process group, so Ctrl-C does not stop Vault before leash
+// has revoked, and dies with the demo.
 func startVault(ctx context.Context, bin, home string) (*vault, error) {
 	logf, err := os.Create(filepath.Join(home, "vault.log"))
 	if err != nil {
 		return nil, err
 	}
-	var last error
-	for range 5 {
-		port, err := devkit.FreePortPair()
-		if err != nil {
-			return nil, err
-		}
-		v := &vault{addr: "http://127.0.0.1:" + strconv.Itoa(port), root: "root-" + devkit.RandHex(16), log: logf}
-		v.cmd = exec.Command(bin, "server", "-dev",
-			"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
-			"-dev-root-token-id="+v.root,
-			"-dev-no-store-token")
-		v.cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "VAULT_LOG_LEVEL=warn"}
-		v.cmd.Stdout, v.cmd.Stderr = logf, logf
-		// Its own process group, so Ctrl-C does not stop Vault before
-		// leash has revoked; a parent-death signal so it never outlives
-		// the demo.
-		exited, err := devkit.StartTied(v.cmd)
-		v.exited = exited
-		if err != nil {
-			return nil, err
-		}
-		if last = v.waitHealthy(ctx); last == nil {
-			return v, nil
-		}
-		v.stop()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	srv, err := testvault.StartDev(ctx, bin, testvault.Options{Output: logf})
+	if err != nil {
+		logf.Close()
+		b, _ := os.ReadFile(logf.Name())
+		return nil, fmt.Errorf("%w\n%s", err, b)
 	}
-	b, _ := os.ReadFile(logf.Name())
-	return nil, fmt.Errorf("%w\n%s", last, b)
-}
-
-// waitHealthy polls sys/health: the dev server announces readiness only
-// in its log, so a bounded poll is the honest wait.
-func (v *vault) waitHealthy(ctx context.Context) error {
-	deadline := time.Now().Add(60 * time.Second)
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := hc.Get(v.addr + "/v1/sys/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-v.exited:
-			return errors.New("vault exited before it became healthy")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("vault not healthy after 60s")
-		}
-	}
+	return &vault{addr: srv.Addr, root: srv.RootToken, srv: srv, log: logf}, nil
 }
 
 func (v *vault) stop() {
-	if v.cmd.Process != nil {
-		syscall.Kill(-v.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-v.exited:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
-			<-v.exited
-		}
-	}
+	v.srv.Stop()
 	v.log.Close()
 }
 
