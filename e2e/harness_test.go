@@ -19,25 +19,35 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/leash-dev/leash/internal/testchild"
+	"github.com/leash-dev/leash/internal/testpg"
+	"github.com/leash-dev/leash/internal/testvault"
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 )
 
 // leashBin is the leash binary under test, built once by TestMain.
 var leashBin string
 
 // TestMain turns the test binary into a helper child when
-// internal/testchild's environment asks for it, and otherwise builds leash
-// as `make build` does (with -race when the tests have it) and runs the
-// tests.
+// internal/testchild's environment asks for it, or into a testscript
+// command (see scriptCommands); otherwise it builds leash as `make build`
+// does (with -race when the tests have it) and runs the tests.
 func TestMain(m *testing.M) {
 	testchild.Main()
+	testscript.Main(buildFirst{m}, scriptCommands)
+}
+
+// buildFirst runs the tests once leash is built.
+type buildFirst struct{ m *testing.M }
+
+func (b buildFirst) Run() int {
 	dir, err := os.MkdirTemp("", "leash-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	leashBin = filepath.Join(dir, "leash")
 	args := []string{"build", "-tags", "nethttpomithttp2", "-o", leashBin}
 	if raceEnabled {
@@ -47,16 +57,14 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build leash:", err)
-		os.Exit(1)
+		return 1
 	}
 	// leash and the helpers are -race binaries too: spare every exit the
 	// race runtime's one-second sleep.
 	if os.Getenv("GORACE") == "" {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return b.m.Run()
 }
 
 // leash's documented exit codes (README, "Exit codes"): the contract these
@@ -576,3 +584,15 @@ func (s *subtests) run(name string, f func(t *testing.T)) {
 }
 
 func (s *subtests) wait() { s.wg.Wait() }
+
+// dbCreds mounts the database engine on the shared PostgreSQL server (a
+// fresh database) and returns the creds path.
+func dbCreds(t *testing.T, srv *testvault.Server, ttl, maxTTL time.Duration) string {
+	db := testpg.Database(t)
+	return srv.Database(t, db.VaultURL(), db.User, db.Password, ttl, maxTTL)
+}
+
+// leaseIDs lists the leases Vault holds under path.
+func leaseIDs(t *testing.T, srv *testvault.Server, path string) []string {
+	return srv.LeaseIDs(t, path+"/")
+}

@@ -1,6 +1,6 @@
 //go:build soak
 
-package main
+package e2e
 
 import (
 	"os"
@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// TestSoak runs the soak (see soak in reliability_test.go) for
+// TestSoak runs the soak (see soak in soak_test.go) for
 // $LEASH_SOAK_DURATION (default 1h) and reports the fd, thread and RSS
 // slopes:
 //
-//	go test -tags soak -run TestSoak -timeout 2h -v .
+//	go test -tags soak -run TestSoak -timeout 2h -v ./e2e/
 func TestSoak(t *testing.T) {
 	d := time.Hour
 	if v := os.Getenv("LEASH_SOAK_DURATION"); v != "" {

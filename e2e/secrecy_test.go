@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -31,6 +31,86 @@ import (
 // tmpfs directory, and anything left after exit. They also check leash's
 // memory is closed to other processes of its own user while the child's is
 // not, and that inherited memfds are emptied when leash exits.
+
+func TestEnvAndProcHoldNoSecret(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 2)
+	const secret = "s3cr3t-bytes-Zq9"
+	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"password": secret}})
+	cmd := Command(t, "--log-level", "trace", "-s", "pw="+kv+"/app#password", "--", "sh", "-c", `env; cat /proc/$$/environ; echo; echo "file=$(cat "$PW_FILE")"`)
+	cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken)
+	out, stderr := Output(t, cmd)
+	// The file is the only place the secret may appear.
+	rest := strings.Replace(string(out), "file="+secret, "", 1)
+	if !strings.Contains(string(out), "file="+secret) {
+		t.Errorf("the child could not read the secret from $PW_FILE: %q", out)
+	}
+	if strings.Contains(rest, secret) || strings.Contains(rest, srv.RootToken) {
+		t.Errorf("secret or token in the child's environment:\n%s", out)
+	}
+	if strings.Contains(stderr, secret) || strings.Contains(stderr, srv.RootToken) {
+		t.Errorf("secret or token in leash's trace log")
+	}
+}
+
+// TestUserRunsChildAsAnotherUser: --user drops the child to nobody, which
+// can read its memfd (0400, chowned to it) but not write it.
+func TestUserRunsChildAsAnotherUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 1)
+	const secret = "user-secret-8Hq"
+	srv.Write(t, kv+"/app", map[string]any{"password": secret})
+	for _, delivery := range []string{"memfd", "dir"} {
+		cmd := Command(t, "--user", "nobody", "--delivery", delivery, "-s", "pw="+kv+"/app#password", "--",
+			"sh", "-c", `id -u; cat "$PW_FILE"; echo; stat -L -c %a "$PW_FILE"; (echo x > "$PW_FILE") 2>/dev/null && echo WRITABLE; true`)
+		cmd.Env = append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+srv.RootToken)
+		out, _ := Output(t, cmd)
+		if want := "65534\n" + secret + "\n400\n"; string(out) != want {
+			t.Errorf("%s: child printed %q, want %q", delivery, out, want)
+		}
+	}
+}
+
+// TestHTTP2DebugLogsHoldNoSecret: GODEBUG=http2debug=2 makes Go's HTTP/2
+// client print every request header and response body through the standard
+// logger, the Vault token and the secret among them. leash discards that
+// logger: its stderr must hold neither, and TLS with HTTP/2 (the build
+// leaves out net/http's own HTTP/2, see the Makefile) must still work.
+func TestHTTP2DebugLogsHoldNoSecret(t *testing.T) {
+	t.Parallel()
+	srv := testvault.NewTLS(t)
+	kv := srv.KV(t, 1)
+	stderr := readOverTLS(t, srv, kv+"/app", nil, "VAULT_TOKEN="+srv.RootToken, "GODEBUG=http2debug=2")
+	if strings.Contains(stderr, srv.RootToken) {
+		t.Errorf("token in leash's stderr with http2debug=2:\n%s", stderr)
+	}
+}
+
+// readOverTLS runs leash at trace level against srv (from NewTLS) with
+// extra flags and environment, its child printing the secret leash wrote
+// at the KV v1 path. It checks that the child read the secret and that
+// leash's stderr does not hold it, and returns that stderr.
+func readOverTLS(t *testing.T, srv *testvault.Server, path string, flags []string, env ...string) string {
+	t.Helper()
+	secret := "over-tls-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	srv.Write(t, path, map[string]any{"k": secret})
+	args := append(append([]string{"--log-level", "trace"}, flags...), "-s", "k="+path+"#k", "--", "sh", "-c", `cat "$K_FILE"`)
+	cmd := Command(t, args...)
+	cmd.Env = append(append(cmd.Env, "VAULT_ADDR="+srv.Addr, "VAULT_CACERT="+srv.CACert), env...)
+	out, stderr := Output(t, cmd)
+	if string(out) != secret {
+		t.Errorf("child read %q, want the secret", out)
+	}
+	if strings.Contains(stderr, secret) {
+		t.Errorf("the secret is in leash's stderr:\n%s", stderr)
+	}
+	return stderr
+}
 
 // scanFiles returns the files under roots whose contents hold any needle.
 func scanFiles(t *testing.T, needles [][]byte, roots ...string) []string {
@@ -139,8 +219,11 @@ path "sys/leases/*" { capabilities = ["update"] }`)
 				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 			}}, Timeout: 5 * time.Second}
 			args = append(append(args, "--"), watchArgs(t, "DB_FILE")...)
-			lp := startLeash(t, env, args...)
-			lp.cmd.Dir = cwd
+			// --audit-file is given: Start would add nothing but the Dir.
+			cmd := Command(t, args...)
+			cmd.Env = append(cmd.Env, env...)
+			cmd.Dir = cwd
+			lp := StartCmd(t, cmd)
 
 			var childPids []int
 			users := map[string]bool{}
@@ -160,7 +243,7 @@ path "sys/leases/*" { capabilities = ["update"] }`)
 			}
 			deadline := time.Now().Add(60 * time.Second)
 			for len(users) < 3 && time.Now().Before(deadline) {
-				f := strings.Fields(lp.next(30 * time.Second))
+				f := strings.Fields(lp.Next(30 * time.Second))
 				switch {
 				case len(f) == 3 && f[0] == "ready":
 					pid, _ := strconv.Atoi(f[1])
@@ -182,7 +265,7 @@ path "sys/leases/*" { capabilities = ["update"] }`)
 						own = append(own, n)
 					}
 				}
-				if hits := procLeaks(lp.cmd.Process.Pid, own); len(hits) > 0 {
+				if hits := procLeaks(lp.Cmd.Process.Pid, own); len(hits) > 0 {
 					t.Errorf("secret bytes in %v", hits)
 				}
 				if hits := procLeaks(childPids[len(childPids)-1], needles); len(hits) > 0 {
@@ -209,19 +292,19 @@ path "sys/leases/*" { capabilities = ["update"] }`)
 			if len(users) < 3 {
 				t.Fatalf("only %d credentials handed over", len(users))
 			}
-			lp.signal(syscall.SIGTERM)
-			if code := lp.exit(30 * time.Second); code != 0 {
+			lp.Signal(syscall.SIGTERM)
+			if code := lp.Exit(30 * time.Second); code != 0 {
 				t.Errorf("leash exited %d", code)
 			}
-			lp.rest()
-			log := lp.log.String()
+			lp.Rest()
+			log := lp.Log.String()
 			for i, n := range needles {
 				if strings.Contains(log, string(n)) {
 					t.Errorf("needle %d (of %d) is in leash's %s log", i, len(needles), tt.format)
 				}
 			}
-			if !strings.Contains(log, "lease rotated") {
-				t.Errorf("no rotation logged")
+			if len(lp.Log.Events(evRotated)) == 0 {
+				t.Errorf("no rotation audited")
 			}
 			if hits := scanFiles(t, needles, home, tmp, cwd, shm, root); len(hits) > 0 {
 				t.Errorf("secret bytes in files after exit: %v", hits)
@@ -291,25 +374,12 @@ func TestLeashNonDumpable(t *testing.T) {
 	cmd := exec.Command(bin, "--", "sh", "-c", "echo $$; exec sleep 300")
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	lp := StartCmd(t, cmd)
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		lp.Exit(60 * time.Second)
 	})
-	lr := newLineReader(t, stdout)
-	var line string
-	select {
-	case line = <-lr.lines:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no pid from the child")
-	}
-	childPid, _ := strconv.Atoi(line)
+	childPid, _ := strconv.Atoi(lp.Next(60 * time.Second))
 	leashPid := cmd.Process.Pid
 
 	pr := exec.Command(probe, strconv.Itoa(leashPid), strconv.Itoa(childPid))
@@ -374,8 +444,8 @@ func TestOutputsEmptiedAfterExit(t *testing.T) {
 			// so neither leash's stop signal nor the parent-death signal
 			// reaches it; it holds the output open on fd tt.fd.
 			script := `setsid sh -c 'exec 7<"$PW_FILE"; exec sleep 300' </dev/null >/dev/null 2>&1 & echo $!; exec sleep 300`
-			lp := startLeash(t, vaultEnv(p.Addr(), srv.RootToken), append(append(args, "--"), "sh", "-c", script)...)
-			gc, _ := strconv.Atoi(lp.next(30 * time.Second))
+			lp := Start(t, vaultEnv(p.Addr(), srv.RootToken), append(append(args, "--"), "sh", "-c", script)...)
+			gc, _ := strconv.Atoi(lp.Next(30 * time.Second))
 			t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 				// Polled: fd 7 is open once the grandchild has left the
@@ -394,12 +464,12 @@ func TestOutputsEmptiedAfterExit(t *testing.T) {
 			}
 			if tt.lost {
 				p.Down()
-				if code := lp.exit(30 * time.Second); code != exitTempFail {
+				if code := lp.Exit(30 * time.Second); code != exitTempFail {
 					t.Errorf("leash exited %d, want %d (lease lost)", code, exitTempFail)
 				}
 			} else {
-				lp.signal(syscall.SIGTERM)
-				lp.exit(30 * time.Second)
+				lp.Signal(syscall.SIGTERM)
+				lp.Exit(30 * time.Second)
 			}
 			if _, err := os.Stat(fmt.Sprintf("/proc/%d", gc)); err != nil {
 				t.Fatal("the grandchild did not outlive leash; the test proves nothing")
@@ -422,7 +492,7 @@ func TestMlockRefusedClearly(t *testing.T) {
 	cmd := exec.Command("sh", "-c", `ulimit -l 0 && exec "$0" --mlock -- touch "$1"`, bin, marker)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
-	code, stderr := exitStatus(t, cmd)
+	code, stderr := ExitStatus(t, cmd)
 	if code != exitConfig || !strings.Contains(stderr, "RLIMIT_MEMLOCK") || !strings.Contains(stderr, "CAP_IPC_LOCK") {
 		t.Errorf("exit %d, want %d explaining RLIMIT_MEMLOCK; stderr:\n%s", code, exitConfig, stderr)
 	}
@@ -464,9 +534,9 @@ func TestChildReadOnlyAccess(t *testing.T) {
 (printf x >> "$PW_FILE") 2>/dev/null && echo WRITABLE || echo write-denied
 (printf x > "$PW_FILE") 2>/dev/null && echo TRUNCATABLE || echo truncate-denied
 [ -e /proc/self/fd/3 ] && [ "$PW_FILE" = /dev/fd/3 ] && awk '/^flags/ { print "flags", substr($2, length($2)) }' /proc/self/fdinfo/3 || echo flags 0`
-			cmd := leashCmd(t, append(append(args, "--"), "sh", "-c", script)...)
+			cmd := Command(t, append(append(args, "--"), "sh", "-c", script)...)
 			cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-			out, _ := leashOutput(t, cmd)
+			out, _ := Output(t, cmd)
 			// fdinfo flags are octal; the last digit 0 is O_RDONLY.
 			if want := "read-only-secret\nwrite-denied\ntruncate-denied\nflags 0\n"; string(out) != want {
 				t.Errorf("child as uid 65534 reported:\n%s\nwant:\n%s", out, want)
@@ -482,7 +552,7 @@ func TestMlockLocksLeash(t *testing.T) {
 		t.Skip("needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK")
 	}
 	lp, _ := mlockedLeash(t)
-	if kb := statusKiB(t, lp.cmd.Process.Pid, "VmLck:"); kb == 0 {
+	if kb := statusKiB(t, lp.Cmd.Process.Pid, "VmLck:"); kb == 0 {
 		t.Errorf("VmLck is 0 with --mlock")
 	}
 }
@@ -496,7 +566,7 @@ func TestMlockLocksSecretPages(t *testing.T) {
 		t.Skip("needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK")
 	}
 	lp, _ := mlockedLeash(t)
-	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", lp.cmd.Process.Pid))
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", lp.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,16 +593,16 @@ func TestMlockLocksSecretPages(t *testing.T) {
 	}
 }
 
-func mlockedLeash(t *testing.T) (*leashProc, int) {
+func mlockedLeash(t *testing.T) (*Leash, int) {
 	srv := testvault.Shared(t)
 	kv := srv.KV(t, 2)
 	srv.Write(t, kv+"/data/app", map[string]any{"data": map[string]any{"k": "locked"}})
 	args := append([]string{"--mlock", "-s", "k=" + kv + "/app#k", "--"}, watchArgs(t, "K_FILE")...)
-	lp := startLeash(t, vaultEnv(srv.Addr, srv.RootToken), args...)
-	pid, _ := lp.ready()
+	lp := Start(t, vaultEnv(srv.Addr, srv.RootToken), args...)
+	pid, _ := lp.Ready()
 	t.Cleanup(func() {
-		lp.signal(syscall.SIGTERM)
-		lp.exit(30 * time.Second)
+		lp.Signal(syscall.SIGTERM)
+		lp.Exit(30 * time.Second)
 	})
 	return lp, pid
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -9,12 +9,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/leash-dev/leash/internal/status"
 	"github.com/leash-dev/leash/internal/testvault"
 )
+
+// The audit trail through the binary: real runs' trails verify with
+// `leash audit verify`, tampering is reported at its line, and --audit-file
+// refuses what it must not write to.
 
 // auditRuns runs leash n times against the real Vault, each run appending
 // to file, and returns leash's stderr of every run.
@@ -26,9 +30,9 @@ func auditRuns(t *testing.T, srv *testvault.Server, file string, n int, extra ..
 	var logs []string
 	for range n {
 		args := append([]string{"--audit-file", file, "-s", "tok=" + create + "?ttl=30s", "-s", "pw=" + kv + "/app#password"}, extra...)
-		cmd := leashCmd(t, append(args, "--", "true")...)
+		cmd := Command(t, append(args, "--", "true")...)
 		cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-		_, stderr := leashOutput(t, cmd)
+		_, stderr := Output(t, cmd)
 		logs = append(logs, stderr)
 	}
 	return logs
@@ -41,10 +45,10 @@ func verifyFile(t *testing.T, lines [][]byte, args ...string) (int, string, stri
 	if err := os.WriteFile(path, append(bytes.Join(lines, []byte("\n")), '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := leashCmd(t, append([]string{"audit", "verify", path}, args...)...)
+	cmd := Command(t, append([]string{"audit", "verify", path}, args...)...)
 	var stdout strings.Builder
 	cmd.Stdout = &stdout
-	code, stderr := exitStatus(t, cmd)
+	code, stderr := ExitStatus(t, cmd)
 	return code, stdout.String(), stderr
 }
 
@@ -62,7 +66,7 @@ func readLines(t *testing.T, path string) [][]byte {
 func lineOf(t *testing.T, lines [][]byte, from int, ev string) int {
 	t.Helper()
 	for i := from - 1; i < len(lines); i++ {
-		var rec status.Record
+		var rec Record
 		if err := json.Unmarshal(lines[i], &rec); err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +121,7 @@ func TestAuditVerify(t *testing.T) {
 	if code, out, errOut := verifyFile(t, lines[:len(lines)-1], "--anchor", lastHash); code != exitAuditBroken || !strings.Contains(errOut, "removed from the tail") {
 		t.Errorf("verify --anchor of a trail without its last record exited %d, want %d:\n%s%s", code, exitAuditBroken, out, errOut)
 	}
-	second := lineOf(t, lines, 2, status.EventStart)
+	second := lineOf(t, lines, 2, "audit_start")
 	// A record from the middle of the first run, safe to change.
 	mid := lineOf(t, lines, 1, "child_start")
 	if mid+1 >= second {
@@ -219,8 +223,36 @@ func TestAuditVerifyKeyed(t *testing.T) {
 	}
 
 	// leash itself refuses the loose key before contacting Vault.
-	cmd := leashCmd(t, "--audit-file", filepath.Join(dir, "x.jsonl"), "--audit-key-file", loose, "-s", "x=secret/x", "--", "true")
-	if code, errOut := exitStatus(t, cmd); code != exitConfig || !strings.Contains(errOut, loose) {
+	cmd := Command(t, "--audit-file", filepath.Join(dir, "x.jsonl"), "--audit-key-file", loose, "-s", "x=secret/x", "--", "true")
+	if code, errOut := ExitStatus(t, cmd); code != exitConfig || !strings.Contains(errOut, loose) {
 		t.Errorf("leash with a 0640 key file exited %d, want %d naming it:\n%s", code, exitConfig, errOut)
+	}
+}
+
+// --audit-file naming a FIFO, with nobody reading it, or a device is a
+// config error at once: a blocking open(2) of the FIFO would wait for a
+// reader forever, and SIGTERM would not end it.
+func TestAuditFileRefusesFIFOAndDevice(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "audit.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, path, kind string }{
+		{"fifo", fifo, "a named pipe"},
+		{"device", "/dev/null", "a character device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := Command(t, "--audit-file", tc.path, "--", "true")
+			// A blocking open would hang here: Exit's deadline catches it.
+			lp := StartCmd(t, cmd)
+			if code := lp.Exit(60 * time.Second); code != exitConfig {
+				t.Fatalf("leash exited %d, want %d", code, exitConfig)
+			}
+			if want := "--audit-file " + tc.path + ": not a regular file (" + tc.kind + ")"; !strings.Contains(lp.Log.String(), want) {
+				t.Errorf("stderr does not say %q:\n%s", want, lp.Log.String())
+			}
+		})
 	}
 }
