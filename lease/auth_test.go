@@ -2,6 +2,9 @@ package lease
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"testing"
 	"time"
 
@@ -38,6 +41,18 @@ func TestLoginAndRelogin(t *testing.T) {
 			a := s.AppRole(t, []string{policy}, ttl, maxTTL, true)
 			return AuthConfig{Method: "approle", Mount: a.Mount,
 				RoleIDFile: writeFile(t, "role_id", a.RoleID), SecretIDFile: writeFile(t, "secret_id", a.SecretID)}
+		}},
+		{"approle wrapped secret_id, file removed after reading", func(t *testing.T, policy string) AuthConfig {
+			// The re-login must work from the secret_id kept in memory.
+			a := s.AppRole(t, []string{policy}, ttl, maxTTL, true)
+			sid := writeFile(t, "secret_id", a.SecretID)
+			t.Cleanup(func() {
+				if _, err := os.Stat(sid); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("secret_id file after the logins: %v, want it removed", err)
+				}
+			})
+			return AuthConfig{Method: "approle", Mount: a.Mount, RemoveSecretIDFile: true,
+				RoleIDFile: writeFile(t, "role_id", a.RoleID), SecretIDFile: sid}
 		}},
 		{"jwt", func(t *testing.T, policy string) AuthConfig {
 			j := s.JWT(t, []string{policy}, ttl, maxTTL)

@@ -39,6 +39,11 @@ type AuthConfig struct {
 	// RoleIDFile and SecretIDFile (approle). A SecretIDFile holding a
 	// response-wrapping token is unwrapped.
 	RoleIDFile, SecretIDFile string
+	// RemoveSecretIDFile (approle) deletes SecretIDFile once it has been
+	// read and keeps the secret_id in memory for later logins, until a new
+	// file appears (Vault Agent's remove_secret_id_file_after_reading,
+	// true there by default). false: the file is left and re-read.
+	RemoveSecretIDFile bool
 	// JWTFile (kubernetes, jwt) is re-read at every login: projected tokens
 	// rotate. "" for kubernetes means the service-account token path.
 	JWTFile string

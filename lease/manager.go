@@ -33,9 +33,12 @@ type Manager struct {
 	// sched holds the renewal, hand-over and retry parameters.
 	sched schedule
 
-	authMu    sync.Mutex // guards the approle unwrap cache
+	authMu    sync.Mutex // guards the approle unwrap cache and keptSecretID
 	wrapToken secretString
 	unwrapped secretString
+	// keptSecretID is the secret_id read from a file RemoveSecretIDFile
+	// deleted.
+	keptSecretID secretString
 
 	// entries and the schedule fields of tokens belong to the goroutine
 	// running Start, Run or Check. Network calls happen without mu, so

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"regexp"
 	"time"
 )
@@ -114,10 +116,34 @@ func (m *Manager) lookupToken(ctx context.Context, t *token) error {
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-// approleSecretID reads the secret_id file. Secret IDs are UUIDs; anything
-// else is taken as a response-wrapping token and unwrapped once (a wrapping
-// token is single-use, so the result is kept for later logins).
+// approleSecretID returns the secret_id to log in with. With
+// RemoveSecretIDFile the file is deleted once read, and what it held is
+// kept for the logins after, while no new file appears.
 func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
+	m.authMu.Lock()
+	defer m.authMu.Unlock()
+	if !m.cfg.Auth.RemoveSecretIDFile {
+		return m.readSecretID(ctx)
+	}
+	sid, err := m.readSecretID(ctx)
+	if errors.Is(err, fs.ErrNotExist) && m.keptSecretID != "" {
+		return m.keptSecretID, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := os.Remove(m.cfg.Auth.SecretIDFile); err != nil {
+		m.log.Warn("cannot remove the secret_id file after reading it", "path", m.cfg.Auth.SecretIDFile, "error", err)
+	}
+	m.keptSecretID = sid
+	return sid, nil
+}
+
+// readSecretID reads the secret_id file. Secret IDs are UUIDs; anything
+// else is taken as a response-wrapping token and unwrapped once (a wrapping
+// token is single-use, so the result is kept for later logins). The
+// caller holds authMu.
+func (m *Manager) readSecretID(ctx context.Context) (secretString, error) {
 	raw, err := readTrimmed(m.cfg.Auth.SecretIDFile)
 	if err != nil {
 		return "", &Error{Op: "login", Path: m.loginPath(), Err: err}
@@ -125,8 +151,6 @@ func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
 	if uuidRE.MatchString(raw) {
 		return secretString(raw), nil
 	}
-	m.authMu.Lock()
-	defer m.authMu.Unlock()
 	if m.wrapToken == secretString(raw) && m.unwrapped != "" {
 		return m.unwrapped, nil
 	}
