@@ -40,22 +40,41 @@ func openExact(o Output, allowDisk bool) (*exactFile, error) {
 	if mode == 0 {
 		mode = DefaultPathMode
 	}
-	dir, base := filepath.Split(p)
+	f, err := openPathDir(p, allowDisk)
+	if err != nil {
+		return nil, fmt.Errorf("output %q: %w", o.Name, err)
+	}
+	return &exactFile{path: p, dir: f, base: filepath.Base(p), mode: mode}, nil
+}
+
+// CheckPath reports whether an [Output.Path] at path would be accepted
+// without AllowDisk: its directory exists and is on tmpfs or ramfs. Main
+// uses it to name the config line of a refused path.
+func CheckPath(path string) error {
+	f, err := openPathDir(path, false)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func openPathDir(path string, allowDisk bool) (*os.File, error) {
+	dir := filepath.Dir(path)
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("output %q: directory of %s: %w", o.Name, p, err)
+		return nil, fmt.Errorf("directory of %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), dir)
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("output %q: statfs %s: %w", o.Name, dir, err)
+		return nil, fmt.Errorf("statfs %s: %w", dir, err)
 	}
 	if !allowDisk && !inMemory(&sfs) {
 		f.Close()
-		return nil, fmt.Errorf("output %q: %s is not on tmpfs or ramfs (filesystem type %#x): the secret would reach disk; mount a tmpfs there (Kubernetes: emptyDir with medium Memory) or allow disk explicitly", o.Name, dir, uint32(sfs.Type))
+		return nil, fmt.Errorf("%s is not on tmpfs or ramfs (filesystem type %#x): the secret would reach disk; mount a tmpfs there (Kubernetes: emptyDir with medium Memory) or allow disk explicitly", dir, uint32(sfs.Type))
 	}
-	return &exactFile{path: p, dir: f, base: base, mode: mode}, nil
+	return f, nil
 }
 
 // write replaces the file with b atomically, as privateDir.write does: a
