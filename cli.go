@@ -24,6 +24,7 @@ type CLI struct {
 	Status   StatusCmd   `cmd:"" help:"Print the lease table of a running leash (see --status-addr)."`
 	Rotate   RotateCmd   `cmd:"" help:"Ask a running leash to hand over new credentials now (see --control-socket)."`
 	Audit    AuditCmd    `cmd:"" help:"Work with an --audit-file."`
+	Convert  ConvertCmd  `cmd:"" help:"Print the native leash config equivalent to a Vault Agent config, with what changed."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
 }
 
@@ -46,11 +47,14 @@ type runCLI struct {
 
 // commandNames are CLI's commands. runCLI would take any of them for the
 // child's name, so parseCLI leaves them to CLI.
-var commandNames = []string{"run", "validate", "status", "rotate", "audit", "version"}
+var commandNames = []string{"run", "validate", "status", "rotate", "audit", "convert", "version"}
 
 // Options are the settings shared by run and validate.
 type Options struct {
-	Config kong.ConfigFlag `short:"c" name:"config" type:"existingfile" env:"LEASH_CONFIG" placeholder:"FILE" help:"HCL config file with the same keys as the flags (flags win)."`
+	Config      kong.ConfigFlag `short:"c" name:"config" type:"existingfile" env:"LEASH_CONFIG" placeholder:"FILE" help:"HCL config file with the same keys as the flags (flags win); a Vault Agent config is recognised and taken as --agent-config."`
+	AgentConfig agentConfigFlag `name:"agent-config" type:"existingfile" env:"LEASH_AGENT_CONFIG" placeholder:"FILE" help:"Vault Agent config file to run as leash would run its conversion (see leash convert; flags win)."`
+	IgnoreSinks bool            `name:"ignore-sinks" help:"With a Vault Agent config: drop its auto_auth sink stanzas instead of refusing them (leash keeps its token in memory only)."`
+	Vault       []string        `name:"vault" sep:"none" placeholder:"KEY=VALUE" help:"Vault connection setting, as in Vault Agent's vault {}: address, ca_cert, ca_path, client_cert, client_key, tls_server_name, tls_skip_verify, namespace. Its VAULT_* variable, when set, wins. Repeatable."`
 
 	Auth                string `name:"auth" enum:"token,approle,kubernetes,jwt,cert,aws,gcp,azure" default:"token" env:"LEASH_AUTH" help:"Auth method: token, approle, kubernetes, jwt, cert (TLS client certificate from VAULT_CLIENT_CERT and VAULT_CLIENT_KEY), aws (IAM identity from the AWS credential chain), gcp (gce: the VM's identity token from the metadata server), azure (the VM's managed identity from IMDS)."`
 	AuthMount           string `name:"auth-mount" env:"LEASH_AUTH_MOUNT" help:"Mount path of the auth method (default: the method's name)."`
@@ -58,6 +62,7 @@ type Options struct {
 	TokenFile           string `name:"token-file" env:"LEASH_TOKEN_FILE" placeholder:"FILE" help:"File holding a Vault token (token auth; else VAULT_TOKEN, else ~/.vault-token)."`
 	RoleIDFile          string `name:"role-id-file" env:"LEASH_ROLE_ID_FILE" placeholder:"FILE" help:"File holding the AppRole role_id."`
 	SecretIDFile        string `name:"secret-id-file" env:"LEASH_SECRET_ID_FILE" placeholder:"FILE" help:"File holding the AppRole secret_id (a response-wrapping token is unwrapped)."`
+	RemoveSecretIDFile  bool   `name:"remove-secret-id-file" help:"Delete the --secret-id-file once read; the secret_id stays in memory for later logins (Vault Agent's remove_secret_id_file_after_reading)."`
 	JWTFile             string `name:"jwt-file" env:"LEASH_JWT_FILE" placeholder:"FILE" help:"JWT file for kubernetes (default: the service-account token) and jwt auth; re-read at every login."`
 	AWSRegion           string `name:"aws-region" env:"LEASH_AWS_REGION" placeholder:"REGION" help:"aws auth: STS region to sign for, matching Vault's sts_endpoint and sts_region (default: us-east-1 at the global sts.amazonaws.com)."`
 	AWSServerID         string `name:"aws-iam-server-id" env:"LEASH_AWS_IAM_SERVER_ID" placeholder:"VALUE" help:"aws auth: X-Vault-AWS-IAM-Server-ID header value, when Vault's iam_server_id_header_value is set."`
@@ -73,6 +78,13 @@ type Options struct {
 	Secrets   []string `name:"secret" short:"s" sep:"none" env:"LEASH_SECRET" placeholder:"NAME=PATH" help:"Output NAME from Vault PATH as JSON; NAME=PATH#FIELD for one raw field; NAME=PATH?k=v&k2=v2 to write with parameters; a NAME ending in .env renders a dotenv file. Repeatable."`
 	Templates []string `name:"template" short:"t" sep:"none" placeholder:"NAME=FILE" help:"Render the Go template FILE (Vault Agent/consul-template syntax) to output NAME. Repeatable."`
 	Env       []string `name:"env" sep:"none" placeholder:"VAR=NAME" help:"Also point VAR at output NAME's path (e.g. PGPASSFILE=pgpass). Repeatable."`
+	// Vault Agent's template stanzas carry over through these (issue 19).
+	TemplateTexts  []string `name:"template-text" sep:"none" placeholder:"NAME=TEXT" help:"Render the Go template TEXT (inline; a heredoc in a config file) to output NAME. Repeatable."`
+	TemplateDelims []string `name:"template-delims" sep:"none" placeholder:"NAME=LEFT RIGHT" help:"Template NAME's action delimiters instead of {{ and }} (Vault Agent's left_delimiter and right_delimiter). Repeatable."`
+	OutputPaths    []string `name:"output-path" sep:"none" placeholder:"NAME=PATH" help:"Also write output NAME at exactly PATH, atomically (removed on exit); PATH's directory must be on tmpfs or ramfs unless --allow-disk. Repeatable."`
+	OutputModes    []string `name:"output-mode" sep:"none" placeholder:"NAME=MODE" help:"File mode of output NAME's --output-path, octal (default 0400). Repeatable."`
+	SetEnv         []string `name:"set-env" sep:"none" placeholder:"VAR=VALUE" help:"Set VAR to a plain, non-secret VALUE in the child's environment. Repeatable."`
+	Exec           []string `name:"exec" sep:"none" placeholder:"ARG" help:"The command and its arguments when none follows -- (in a config file: exec = [\"/app/server\", \"-p\", \"80\"]). Repeatable."`
 	// Per template, so a Vault Agent config's error_on_missing_key = false
 	// carries over stanza by stanza.
 	AllowMissingKey []string `name:"allow-missing-key" sep:"none" placeholder:"NAME" help:"Template output NAME renders a missing map key as <no value>, as consul-template does and Vault Agent with error_on_missing_key = false, instead of failing (exit 78). Repeatable."`
@@ -297,6 +309,8 @@ func dispatch(ctx context.Context, cli *CLI, kctx *kong.Context, log hclog.Logge
 		return cli.Rotate.run(ctx, os.Stdout)
 	case strings.HasPrefix(cmd, "audit verify"):
 		return cli.Audit.Verify.run(os.Stdout)
+	case strings.HasPrefix(cmd, "convert"):
+		return cli.Convert.run(os.Stdout)
 	case strings.HasPrefix(cmd, "version"):
 		fmt.Println("leash", version)
 		return nil

@@ -65,6 +65,14 @@ func loadHCLConfig(r io.Reader) (kong.Resolver, error) {
 	if err != nil {
 		return nil, configErrorf("read config %s: %w", name, err)
 	}
+	if isAgentConfig(src) {
+		// A Vault Agent config given to -c is run as --agent-config would.
+		ac, err := parseAgentConfig(name, src)
+		if err != nil {
+			return nil, err
+		}
+		return ac.native()
+	}
 	return parseHCLConfig(name, src)
 }
 
@@ -163,7 +171,7 @@ func (c *hclConfig) Validate(app *kong.Application) error {
 	}
 	visit(app.Node)
 	for _, a := range c.attrs {
-		if a.name == "config" {
+		if a.name == "config" || a.name == "agent_config" {
 			return configErrorf("%s: config files cannot include other config files", posString(c.filename, a.pos))
 		}
 		if !known[a.name] {

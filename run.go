@@ -51,6 +51,8 @@ type settings struct {
 	rotateDur    time.Duration
 	rotateFrac   float64
 	cred         *syscall.Credential
+	notices      []string // from a Vault Agent config, logged at start-up
+	vaultEnv     []string // lease.Config.Env with --vault settings; nil: leash's environment
 }
 
 func (o *Options) settings(env func(string) string) (*settings, error) {
@@ -59,6 +61,12 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 		return nil, err
 	}
 	s := &settings{plan: p}
+	if s.notices, err = o.checkAgent(p); err != nil {
+		return nil, err
+	}
+	if s.vaultEnv, err = o.vaultEnv(); err != nil {
+		return nil, err
+	}
 	if s.stopSignal, err = signals.Parse(o.StopSignal); err != nil {
 		return nil, &usageError{fmt.Errorf("--stop-signal: %w", err)}
 	}
@@ -126,17 +134,18 @@ var authFlags = map[string]string{
 
 func (o *Options) authConfig() lease.AuthConfig {
 	return lease.AuthConfig{
-		Method:            o.Auth,
-		Mount:             o.AuthMount,
-		Role:              o.AuthRole,
-		TokenFile:         o.TokenFile,
-		RoleIDFile:        o.RoleIDFile,
-		SecretIDFile:      o.SecretIDFile,
-		JWTFile:           o.JWTFile,
-		AWSRegion:         o.AWSRegion,
-		AWSServerID:       o.AWSServerID,
-		GCPServiceAccount: o.GCPServiceAccount,
-		AzureIMDS:         o.AzureIMDS, AzureResource: o.AzureResource, AzureClientID: o.AzureClientID,
+		Method:             o.Auth,
+		Mount:              o.AuthMount,
+		Role:               o.AuthRole,
+		TokenFile:          o.TokenFile,
+		RoleIDFile:         o.RoleIDFile,
+		SecretIDFile:       o.SecretIDFile,
+		RemoveSecretIDFile: o.RemoveSecretIDFile,
+		JWTFile:            o.JWTFile,
+		AWSRegion:          o.AWSRegion,
+		AWSServerID:        o.AWSServerID,
+		GCPServiceAccount:  o.GCPServiceAccount,
+		AzureIMDS:          o.AzureIMDS, AzureResource: o.AzureResource, AzureClientID: o.AzureClientID,
 		AzureSubscriptionID: o.AzureSubscriptionID, AzureResourceGroup: o.AzureResourceGroup,
 		AzureVMName: o.AzureVMName, AzureVMSSName: o.AzureVMSSName,
 	}
@@ -144,6 +153,7 @@ func (o *Options) authConfig() lease.AuthConfig {
 
 func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
 	return lease.Config{
+		Env:            s.vaultEnv,
 		Auth:           o.authConfig(),
 		Specs:          s.plan.specs,
 		RotateBefore:   s.rotateDur,
@@ -183,6 +193,9 @@ func scrubbedEnv(extra []string) (env []string, lookup func(string) string) {
 // rotate until the child exits; revoke and clean up on every way out.
 func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if len(c.Command) == 0 {
+		c.Command = c.Exec // exec = [...] of a config file
+	}
+	if len(c.Command) == 0 {
 		return &usageError{errors.New("no command given: leash [flags] -- CMD [ARGS...]")}
 	}
 	if err := harden(); err != nil {
@@ -197,6 +210,9 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	s, err := c.settings(envLookup)
 	if err != nil {
 		return err
+	}
+	for _, n := range s.notices {
+		log.Warn(n)
 	}
 
 	// nohup and background jobs of scripts start leash with signals
@@ -314,7 +330,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if _, err := r.Update(renderSecrets(snap), inPlace); err != nil {
 		return &configError{err}
 	}
-	env, err := childEnv(baseEnv, r, s.plan.pointers)
+	env, err := childEnv(append(baseEnv, s.plan.setEnv...), r, s.plan.pointers)
 	if err != nil {
 		return &configError{err}
 	}

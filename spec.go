@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ type plan struct {
 	specs    []lease.Spec    // unique Vault reads/writes, by canonical ID
 	outputs  []render.Output // in flag order: -s first, then -t
 	pointers []pointer       // --env VAR=NAME
+	setEnv   []string        // --set-env VAR=VALUE, plain values for the child
 }
 
 type pointer struct{ Var, Output string }
@@ -109,6 +111,31 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 	for _, n := range o.AllowMissingKey {
 		noValue[n] = true
 	}
+	delims, err := parseNamed("--template-delims", o.TemplateDelims)
+	if err != nil {
+		return nil, err
+	}
+	addTemplate := func(name, tname, text, from string) error {
+		opts := render.TemplateOptions{Env: env, MissingKeyNoValue: noValue[name]}
+		if d, ok := delims[name]; ok {
+			l, r, ok := strings.Cut(d, " ")
+			if !ok || l == "" || r == "" || strings.Contains(r, " ") {
+				return configErrorf("--template-delims %s=%s: want NAME=LEFT RIGHT, e.g. %s=[[ ]]", name, d, name)
+			}
+			opts.LeftDelim, opts.RightDelim = l, r
+		}
+		tmpl, err := render.ParseTemplateOptions(tname, text, opts)
+		if err != nil {
+			return &configError{err}
+		}
+		for _, ref := range tmpl.Refs() {
+			refs[ref.ID()] = ref
+			if ids := fed[ref.ID()]; len(ids) == 0 || ids[len(ids)-1] != name {
+				fed[ref.ID()] = append(ids, name) // once, however often it reads it
+			}
+		}
+		return addOutput(render.Output{Name: name, Kind: render.TemplateKind, Template: tmpl}, from)
+	}
 	for _, t := range o.Templates {
 		name, file, ok := strings.Cut(t, "=")
 		if !ok || name == "" || file == "" {
@@ -121,26 +148,43 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 		if err != nil {
 			return nil, configErrorf("--template %q: %w", t, err)
 		}
-		tmpl, err := render.ParseTemplateOptions(file, string(text), render.TemplateOptions{Env: env, MissingKeyNoValue: noValue[name]})
-		if err != nil {
-			return nil, &configError{err}
-		}
-		for _, ref := range tmpl.Refs() {
-			refs[ref.ID()] = ref
-			if ids := fed[ref.ID()]; len(ids) == 0 || ids[len(ids)-1] != name {
-				fed[ref.ID()] = append(ids, name) // once, however often it reads it
-			}
-		}
-		if err := addOutput(render.Output{Name: name, Kind: render.TemplateKind, Template: tmpl}, "--template "+t); err != nil {
+		if err := addTemplate(name, file, string(text), "--template "+t); err != nil {
 			return nil, err
 		}
+	}
+	for _, t := range o.TemplateTexts {
+		name, text, ok := strings.Cut(t, "=")
+		if !ok || name == "" {
+			return nil, configErrorf("--template-text %.40q: want NAME=TEXT", t)
+		}
+		if err := render.ValidateName(name); err != nil {
+			return nil, configErrorf("--template-text %s=...: %w", name, err)
+		}
+		if err := addTemplate(name, name, text, "--template-text "+name+"=..."); err != nil {
+			return nil, err
+		}
+	}
+	for name := range delims {
+		if from, ok := names[name]; !ok || !strings.HasPrefix(from, "--template") {
+			return nil, configErrorf("--template-delims %s=...: no template output named %q", name, name)
+		}
+	}
+	if err := o.outputFiles(p, names); err != nil {
+		return nil, err
+	}
+	for _, kv := range o.SetEnv {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, "\x00") {
+			return nil, configErrorf("--set-env %q: want VAR=VALUE", kv)
+		}
+		p.setEnv = append(p.setEnv, kv)
 	}
 	for _, n := range o.AllowMissingKey {
 		from, ok := names[n]
 		switch {
 		case !ok:
 			return nil, configErrorf("--allow-missing-key %q: no output named %q (define it with --template)", n, n)
-		case !strings.HasPrefix(from, "--template "):
+		case !strings.HasPrefix(from, "--template"):
 			return nil, configErrorf("--allow-missing-key %q: output %q is not a template (it is %s)", n, n, from)
 		}
 	}
@@ -255,4 +299,63 @@ func lookupUser(spec string) (*syscall.Credential, error) {
 		cred.Groups = []uint32{}
 	}
 	return cred, nil
+}
+
+// parseNamed reads NAME=VALUE flags into a map; a NAME given twice is an
+// error.
+func parseNamed(flag string, list []string) (map[string]string, error) {
+	m := make(map[string]string, len(list))
+	for _, kv := range list {
+		name, v, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || v == "" {
+			return nil, configErrorf("%s %q: want NAME=VALUE", flag, kv)
+		}
+		if _, dup := m[name]; dup {
+			return nil, configErrorf("%s %q: %s is given twice", flag, kv, name)
+		}
+		m[name] = v
+	}
+	return m, nil
+}
+
+// outputFiles applies --output-path and --output-mode to the plan's
+// outputs; names maps the defined outputs to the flag that made them.
+func (o *Options) outputFiles(p *plan, names map[string]string) error {
+	paths, err := parseNamed("--output-path", o.OutputPaths)
+	if err != nil {
+		return err
+	}
+	modes, err := parseNamed("--output-mode", o.OutputModes)
+	if err != nil {
+		return err
+	}
+	for name := range paths {
+		if _, ok := names[name]; !ok {
+			return configErrorf("--output-path %s=...: no output named %q", name, name)
+		}
+	}
+	for name, m := range modes {
+		if _, ok := paths[name]; !ok {
+			return configErrorf("--output-mode %s=%s: output %q has no --output-path", name, m, name)
+		}
+	}
+	for i, out := range p.outputs {
+		path, ok := paths[out.Name]
+		if !ok {
+			continue
+		}
+		if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+			return configErrorf("--output-path %s=%s: want an absolute, clean path", out.Name, path)
+		}
+		out.Path = path
+		if m, ok := modes[out.Name]; ok {
+			n, err := strconv.ParseUint(m, 8, 32)
+			if err != nil || n > 0o777 || n == 0 {
+				return configErrorf("--output-mode %s=%s: want an octal mode from 0001 to 0777, e.g. 0440", out.Name, m)
+			}
+			out.Mode = os.FileMode(n)
+		}
+		p.outputs[i] = out
+	}
+	return nil
 }
