@@ -433,8 +433,8 @@ func TestControlSocketRefusesOtherUID(t *testing.T) {
 	if code, stderr := asNobody(); code != exitRotateFailed || !strings.Contains(stderr, "refused: uid "+nobody.Uid) {
 		t.Errorf("nobody through a loosened directory: exit %d, want %d refused by uid:\n%s", code, exitRotateFailed, stderr)
 	}
-	p.WaitLog("control connection refused", 1, 10*time.Second)
-	if n := p.Log.Count("rotation requested"); n != 0 {
+	p.WaitLog(logControlRefused, 1, 60*time.Second)
+	if n := len(p.Log.Events(evRotateNow)); n != 0 {
 		t.Errorf("leash handled a request of nobody's")
 	}
 	out, _ := Output(t, Command(t, "rotate", "--control-socket", sock))
