@@ -168,6 +168,9 @@ func (c *checker) command(cmd *parse.CommandNode, s scope, piped bool) (ctype, e
 		}
 	}
 	if id, ok := cmd.Args[0].(*parse.IdentifierNode); ok {
+		if why, ok := refusedFuncs[id.Ident]; ok {
+			return ctype{}, c.errorf(cmd, "leash does not support %s: %s", id.Ident, why)
+		}
 		fn, ok := c.funcs[id.Ident]
 		if !ok {
 			return ctype{}, nil // a builtin: and, index, printf, ...
@@ -200,6 +203,8 @@ func (c *checker) arg(n parse.Node, s scope) (ctype, error) {
 	switch x := n.(type) {
 	case *parse.DotNode:
 		return s.dot, nil
+	case *parse.IdentifierNode: // a function called without arguments
+		return c.command(&parse.CommandNode{NodeType: parse.NodeCommand, Pos: x.Pos, Args: []parse.Node{x}}, s, false)
 	case *parse.FieldNode:
 		return c.fields(x, s.dot, x.Ident)
 	case *parse.VariableNode:

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"reflect"
@@ -330,7 +331,42 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 		used = append(used, s.Raw, s.Data, s.Response)
 		return s, nil
 	}
+	var scratch Scratch
 	c.Funcs(template.FuncMap{
+		"scratch": func() *Scratch { return &scratch },
+		"executeTemplate": func(name string, data ...any) (string, error) {
+			var dot any
+			switch len(data) {
+			case 0:
+			case 1:
+				dot = data[0]
+			default:
+				return "", fmt.Errorf("executeTemplate: wrong number of arguments, expected 1 or 2, but got %d", len(data)+1)
+			}
+			var b buffer
+			defer b.wipe()
+			if err := c.ExecuteTemplate(&b, name, dot); err != nil {
+				return "", err
+			}
+			return string(b.b), nil
+		},
+		// Read at every render; an empty path reads as "", as in
+		// consul-template. The contents count as secret for errors.
+		"file": func(path string) (string, error) {
+			if path == "" {
+				return "", nil
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				var pe *fs.PathError
+				if errors.As(err, &pe) {
+					return "", fmt.Errorf("file %s: %w", path, pe.Err)
+				}
+				return "", fmt.Errorf("file %s: cannot read it", path)
+			}
+			used = append(used, Values{m: map[string]any{"file": string(b)}})
+			return string(b), nil
+		},
 		"secret": func(path string, params ...string) (*tmplSecret, error) {
 			s, err := lookup("secret", path, params)
 			if err != nil {
@@ -386,7 +422,20 @@ func redactError(err error, used []Values) error {
 	for _, v := range used {
 		collectStrings(v.m, &leaves)
 	}
-	// Longest first, so a secret containing another is replaced whole.
+	// Also as Go and JSON quote them (time.Parse, strconv, sprig's
+	// errors print %q), and longest first, so a secret containing
+	// another is replaced whole.
+	for _, l := range leaves {
+		if q := strconv.Quote(l); q[1:len(q)-1] != l {
+			leaves = append(leaves, q[1:len(q)-1])
+		}
+		if q := strconv.QuoteToASCII(l); q[1:len(q)-1] != l {
+			leaves = append(leaves, q[1:len(q)-1])
+		}
+		if j, err := json.Marshal(l); err == nil && string(j[1:len(j)-1]) != l {
+			leaves = append(leaves, string(j[1:len(j)-1]))
+		}
+	}
 	slices.SortFunc(leaves, func(a, b string) int { return len(b) - len(a) })
 	for _, s := range leaves {
 		if len(s) >= 4 {
@@ -428,7 +477,7 @@ func (e *TemplateError) Error() string { return e.msg }
 // templateFuncs returns the consul-template functions leash supports, with
 // consul-template's argument order (the piped value last) and output.
 func templateFuncs(env func(string) string) template.FuncMap {
-	return template.FuncMap{
+	m := template.FuncMap{
 		"env":          env,
 		"toJSON":       toJSON,
 		"toJSONPretty": toJSONPretty,
@@ -477,6 +526,8 @@ func templateFuncs(env func(string) string) template.FuncMap {
 		"regexMatch":      regexMatch,
 		"regexReplaceAll": regexReplaceAll,
 	}
+	moreFuncs(m, env)
+	return m
 }
 
 // The parse and regex functions below are consul-template's, with errors
@@ -603,44 +654,9 @@ func split(sep, s string) []string {
 	return strings.Split(s, sep)
 }
 
-// contains is consul-template's `contains V LIST`: true when LIST (a list)
-// holds V, or LIST (a string) contains V.
-func contains(v, list any) (bool, error) {
-	switch l := list.(type) {
-	case string:
-		s, ok := v.(string)
-		return ok && strings.Contains(l, s), nil
-	case []string:
-		s, ok := v.(string)
-		return ok && slices.Contains(l, s), nil
-	case []any:
-		for _, e := range l {
-			if equalScalar(e, v) {
-				return true, nil
-			}
-		}
-		return false, nil
-	case nil:
-		return false, nil
-	}
-	return false, fmt.Errorf("contains: cannot search a %T", list)
-}
-
-func equalScalar(a, b any) bool {
-	if an, ok := a.(json.Number); ok {
-		a = string(an)
-		if bn, ok := b.(json.Number); ok {
-			b = string(bn)
-		} else if bi, ok := b.(int); ok {
-			b = fmt.Sprint(bi)
-		}
-	}
-	switch a.(type) {
-	case string, bool, float64, int:
-		return a == b
-	}
-	return false
-}
+// contains is consul-template's `contains V LIST`, `in` the other way
+// round, for pipes: {{ if .Data.tags | contains "prod" }}.
+func contains(v, list any) (bool, error) { return in(list, v) }
 
 // indent is consul-template's `indent N S`: N spaces before every
 // non-empty line.

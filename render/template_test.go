@@ -1,7 +1,11 @@
 package render
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -258,7 +262,16 @@ func TestTemplateErrors(t *testing.T) {
 			[]string{"test.tmpl:1:", `"nope"`}},
 		{"bad syntax", "ok\n\n{{ if }}x{{ end }}\n", []string{"test.tmpl:3:", "missing value for if"}},
 		{"unclosed action", "a\n{{ with secret \"x\" }}\n", []string{"test.tmpl:", "unexpected EOF"}},
-		{"unknown function", "a\n{{ toYAML . }}", []string{"test.tmpl:2:", `"toYAML" not defined`}},
+		{"unknown function", "a\n{{ toYAMLX . }}", []string{"test.tmpl:2:", `"toYAMLX" not defined`}},
+		{"writeToFile", "a\n{{ \"x\" | writeToFile \"/tmp/f\" \"\" \"\" \"0644\" }}", []string{"test.tmpl:2:", "leash does not support writeToFile: it writes to disk"}},
+		{"Consul", "{{ range ls \"app\" }}{{ end }}", []string{"leash does not support ls: it reads Consul or Nomad"}},
+		{"timestamp as an argument", "{{ printf \"%s\" timestamp }}", []string{"leash does not support timestamp"}},
+		{"bad YAML", "{{ parseYAML \"a: b\\n c: Zq: [\" }}", []string{"test.tmpl:1:", "parseYAML: invalid YAML at line 2"}},
+		{"bad float", "{{ parseFloat \"Zq\" }}", []string{"parseFloat: not a number"}},
+		{"divide by zero", "{{ divide 0 1 }}", []string{"divide: division by zero"}},
+		{"mustEnv", "{{ mustEnv \"LEASH_TEST_UNSET_Q\" }}", []string{"required environment variable LEASH_TEST_UNSET_Q is empty"}},
+		{"no file", "{{ file \"/nonexistent/leash\" }}", []string{"file /nonexistent/leash: no such file"}},
+		{"loop too long", "{{ range loop 100000000 }}{{ end }}", []string{"loop: more than"}},
 		{"variable path", "a\n{{ $p := \"database/creds/readonly\" }}{{ with secret $p }}{{ end }}",
 			[]string{"test.tmpl:2:", "must be literal strings", "secret $p"}},
 		{"piped path", "{{ \"database/creds/readonly\" | secret }}", []string{"test.tmpl:1:", "must be literal"}},
@@ -317,6 +330,24 @@ func TestTemplateErrorsRedactSecrets(t *testing.T) {
 		`{{ with secret "database/creds/readonly" }}{{ .Data.password | parseBool }}{{ end }}`,
 		`{{ with secret "database/creds/readonly" }}{{ regexMatch (printf "(%s" .Data.password) "x" }}{{ end }}`,
 		`{{ with secret "database/creds/readonly" }}{{ .Data.password | base64URLDecode }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ printf "a: [%s" .Data.password | parseYAML }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ printf "%s: [" .Data.password | parseYAML }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ printf "%s: 1" .Data.password | parseYAML | toTOML }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | toYAML | parseJSON }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | parseFloat }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | parseUint }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ add 1 .Data.password }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | minimum 1 }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ range loop .Data.password }}{{ end }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ mergeMap .Data (dict) }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ explodeMap (sprig_dict "a" .Data.password "a/b" "c") }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | sprig_mustFromJson }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | sprig_semver }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ sprig_mustRegexMatch (printf "(%s" .Data.password) "x" }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ sprig_fail .Data.password }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ .Data.password | sprig_mustToDate "2006" }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ executeTemplate "x" .Data.password }}{{ end }}{{ define "x" }}{{ range . }}{{ end }}{{ end }}`,
+		`{{ with secret "database/creds/readonly" }}{{ file .Data.password }}{{ end }}`,
 	} {
 		_, err := execTemplate(t, text, nil)
 		if err == nil {
@@ -427,4 +458,54 @@ func TestTemplateSecretObject(t *testing.T) {
 	if err := tmpl.render(&w, secrets); err == nil || strings.Contains(err.Error(), "Zq-child") {
 		t.Fatalf("err = %v, want an error without the token", err)
 	}
+}
+
+// consul-template's other functions, with its outputs (the corpus test in
+// package main compares them with consul-template itself against Vault).
+func TestTemplateMoreFunctions(t *testing.T) {
+	dir := t.TempDir()
+	f := dir + "/ca.pem"
+	if err := os.WriteFile(f, []byte("CA\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		if k == "APP_ENV" {
+			return "prod"
+		}
+		return ""
+	}
+	for _, c := range []struct{ text, want string }{
+		{`{{ with secret "secret/data/myapp/config" }}{{ .Data.data | toYAML }}{{ end }}`, "password: hunter2<>\nport: 5432\nusername: app"},
+		{`{{ with parseYAML "a:\n  b: [1, x]\n" }}{{ index .a.b 1 }}{{ end }}`, "x"},
+		{`{{ with secret "secret/data/myapp/config" }}{{ .Data.data | toTOML }}{{ end }}`, "password = \"hunter2<>\"\nport = 5432\nusername = \"app\""},
+		{`{{ with secret "secret/data/myapp/config" }}{{ .Data.data | toUnescapedJSON }}{{ end }}`, `{"password":"hunter2<>","port":5432,"username":"app"}`},
+		{`{{ scratch.Set "a" 1 }}{{ scratch.SetX "a" 2 }}{{ scratch.Get "a" }}{{ scratch.MapSet "m" "z" 1 }}{{ scratch.MapSet "m" "y" 2 }}{{ scratch.MapValues "m" }}{{ scratch.Key "b" }}`, "1[2 1]false"},
+		{`{{ add 1 2 }} {{ 10 | subtract 3 }} {{ multiply 2 2.5 }} {{ 7 | divide 2 }} {{ 7 | modulo 4 }} {{ minimum 3 2 }} {{ maximum 3 2.5 }}`, "3 7 5 3 3 2 3"},
+		{`{{ if in (split "," "a,b") "b" }}y{{ end }}{{ if "abc" | contains "b" }}y{{ end }}{{ $l := sprig_list "a" "b" }}{{ containsAll (sprig_list "a") $l }}{{ containsAny (sprig_list "z") $l }}{{ containsNone (sprig_list "z") $l }}{{ containsNotAll (sprig_list "a" "z") $l }}`, "yytruefalsetruetrue"},
+		{`{{ with explodeMap (sprig_dict "a/b" "1" "a/c" "2") }}{{ .a.b }}{{ .a.c }}{{ end }}`, "12"},
+		{`{{ with mergeMap (sprig_dict "a" "1") (sprig_dict "a" "2" "b" "3") }}{{ .a }}{{ .b }}{{ end }}{{ with mergeMapWithOverride (sprig_dict "a" "1") (sprig_dict "a" "2") }}{{ .a }}{{ end }}`, "132"},
+		{`{{ range loop 3 }}{{ . }}{{ end }}{{ range loop 5 7 }}{{ . }}{{ end }}`, "01256"},
+		{`{{ "abc" | md5sum }} {{ hmacSHA256Hex "m" "k" }}`, "900150983cd24fb0d6963f7d28e17f72 " + hmacHex("m", "k")},
+		{`{{ parseFloat "1.5" }} {{ parseUint "7" }} {{ "hello world" | toTitle }}`, "1.5 7 Hello World"},
+		{`{{ with splitToMap "," ":" "a:1,b:2,c" }}{{ .a }}{{ .b }}{{ len . }}{{ end }}`, "122"},
+		{`{{ mustEnv "APP_ENV" }}`, "prod"},
+		{`{{ define "x" }}[{{ . }}]{{ end }}{{ executeTemplate "x" "v" }}{{ executeTemplate "x" }}`, "[v][<no value>]"},
+		{`{{ file "` + f + `" }}{{ file "" }}`, "CA\n"},
+		{`{{ "a-b" | sprig_snakecase }} {{ sprig_upper "x" }} {{ sprig_semver "1.2.3" | toJSON | len }}`, "a_b X 7"},
+	} {
+		got, err := execTemplate(t, c.text, env)
+		if err != nil {
+			t.Errorf("%s: %v", c.text, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", c.text, got, c.want)
+		}
+	}
+}
+
+func hmacHex(m, k string) string {
+	h := hmac.New(sha256.New, []byte(k))
+	h.Write([]byte(m))
+	return hex.EncodeToString(h.Sum(nil))
 }
