@@ -197,7 +197,7 @@ func TestKVChangedThenDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range lp.WaitEvent(evFailed, 2, 60*time.Second, nil) {
-		if r.Name != kv+"/app" || !strings.Contains(r.Error, kv+"/app") {
+		if r.Name != kv+"/app" || r.Path != kv+"/app" {
 			t.Errorf("the refresh failure does not name the path: %+v", r)
 		}
 	}
