@@ -219,7 +219,7 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		p.specs = append(p.specs, lease.Spec{ID: id, Path: refs[id].Path, Params: refs[id].Params, Outputs: fed[id]})
+		p.specs = append(p.specs, lease.Spec{ID: id, Path: refs[id].Path, Params: refs[id].Params, List: refs[id].List, Outputs: fed[id]})
 	}
 	return p, nil
 }

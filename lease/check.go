@@ -34,6 +34,9 @@ func (m *Manager) Check(ctx context.Context) error {
 		if e.spec.Params != nil {
 			need = []string{"update", "create"}
 		}
+		if e.spec.List {
+			need = []string{"list"}
+		}
 		var caps []string
 		err := m.retry(ctx, sctx, "check", e.spec.Path, func(c context.Context) error {
 			if err := m.resolve(c, e); err != nil {

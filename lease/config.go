@@ -16,6 +16,10 @@ type Spec struct {
 	ID     string            // unique key; snapshot entries are keyed by it
 	Path   string            // as written: "database/creds/app", "secret/app" (KV CLI form), "pki/issue/web"
 	Params map[string]string // non-nil: a write (PUT) with these parameters (pki issue, sts, token create)
+	// List makes it a LIST of Path (a template's `secrets`): the secret's
+	// data is {"keys": [...]}, no lease, re-read like KV. A KV v2 path gets
+	// metadata/ as consul-template inserts it; nothing there is no keys.
+	List bool
 	// Outputs names what the user calls the secret: the outputs it feeds
 	// (-s db=..., templates), for log lines and events. nil: none given.
 	Outputs []string

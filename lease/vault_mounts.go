@@ -27,7 +27,11 @@ func (m *Manager) resolve(ctx context.Context, e *entry) error {
 	if info.kv == 2 {
 		rest := strings.TrimPrefix(e.path+"/", info.path)
 		rest = strings.TrimSuffix(rest, "/")
-		if !strings.HasPrefix(rest, "data/") {
+		if e.spec.List {
+			if rest != "metadata" && !strings.HasPrefix(rest, "metadata/") {
+				e.path = strings.TrimSuffix(strings.TrimSuffix(info.path, "/")+"/metadata/"+rest, "/")
+			}
+		} else if !strings.HasPrefix(rest, "data/") {
 			e.path = strings.TrimSuffix(info.path, "/") + "/data/" + rest
 		}
 	}

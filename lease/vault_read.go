@@ -83,7 +83,7 @@ type issued struct {
 
 // fetch reads or writes the entry's path once with the current token.
 func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
-	if !e.resolved && e.spec.Params == nil && isCredsPath(e.spec.Path) {
+	if !e.resolved && e.spec.Params == nil && !e.spec.List && isCredsPath(e.spec.Path) {
 		is, err := m.fetchDirect(ctx, e)
 		if is != nil || err != nil {
 			return is, err
@@ -103,6 +103,11 @@ func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
 			body[k] = v
 		}
 		sec, err = m.client.Logical().WriteWithContext(ctx, e.path, body)
+	} else if e.spec.List {
+		sec, err = m.client.Logical().ListWithContext(ctx, e.path)
+		if err == nil && (sec == nil || sec.Data["keys"] == nil) {
+			sec = &api.Secret{Data: map[string]any{"keys": []any{}}} // Vault's 404 for an empty folder
+		}
 	} else {
 		sec, err = m.client.Logical().ReadWithContext(ctx, e.path)
 	}
@@ -177,7 +182,7 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 		raw := sec.Data
 		s.Raw = Data{raw}
 		inner := raw
-		if e.kv == 2 || (e.kv == 0 && isKV2(raw)) {
+		if !e.spec.List && (e.kv == 2 || (e.kv == 0 && isKV2(raw))) {
 			inner, _ = raw["data"].(map[string]any)
 			if inner == nil {
 				return nil, ErrNotFound // deleted or destroyed version
@@ -199,7 +204,7 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 		if c, ok := inner["certificate"].(string); ok {
 			out.notAfter = certNotAfter(c)
 		}
-		if sec.LeaseID == "" && e.kv == 0 {
+		if sec.LeaseID == "" && e.kv == 0 && !e.spec.List {
 			out.rotation = staticRotation(inner, now)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -562,4 +563,51 @@ func TestNoRevoke(t *testing.T) {
 		t.Fatalf("credential revoked despite NoRevoke: %v", err)
 	}
 	s.Client.Auth().Token().RevokeTree(child)
+}
+
+// A List spec lists keys: KV v2 in CLI form gets metadata/, the explicit
+// form is kept, KV v1 lists as written, an empty folder is no keys, and
+// Response carries the request id for templates.
+func TestListSpecs(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	ctx := context.Background()
+	v1 := s.KV(t, 1)
+	s.Write(t, v1+"/workers/b", map[string]any{"k": "b"})
+	s.Write(t, v1+"/workers/a/x", map[string]any{"k": "a"})
+	v2 := s.KV(t, 2)
+	for _, k := range []string{"workers/one", "workers/two", "workers/sub/three"} {
+		if _, err := s.Client.KVv2(v2).Put(ctx, k, map[string]any{"k": k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: []Spec{
+		{ID: "v1", Path: v1 + "/workers/", List: true},
+		{ID: "v2", Path: v2 + "/workers", List: true},
+		{ID: "v2md", Path: v2 + "/metadata/workers/", List: true},
+		{ID: "none", Path: v2 + "/nothing", List: true},
+	}})
+	snap, err := h.m.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func(id string) string {
+		var out []string
+		for _, k := range snap.Secrets[id].Raw.Map()["keys"].([]any) {
+			out = append(out, k.(string))
+		}
+		slices.Sort(out)
+		return strings.Join(out, ",")
+	}
+	for id, want := range map[string]string{"v1": "a/,b", "v2": "one,sub/,two", "v2md": "one,sub/,two", "none": ""} {
+		if got := keys(id); got != want {
+			t.Errorf("%s: keys %q, want %q", id, got, want)
+		}
+	}
+	if snap.Secrets["v2"].Fingerprint != "" || !snap.Secrets["v2"].ExpiresAt.IsZero() {
+		t.Error("a list has a lease")
+	}
+	if id, _ := snap.Secrets["v2"].Response.Map()["request_id"].(string); id == "" {
+		t.Error("Response has no request_id")
+	}
 }

@@ -47,7 +47,7 @@ func TestReadmeFunctionLists(t *testing.T) {
 			have = append(have, k)
 		}
 	}
-	have = append(have, "secret", "pkiCert", "sprig_")
+	have = append(have, "secret", "secrets", "pkiCert", "sprig_")
 	slices.Sort(have)
 	slices.Sort(refused)
 	readme := readmeList(t, "functions")

@@ -37,12 +37,17 @@ type Template struct {
 type Ref struct {
 	Path   string
 	Params map[string]string
+	// List is a `secrets PATH` call: a LIST of Path (Params nil).
+	List bool
 }
 
 // ID returns the key under which main must pass this secret to Update (and
 // use as lease Spec.ID): the path for a read, "path?k=v&..." with sorted,
-// query-escaped parameters for a write.
+// query-escaped parameters for a write, "list:path" for a list.
 func (r Ref) ID() string {
+	if r.List {
+		return "list:" + r.Path
+	}
 	if r.Params == nil {
 		return r.Path
 	}
@@ -66,7 +71,7 @@ func pemField(v any) string {
 
 // fetchFuncs are the template functions whose literal arguments name what
 // leash fetches before the first render.
-var fetchFuncs = []string{"secret", "pkiCert"}
+var fetchFuncs = []string{"secret", "pkiCert", "secrets"}
 
 // TemplateOptions are the settings of one template.
 type TemplateOptions struct {
@@ -113,6 +118,9 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 	}
 	funcs["pkiCert"] = func(string, ...string) (*tmplPKI, error) {
 		return nil, errors.New("pkiCert: template rendered outside Update")
+	}
+	funcs["secrets"] = func(string) ([]string, error) {
+		return nil, errors.New("secrets: template rendered outside Update")
 	}
 	missingKey := "missingkey=error"
 	if o.MissingKeyNoValue {
@@ -162,7 +170,7 @@ func (t *Template) Name() string { return t.name }
 func (t *Template) Refs() []Ref {
 	out := make([]Ref, len(t.refs))
 	for i, r := range t.refs {
-		out[i] = Ref{Path: r.Path, Params: cloneParams(r.Params)}
+		out[i] = Ref{Path: r.Path, Params: cloneParams(r.Params), List: r.List}
 	}
 	return out
 }
@@ -291,6 +299,13 @@ func parseSecretArgs(fn, path string, params []string) (Ref, error) {
 		return Ref{}, fmt.Errorf("`%s` path is empty", fn)
 	}
 	r := Ref{Path: path}
+	if fn == "secrets" {
+		if len(params) > 0 {
+			return Ref{}, errors.New("`secrets` takes one path")
+		}
+		r.List = true
+		return r, nil
+	}
 	for _, p := range params {
 		if p == "" {
 			continue
@@ -366,6 +381,17 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 			}
 			used = append(used, Values{m: map[string]any{"file": string(b)}})
 			return string(b), nil
+		},
+		// consul-template's `secrets`: the keys under PATH, sorted; a
+		// folder ends in "/".
+		"secrets": func(path string) ([]string, error) {
+			s, err := lookup("secrets", path, nil)
+			if err != nil {
+				return nil, err
+			}
+			keys := stringsOf(s.Raw.m["keys"])
+			sort.Strings(keys)
+			return keys, nil
 		},
 		"secret": func(path string, params ...string) (*tmplSecret, error) {
 			s, err := lookup("secret", path, params)

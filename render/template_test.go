@@ -509,3 +509,34 @@ func hmacHex(m, k string) string {
 	h.Write([]byte(m))
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// `secrets` is a LIST: its own Ref ("list:" ID) and the keys, sorted.
+func TestTemplateSecretsList(t *testing.T) {
+	text := `{{ range secrets "secret/metadata/workers/" }}{{ . }};{{ end }}{{ range secrets "secret/metadata/workers" }}{{ with secret (printf "secret/data/workers/%s" .) }}{{ end }}{{ end }}`
+	if _, err := ParseTemplate("test.tmpl", text, nil); err == nil || !strings.Contains(err.Error(), "must be literal") {
+		t.Fatalf("computed path: err = %v, want the literal-path error", err)
+	}
+	text = `{{ range secrets "secret/metadata/workers/" }}{{ . }};{{ end }}{{ secrets "secret/metadata/empty" | len }}`
+	tmpl, err := ParseTemplate("test.tmpl", text, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Ref{{Path: "secret/metadata/workers", List: true}, {Path: "secret/metadata/empty", List: true}}
+	if got := tmpl.Refs(); !reflect.DeepEqual(got, want) || got[0].ID() != "list:secret/metadata/workers" {
+		t.Fatalf("refs = %#v", got)
+	}
+	secrets := map[string]Secret{
+		"list:secret/metadata/workers": {Raw: NewValues(map[string]any{"keys": []any{"b", "a/", "c"}})},
+		"list:secret/metadata/empty":   {Raw: NewValues(map[string]any{"keys": []any{}})},
+	}
+	var w buffer
+	if err := tmpl.render(&w, secrets); err != nil {
+		t.Fatal(err)
+	}
+	if string(w.b) != "a/;b;c;0" {
+		t.Fatalf("got %q", w.b)
+	}
+	if _, err := ParseTemplate("test.tmpl", `{{ secrets "a" "b" }}`, nil); err == nil {
+		t.Fatal("secrets with two arguments parsed")
+	}
+}
