@@ -110,6 +110,8 @@ type Options struct {
 	Mlock           bool          `name:"mlock" env:"LEASH_MLOCK" help:"Lock leash's memory so secrets are never swapped out (needs RLIMIT_MEMLOCK or CAP_IPC_LOCK)."`
 	AuditFile       string        `name:"audit-file" env:"LEASH_AUDIT_FILE" placeholder:"FILE" help:"Append audit events (JSON lines, mode 0600, no secrets, hash-chained) to FILE."`
 	AuditKeyFile    string        `name:"audit-key-file" env:"LEASH_AUDIT_KEY_FILE" placeholder:"FILE" help:"Chain the audit records with HMAC-SHA256 under the key in FILE (mode 0600, at least 32 bytes; read once at start)."`
+	AuditSyslog     bool          `name:"audit-syslog" env:"LEASH_AUDIT_SYSLOG" help:"Send the audit records to the system log too (RFC 5424, authpriv; /dev/log unless --audit-syslog-addr)."`
+	AuditSyslogAddr string        `name:"audit-syslog-addr" env:"LEASH_AUDIT_SYSLOG_ADDR" placeholder:"ADDR" help:"The system log for the audit records: a Unix datagram socket path or udp://HOST:PORT (implies --audit-syslog)."`
 	ControlSocket   string        `name:"control-socket" env:"LEASH_CONTROL_SOCKET" placeholder:"PATH" help:"Accept leash rotate on a Unix socket at PATH, in a 0700 directory of leash's user (created if missing); only leash's uid and root may use it. Off by default."`
 	DrillEvery      time.Duration `name:"drill-every" default:"0s" help:"Run a rotation drill about every DUR (jittered by 25%): hand over, revoke the old credential at once, check the child survives. 0: never."`
 	StatusAddr      string        `name:"status-addr" env:"LEASH_STATUS_ADDR" placeholder:"ADDR" help:"Serve /healthz, /v1/leases and /metrics on a Unix socket path or loopback host:port."`

@@ -95,8 +95,8 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	if o.DrillEvery < 0 {
 		return nil, &usageError{fmt.Errorf("--drill-every %s: must not be negative", o.DrillEvery)}
 	}
-	if o.AuditKeyFile != "" && o.AuditFile == "" {
-		return nil, &usageError{errors.New("--audit-key-file needs --audit-file")}
+	if o.AuditKeyFile != "" && o.AuditFile == "" && !o.auditSyslog() {
+		return nil, &usageError{errors.New("--audit-key-file needs --audit-file or --audit-syslog")}
 	}
 	if o.Delivery != "dir" && o.Dir != "" {
 		return nil, &usageError{errors.New("--dir needs --delivery dir")}
@@ -112,6 +112,9 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	}
 	return s, nil
 }
+
+// auditSyslog reports whether the audit records go to the system log.
+func (o *Options) auditSyslog() bool { return o.AuditSyslog || o.AuditSyslogAddr != "" }
 
 // checkAuth names the flags an auth method lacks; lease.AuthConfig.Missing
 // decides what a method needs.
@@ -268,7 +271,14 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if err != nil {
 		return &configError{err}
 	}
-	rec, err := status.New(status.Config{Logger: log.Named("audit"), AuditFile: auditFile, AuditKey: auditKey, Version: version})
+	var syslog *status.Syslog
+	if c.auditSyslog() {
+		if syslog, err = status.DialSyslog(c.AuditSyslogAddr); err != nil {
+			auditFile.Close()
+			return &configError{err}
+		}
+	}
+	rec, err := status.New(status.Config{Logger: log.Named("audit"), AuditFile: auditFile, AuditKey: auditKey, Syslog: syslog, Version: version})
 	if err != nil {
 		return err
 	}

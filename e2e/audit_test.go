@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -254,5 +256,58 @@ func TestAuditFileRefusesFIFOAndDevice(t *testing.T) {
 				t.Errorf("stderr does not say %q:\n%s", want, lp.Log.String())
 			}
 		})
+	}
+}
+
+// TestAuditSyslog: with --audit-syslog-addr a run's audit records reach
+// the system log as RFC 5424 messages whose MSG is each record's exact line
+// in --audit-file, so the system log's copy verifies on its own; no secret
+// byte is in it. The system log is a Unix datagram socket of the test's:
+// journald and rsyslog do not run in this sandbox.
+func TestAuditSyslog(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	dir := t.TempDir()
+	logSock := filepath.Join(dir, "log")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: logSock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var msgs [][]byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := l.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs = append(msgs, bytes.Clone(buf[:n]))
+		}
+	}()
+	file := filepath.Join(dir, "audit.jsonl")
+	logs := auditRuns(t, srv, file, 1, "--audit-syslog-addr", logSock)
+	l.Close() // leash has exited: every message it sent is queued here
+	<-done
+	lines := readLines(t, file)
+	if len(msgs) != len(lines) {
+		t.Fatalf("%d messages in the system log, %d records in the file; log:\n%s", len(msgs), len(lines), logs[0])
+	}
+	msgRE := regexp.MustCompile(`^<(84|86)>1 \S+ \S+ leash \d+ audit - (.*)$`)
+	var copied [][]byte
+	for i, m := range msgs {
+		if bytes.Contains(m, []byte("audit-pw-Zr4")) {
+			t.Errorf("message %d holds the secret", i)
+		}
+		sub := msgRE.FindSubmatch(m)
+		if sub == nil || !bytes.Equal(sub[2], lines[i]) {
+			t.Fatalf("message %d:\n%s\nwant RFC 5424 carrying\n%s", i, m, lines[i])
+		}
+		copied = append(copied, sub[2])
+	}
+	if code, out, stderr := verifyFile(t, copied); code != 0 {
+		t.Errorf("the system log's copy does not verify: exit %d\n%s%s", code, out, stderr)
 	}
 }

@@ -102,15 +102,19 @@ func chainName(key []byte) string {
 
 // sink is where audit records go: the file, the system log.
 type sink interface {
-	// write takes one encoded record (without a newline).
-	write(line []byte) error
+	name() string // the sink label of MetricAuditDropped
+	// write takes one record and its encoding (without a newline); an
+	// error means the record did not reach the sink.
+	write(rec *Record, line []byte) error
 	close() error
 }
 
 // fileSink appends records to --audit-file.
 type fileSink struct{ f *os.File }
 
-func (s fileSink) write(line []byte) error {
+func (s fileSink) name() string { return "file" }
+
+func (s fileSink) write(_ *Record, line []byte) error {
 	if _, err := s.f.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("writing the audit file failed: %w", err)
 	}
@@ -121,7 +125,8 @@ func (s fileSink) close() error { return s.f.Close() }
 
 // audit chains records and hands them to its sinks.
 type audit struct {
-	log hclog.Logger
+	log    hclog.Logger
+	onDrop func(sink string) // counts a record a sink did not take
 
 	mu     sync.Mutex // guards the fields below and serialises writes
 	sinks  []sink     // nil once closed
@@ -132,8 +137,8 @@ type audit struct {
 	failed []bool // by sink: its last write failed (logged once until it succeeds)
 }
 
-func newAudit(cfg Config, sinks []sink) (*audit, error) {
-	a := &audit{log: cfg.Logger, sinks: sinks, failed: make([]bool, len(sinks))}
+func newAudit(cfg Config, sinks []sink, onDrop func(sink string)) (*audit, error) {
+	a := &audit{log: cfg.Logger, onDrop: onDrop, sinks: sinks, failed: make([]bool, len(sinks))}
 	if a.log == nil {
 		a.log = hclog.NewNullLogger()
 	}
@@ -184,9 +189,12 @@ func (a *audit) write(rec Record) {
 	// The stderr copy lets an operator rebuild a tail cut off the file.
 	a.log.Info("record", "record", string(b))
 	for i, s := range a.sinks {
-		err := s.write(b)
-		if err != nil && !a.failed[i] {
-			a.log.Error("an audit record was not written", "error", err)
+		err := s.write(&rec, b)
+		if err != nil {
+			a.onDrop(s.name())
+			if !a.failed[i] {
+				a.log.Error("an audit record was not written", "error", err)
+			}
 		}
 		a.failed[i] = err != nil
 	}

@@ -19,6 +19,7 @@ const (
 	MetricRotations            = "leash_rotations_total"
 	MetricChildRestarts        = "leash_child_restarts_total"
 	MetricChildReloads         = "leash_child_reloads_total"
+	MetricAuditDropped         = "leash_audit_records_dropped_total"
 	MetricVaultRequestDuration = "leash_vault_request_duration_seconds"
 )
 
@@ -83,6 +84,7 @@ func (r *Recorder) WriteMetrics(w io.Writer) {
 	counter(MetricRotations, "New credentials handed over before expiry.")
 	counter(MetricChildRestarts, "Restarts of the child to pick up new credentials.")
 	counter(MetricChildReloads, "Reload signals sent to the child.")
+	counter(MetricAuditDropped, "Audit records a sink did not take (sink=\"syslog\": its queue was full or the system log refused them; sink=\"file\": a failed write).")
 	r.latency.write(w, MetricVaultRequestDuration, "Duration of every HTTP request leash sent to Vault (logins, lookups, reads, renewals, revocations; each retry counts), from start-up on.")
 }
 

@@ -79,6 +79,9 @@ type Config struct {
 	// AuditFile receives every audit record, one JSON line each
 	// (OpenAuditFile); nil: no file. The Recorder closes it.
 	AuditFile *os.File
+	// Syslog receives every audit record too (DialSyslog); nil: none. The
+	// Recorder closes it.
+	Syslog *Syslog
 	// AuditKey makes each link of the chain an HMAC-SHA256 under it
 	// (ReadAuditKey); nil: plain SHA-256.
 	AuditKey []byte
@@ -111,10 +114,18 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.AuditFile != nil {
 		sinks = append(sinks, fileSink{cfg.AuditFile})
 	}
+	if cfg.Syslog != nil {
+		log := cfg.Logger
+		if log == nil {
+			log = hclog.NewNullLogger()
+		}
+		cfg.Syslog.start(log, func() { r.count(series(MetricAuditDropped, "sink", "syslog")) })
+		sinks = append(sinks, cfg.Syslog)
+	}
 	if len(sinks) == 0 {
 		return r, nil
 	}
-	a, err := newAudit(cfg, sinks)
+	a, err := newAudit(cfg, sinks, func(sink string) { r.count(series(MetricAuditDropped, "sink", sink)) })
 	if err != nil {
 		for _, s := range sinks {
 			s.close()
