@@ -227,7 +227,9 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		}
 		log.Info("signals ignored when leash started stay ignored for the child and are not forwarded", "signal", strings.Join(names, ","))
 	}
-	// From here on no signal is lost: they queue until the child runs.
+	// From here on signals are caught: a stop signal ends start-up, others
+	// are dropped until the child runs (there is no one to forward them
+	// to), and the supervisor queues them during a restart.
 	sigCtx, stopSignals := context.WithCancel(context.Background())
 	defer stopSignals()
 	sigs, sigsReady := signals.Notify(sigCtx)

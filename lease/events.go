@@ -19,7 +19,7 @@ const (
 	// each refresh would be noise.
 	EventUnchanged EventKind = "unchanged"
 	EventRetired   EventKind = "retired" // an old lease was revoked after the hand-over
-	EventRevoked   EventKind = "revoked" // a lease or leash's token was revoked at shutdown
+	EventRevoked   EventKind = "revoked" // a held lease was revoked at shutdown (leash's own token, and a lease revoked with it, are only logged)
 	EventFailed    EventKind = "failed"  // a Vault operation failed (it is retried)
 	EventLost      EventKind = "lost"    // a credential expired with no replacement
 )

@@ -186,7 +186,8 @@ func (a *audit) write(rec Record) {
 		return
 	}
 	a.prev = a.chain.link(b)
-	// The stderr copy lets an operator rebuild a tail cut off the file.
+	// The stderr copy lets an operator rebuild a tail cut off the file. It
+	// is an info line, so not logged at --log-level warn or above.
 	a.log.Info("record", "record", string(b))
 	for i, s := range a.sinks {
 		err := s.write(&rec, b)

@@ -73,8 +73,9 @@ type Lease struct {
 // Config configures a Recorder. The zero value records state and metrics
 // and audits nothing.
 type Config struct {
-	// Logger gets each audit record (the stderr copy that lets an operator
-	// rebuild a tail cut off the file) and sink failures; nil: none.
+	// Logger gets each audit record at info level (the stderr copy that
+	// lets an operator rebuild a tail cut off the file; a level above info
+	// turns it off) and sink failures; nil: none.
 	Logger hclog.Logger
 	// AuditFile receives every audit record, one JSON line each
 	// (OpenAuditFile); nil: no file. The Recorder closes it.
