@@ -2,6 +2,7 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 VAULT_BIN := $(CURDIR)/.cache/bin/vault
+CT_BIN    := $(CURDIR)/.cache/bin/consul-template
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 # net/http's bundled HTTP/2 client is dead weight in leash: its Vault
 # transport gets HTTP/2 from golang.org/x/net/http2 (lease/config.go), which
@@ -10,7 +11,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Tests build with the same tags (TestClientHTTP2OverTLS checks HTTP/2).
 TAGS      := nethttpomithttp2
 
-.PHONY: all build vault test test-cross lint fuzz dockerfile demo bench clean
+.PHONY: all build vault consul-template test test-cross lint fuzz dockerfile demo bench clean
 
 all: build
 
@@ -26,8 +27,19 @@ $(VAULT_BIN): tools/vault/go.mod tools/vault/go.sum
 	cd tools/vault && $(GO) build -o $@ github.com/hashicorp/vault
 	touch $@
 
-test: vault
-	LEASH_REQUIRE_VAULT=1 LEASH_VAULT_BIN=$(VAULT_BIN) $(GO) test -race -count=1 -timeout 30m -tags $(TAGS) ./...
+# consul-template v0.41.1 (MPL-2.0), pinned in tools/consul-template: the
+# template corpus (e2e/ctcompat_test.go) renders with it and with leash
+# against the same Vault, and make bench measures it. Built from the Go
+# module proxy into .cache (about a minute), never linked into leash.
+consul-template: $(CT_BIN)
+
+$(CT_BIN): tools/consul-template/go.mod tools/consul-template/go.sum
+	mkdir -p $(dir $@)
+	cd tools/consul-template && CGO_ENABLED=0 $(GO) build -o $@ github.com/hashicorp/consul-template
+	touch $@
+
+test: vault consul-template
+	LEASH_REQUIRE_VAULT=1 LEASH_VAULT_BIN=$(VAULT_BIN) LEASH_CONSUL_TEMPLATE_BIN=$(CT_BIN) $(GO) test -race -count=1 -timeout 30m -tags $(TAGS) ./...
 
 # 32-bit Linux, so it cannot regress: go vet of every package for linux/386
 # and linux/arm (armv7), then the unit tests of the packages that need no
