@@ -89,8 +89,8 @@ type Options struct {
 	// carries over stanza by stanza.
 	AllowMissingKey []string `name:"allow-missing-key" sep:"none" placeholder:"NAME" help:"Template output NAME renders a missing map key as <no value>, as consul-template does and Vault Agent with error_on_missing_key = false, instead of failing (exit 78). Repeatable."`
 
-	Delivery  string `name:"delivery" enum:"memfd,dir" default:"memfd" env:"LEASH_DELIVERY" help:"memfd: inherited read-only file descriptors 3, 4, ...; dir: a private tmpfs directory."`
-	Dir       string `name:"dir" env:"LEASH_DIR" placeholder:"DIR" help:"Parent of the private directory in dir mode (default: $XDG_RUNTIME_DIR, else /dev/shm)."`
+	Delivery  string `name:"delivery" enum:"memfd,dir" default:"${delivery_default}" env:"LEASH_DELIVERY" help:"memfd: inherited read-only file descriptors 3, 4, ...; dir: a private tmpfs directory (macOS: dir only, on disk)."`
+	Dir       string `name:"dir" env:"LEASH_DIR" placeholder:"DIR" help:"Parent of the private directory in dir mode (default: $XDG_RUNTIME_DIR, else /dev/shm; macOS: $TMPDIR)."`
 	AllowDisk bool   `name:"allow-disk" help:"Allow --dir on a disk file system (secrets then reach the disk)."`
 
 	OnRotate        string        `name:"on-rotate" enum:"restart,signal,none" default:"restart" env:"LEASH_ON_ROTATE" help:"What to do when a credential changes: restart the child, signal it to reload, or none."`
@@ -233,6 +233,7 @@ func parseModel(model any, args []string, out, errw io.Writer) (*kong.Context, e
 		kong.Writers(out, errw),
 		kong.Exit(func(code int) { exit = code }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"delivery_default": defaultDelivery}, // dir on macOS
 	)
 	if err != nil {
 		return nil, err

@@ -151,17 +151,13 @@ func peerUID(c net.Conn) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	var cred *unix.Ucred
-	var cerr error
+	uid, cerr := -1, error(nil)
 	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		uid, cerr = socketPeerUID(int(fd))
 	}); err != nil {
 		return -1, err
 	}
-	if cerr != nil {
-		return -1, cerr
-	}
-	return int(cred.Uid), nil
+	return uid, cerr
 }
 
 // serveControl answers control requests on l with handle, one connection

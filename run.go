@@ -201,7 +201,10 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if len(c.Command) == 0 {
 		return &usageError{errors.New("no command given: leash [flags] -- CMD [ARGS...]")}
 	}
-	if err := harden(); err != nil {
+	if platformNotice != "" {
+		log.Info(platformNotice)
+	}
+	if err := harden(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		log.Warn("cannot make leash non-dumpable; its memory could be read by same-user processes", "error", err)
 	}
 	if c.Mlock {
@@ -234,7 +237,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	defer stopSignals()
 	sigs, sigsReady := signals.Notify(sigCtx)
 	if os.Getpid() != 1 {
-		if err := signals.SetSubreaper(); err != nil {
+		if err := signals.SetSubreaper(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			log.Warn("cannot become a child subreaper; orphans of the child will not be reaped", "error", err)
 		}
 	}

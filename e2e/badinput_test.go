@@ -10,7 +10,6 @@ import (
 
 	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testvault"
-	"golang.org/x/sys/unix"
 )
 
 // Bad input: hostile flags and paths, and secrets of unexpected shapes.
@@ -49,9 +48,7 @@ func TestBadInputClearErrors(t *testing.T) {
 	os.Chmod(group, 0o770)
 	ownedByOther := os.Geteuid() == 0 && os.Chown(foreign, 65534, 65534) == nil
 
-	var st unix.Statfs_t
-	// Statfs_t.Type is int32 on 32-bit platforms, where RAMFS_MAGIC overflows it.
-	onDisk := unix.Statfs(tmp, &st) == nil && uint32(st.Type) != uint32(unix.TMPFS_MAGIC) && uint32(st.Type) != uint32(unix.RAMFS_MAGIC)
+	onDisk := onDiskFS(tmp)
 
 	dir := func(d string) []string { return []string{"--delivery", "dir", "--dir", d, "-s", "db=secret/app"} }
 	tests := []struct {

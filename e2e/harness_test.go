@@ -23,7 +23,6 @@ import (
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 	"github.com/rogpeppe/go-internal/testscript"
-	"golang.org/x/sys/unix"
 )
 
 // leashBin is the leash binary under test, built once by TestMain.
@@ -546,24 +545,6 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// pidGone waits until pid has exited, using a pidfd (an event, not a poll).
-func pidGone(t testing.TB, pid int, limit time.Duration) bool {
-	t.Helper()
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return errors.Is(err, unix.ESRCH)
-	}
-	defer unix.Close(fd)
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, int(limit.Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return err == nil && n == 1
-	}
 }
 
 // subtests runs subtests at the same time without taking -parallel slots

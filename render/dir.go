@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,13 +34,6 @@ type privateDir struct {
 
 var staleName = regexp.MustCompile(`^leash-[0-9]+-[0-9a-f]+$`)
 
-func defaultDir() string {
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return d
-	}
-	return "/dev/shm"
-}
-
 func openPrivateDir(opts Options, log hclog.Logger) (*privateDir, error) {
 	parentPath := opts.Dir
 	if parentPath == "" {
@@ -49,7 +43,7 @@ func openPrivateDir(opts Options, log hclog.Logger) (*privateDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery dir %s: %w", parentPath, err)
 	}
-	parent, err := openParent(parentPath, opts.AllowDisk, opts.UID, opts.GID)
+	parent, disk, err := openParent(parentPath, opts.AllowDisk, opts.UID, opts.GID)
 	if err != nil {
 		return nil, err
 	}
@@ -62,13 +56,30 @@ func openPrivateDir(opts Options, log hclog.Logger) (*privateDir, error) {
 		parent.Close()
 		return nil, err
 	}
+	if disk != "" {
+		log.Warn("secrets are delivered as files on disk; "+disk, "path", d.path)
+	}
 	return d, nil
 }
 
 // openParent opens the parent directory and refuses one that is a symlink,
-// that fails [checkPath], that is (unless allowDisk) not on tmpfs or ramfs,
-// or that the child's user (uid:gid, -1 for leash's own) could not enter.
-func openParent(path string, allowDisk bool, uid, gid int) (*os.File, error) {
+// that fails [checkPath], that is (unless allowDisk) not in memory (see
+// [checkMemoryFS]), or that the child's user (uid:gid, -1 for leash's own)
+// could not enter. disk is checkMemoryFS's warning for a parent on disk.
+func openParent(path string, allowDisk bool, uid, gid int) (_ *os.File, disk string, _ error) {
+	f, err := openParentDir(path, uid, gid)
+	if err != nil {
+		return nil, "", err
+	}
+	disk, err = checkMemoryFS("delivery dir "+path, int(f.Fd()), allowDisk, "secrets would reach disk; use a tmpfs or allow disk explicitly")
+	if err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	return f, disk, nil
+}
+
+func openParentDir(path string, uid, gid int) (*os.File, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		return nil, fmt.Errorf("delivery dir %s is a symlink; give the real path", path)
 	}
@@ -96,25 +107,7 @@ func openParent(path string, allowDisk bool, uid, gid int) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("delivery dir %s (mode %o, owner %d:%d): the child's user %d cannot enter it; use a directory it can traverse", path, st.Mode&0o7777, st.Uid, st.Gid, uid)
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &sfs); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("statfs delivery dir %s: %w", path, err)
-	}
-	if !allowDisk && !inMemory(&sfs) {
-		f.Close()
-		return nil, fmt.Errorf("delivery dir %s is not on tmpfs or ramfs (filesystem type %#x): secrets would reach disk; use a tmpfs or allow disk explicitly", path, uint32(sfs.Type))
-	}
 	return f, nil
-}
-
-// inMemory reports whether a file system is tmpfs or ramfs. Statfs_t.Type
-// is int32 on 32-bit platforms and int64 elsewhere, and the magic numbers
-// are untyped constants that do not all fit an int32 (RAMFS_MAGIC is
-// 0x858458f6): the kernel's f_type is 32 bits wide, so compare as uint32.
-func inMemory(sfs *unix.Statfs_t) bool {
-	t := uint32(sfs.Type)
-	return t == uint32(unix.TMPFS_MAGIC) || t == uint32(unix.RAMFS_MAGIC)
 }
 
 // maxSymlinks is Linux's bound on symlinks followed in one path lookup.
@@ -315,9 +308,7 @@ func (d *privateDir) remove() error {
 	return err
 }
 
-// emptyDir truncates and unlinks every entry of dir. Only regular files
-// with one link owned by owner are truncated, so a hard link planted in the
-// directory cannot make leash empty a file elsewhere.
+// emptyDir wipes (see [wipe]) and unlinks every entry of dir.
 func emptyDir(dir *os.File, owner int) error {
 	dfd := int(dir.Fd())
 	rfd, err := unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -332,18 +323,66 @@ func emptyDir(dir *os.File, owner int) error {
 	}
 	var errs []error
 	for _, n := range names {
-		if fd, err := unix.Openat(dfd, n, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
-			var st unix.Stat_t
-			if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1 && int(st.Uid) == owner {
-				unix.Ftruncate(fd, 0)
-			}
-			unix.Close(fd)
-		}
+		wipe(dfd, n, owner)
 		if err := unix.Unlinkat(dfd, n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove %s/%s: %w", dir.Name(), n, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// wipe overwrites file name in directory dfd with zeros, flushes them to
+// the device and truncates the file. On tmpfs truncating alone would do; on
+// a disk (macOS, --allow-disk) an unlinked file's bytes stay in free blocks
+// until reused, so they are zeroed first. This is best effort: a
+// copy-on-write file system or a snapshot (APFS, btrfs, Time Machine's local
+// snapshots) may keep the old blocks, which only disk encryption protects.
+// Only a regular file with one link owned by owner is touched, so a hard
+// link planted in the directory cannot make leash wipe a file elsewhere.
+// The files are 0400: when leash cannot open one for writing (it is not
+// root), it makes it 0600 first, through a descriptor it checked.
+func wipe(dfd int, name string, owner int) {
+	const flags = unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	rfd, err := unix.Openat(dfd, name, unix.O_RDONLY|flags, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(rfd)
+	var st unix.Stat_t
+	if unix.Fstat(rfd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || int(st.Uid) != owner {
+		return
+	}
+	fd, err := unix.Openat(dfd, name, unix.O_WRONLY|flags, 0)
+	if errors.Is(err, unix.EACCES) && unix.Fchmod(rfd, 0o600) == nil {
+		fd, err = unix.Openat(dfd, name, unix.O_WRONLY|flags, 0)
+	}
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var wst unix.Stat_t
+	if unix.Fstat(fd, &wst) != nil || wst.Dev != st.Dev || wst.Ino != st.Ino {
+		return // replaced between the two opens
+	}
+	zeroFile(fd, st.Size)
+	unix.Ftruncate(fd, 0)
+}
+
+// zeroFile overwrites the first size bytes of fd with zeros and waits until
+// they reach the device.
+func zeroFile(fd int, size int64) error {
+	zeros := make([]byte, min(size, 64<<10))
+	for off := int64(0); off < size; {
+		n, err := unix.Pwrite(fd, zeros[:min(int64(len(zeros)), size-off)], off)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		off += int64(n)
+	}
+	return unix.Fsync(fd)
 }
 
 // cleanStale removes leash-* directories in the parent whose flock is free:

@@ -10,7 +10,9 @@
 // # Guarantees
 //
 //   - Secret bytes go only into a memfd or a file in a private directory on
-//     tmpfs/ramfs; never into environment variables, argv, logs or errors.
+//     tmpfs/ramfs (on disk only with Options.AllowDisk, and on macOS, which
+//     has neither memfd nor tmpfs: there Dir mode under $TMPDIR is the only
+//     one); never into environment variables, argv, logs or errors.
 //     [Values] cannot be printed by fmt, encoding/json or hclog.
 //   - Rendering is deterministic. An output whose bytes did not change is not
 //     rewritten and does not count as a change.
@@ -60,8 +62,8 @@
 // pre-created file can redirect a write. The child gets
 // CREDENTIALS_DIRECTORY (systemd's convention) and NAME_FILE pointers. With
 // Options.UID set the directory is chowned to the child's user, and a parent
-// that user cannot enter is refused up front. Close truncates and removes
-// the files and the directory. Each live leash holds a flock on its
+// that user cannot enter is refused up front. Close overwrites the files
+// with zeros, truncates and removes them, and removes the directory. Each live leash holds a flock on its
 // directory; New removes leash-* directories whose lock is free, i.e. whose
 // leash died without cleaning up (the PID in the name is only informative:
 // PIDs are reused and differ across PID namespaces).

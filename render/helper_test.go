@@ -24,6 +24,10 @@ import (
 // what it does (the go-plugin helper-process pattern).
 const childEnv = "LEASH_RENDER_CHILD"
 
+// platformChildren are the helper children of platform-specific tests, by
+// childEnv value; their files fill it in init.
+var platformChildren = map[string]func(){}
+
 func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "inspect":
@@ -35,8 +39,12 @@ func TestMain(m *testing.M) {
 	case "dirholder":
 		childDirHolder()
 		return
-	case "nondumpable":
-		childNonDumpable()
+	case "diskwipe":
+		childDiskWipe()
+		return
+	}
+	if f := platformChildren[os.Getenv(childEnv)]; f != nil {
+		f()
 		return
 	}
 	code := m.Run()
@@ -70,7 +78,7 @@ func childInspect() {
 		}
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err == nil {
-			r.Mode, r.UID = st.Mode&0o7777, int(st.Uid)
+			r.Mode, r.UID = uint32(st.Mode&0o7777), int(st.Uid)
 		}
 		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err != nil {
 			r.OpenWErr = errors.Unwrap(err).Error()
@@ -110,6 +118,33 @@ func childReread() {
 	}
 }
 
+// childDiskWipe delivers one output in Dir mode into LEASH_DIR (disk
+// allowed), holds the file open across Close and prints what the held
+// descriptor still reads.
+func childDiskWipe() {
+	r, err := New(Options{Mode: Dir, Dir: os.Getenv("LEASH_DIR"), AllowDisk: true, UID: -1, GID: -1},
+		[]Output{{Name: "pw", Kind: Field, Secret: "s", Field: "password"}})
+	if err == nil {
+		_, err = r.Update(map[string]Secret{"s": {Data: NewValues(map[string]any{"password": "wipe-me"})}}, false)
+	}
+	if err != nil {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	p, _ := r.Path("pw")
+	held, err := os.Open(p)
+	if err != nil {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	if err := r.Close(); err != nil {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	b, err := io.ReadAll(held)
+	json.NewEncoder(os.Stdout).Encode(fmt.Sprintf("held %d %v", len(b), err))
+}
+
 // childDirHolder creates a Dir-mode renderer in LEASH_DIR, prints its
 // directory, and on SIGTERM closes it and exits 0 (what main does).
 func childDirHolder() {
@@ -132,32 +167,6 @@ func childDirHolder() {
 		os.Exit(3)
 	}
 	os.Exit(0)
-}
-
-// childNonDumpable renders into memfds the way main runs leash: as a
-// non-root user with PR_SET_DUMPABLE 0 (which makes /proc/self/fd
-// root-owned). It prints the bytes read back from the child's descriptor.
-func childNonDumpable() {
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		json.NewEncoder(os.Stdout).Encode(err.Error())
-		return
-	}
-	r, err := New(Options{UID: -1, GID: -1}, []Output{{Name: "pw", Kind: Field, Secret: "s", Field: "password"}})
-	if err == nil {
-		_, err = r.Update(map[string]Secret{"s": {Data: NewValues(map[string]any{"password": "nd-secret"})}}, false)
-	}
-	if err != nil {
-		json.NewEncoder(os.Stdout).Encode(err.Error())
-		return
-	}
-	b := make([]byte, 64)
-	n, err := r.Files()[0].ReadAt(b, 0)
-	if err != nil && err != io.EOF {
-		json.NewEncoder(os.Stdout).Encode(err.Error())
-		return
-	}
-	json.NewEncoder(os.Stdout).Encode(fmt.Sprintf("ok %d %s", os.Geteuid(), b[:n]))
-	r.Close()
 }
 
 var (

@@ -65,14 +65,9 @@ func openPathDir(path string, allowDisk bool) (*os.File, error) {
 		return nil, fmt.Errorf("directory of %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), dir)
-	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &sfs); err != nil {
+	if _, err := checkMemoryFS(dir, fd, allowDisk, "the secret would reach disk; mount a tmpfs there (Kubernetes: emptyDir with medium Memory) or allow disk explicitly"); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	if !allowDisk && !inMemory(&sfs) {
-		f.Close()
-		return nil, fmt.Errorf("%s is not on tmpfs or ramfs (filesystem type %#x): the secret would reach disk; mount a tmpfs there (Kubernetes: emptyDir with medium Memory) or allow disk explicitly", dir, uint32(sfs.Type))
+		return nil, err
 	}
 	return f, nil
 }

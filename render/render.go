@@ -64,17 +64,19 @@ type Output struct {
 type Mode int
 
 const (
-	// Memfd delivers each output as an inherited memfd (the default).
+	// Memfd delivers each output as an inherited memfd (the default; Linux
+	// only).
 	Memfd Mode = iota
-	// Dir delivers files into a private directory on tmpfs.
+	// Dir delivers files into a private directory on tmpfs (on macOS,
+	// which has neither memfd nor tmpfs, on disk under $TMPDIR).
 	Dir
 )
 
 // Options configures a Renderer.
 type Options struct {
 	Mode      Mode
-	Dir       string // Dir mode parent; "" means $XDG_RUNTIME_DIR, else /dev/shm
-	AllowDisk bool   // accept a Dir mode parent or an Output.Path not on tmpfs/ramfs
+	Dir       string // Dir mode parent; "" means $XDG_RUNTIME_DIR, else /dev/shm (macOS: $TMPDIR)
+	AllowDisk bool   // accept a Dir mode parent or an Output.Path not on tmpfs/ramfs (Dir mode: implied on macOS)
 	UID, GID  int    // owner of memfds/files; -1 leaves them as leash's (0 is root)
 	FirstFD   int    // child's fd number for output 0; 0 means 3
 	// Mlock maps every memfd read-only and locks its pages so secrets are
@@ -183,6 +185,9 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 	}
 	switch opts.Mode {
 	case Memfd:
+		if err := memfdAvailable(); err != nil {
+			return nil, err
+		}
 		r.files = make([]*memfd, len(outputs))
 	case Dir:
 		d, err := openPrivateDir(opts, r.log)

@@ -13,9 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Real-time signal bounds as user space sees them. The kernel's SIGRTMIN is 32,
-// but glibc reserves 32 and 33 for threads and setxid, so RTMIN means 34 in
-// kill(1), Docker (STOPSIGNAL RTMIN+3 is 37) and systemd.
+// Real-time signal bounds as user space sees them on Linux. The kernel's
+// SIGRTMIN is 32, but glibc reserves 32 and 33 for threads and setxid, so
+// RTMIN means 34 in kill(1), Docker (STOPSIGNAL RTMIN+3 is 37) and systemd.
+// macOS has no real-time signals: there Parse refuses RTMIN/RTMAX and
+// numbers above 31.
 const (
 	RTMin syscall.Signal = 34
 	RTMax syscall.Signal = 64
@@ -32,13 +34,16 @@ func Parse(name string) (syscall.Signal, error) {
 		return 0, fmt.Errorf("parse signal %q: empty name", name)
 	}
 	if n, err := strconv.Atoi(s); err == nil {
-		if n < 1 || n > int(RTMax) {
-			return 0, fmt.Errorf("parse signal %q: number out of range 1-%d", name, RTMax)
+		if n < 1 || n > int(maxSignal) {
+			return 0, fmt.Errorf("parse signal %q: number out of range 1-%d", name, maxSignal)
 		}
 		return syscall.Signal(n), nil
 	}
 	s = strings.TrimPrefix(s, "SIG")
 	if rt, ok := parseRT(s); ok {
+		if !hasRT {
+			return 0, fmt.Errorf("parse signal %q: real-time signals are not available on %s", name, platform)
+		}
 		if rt < RTMin || rt > RTMax {
 			return 0, fmt.Errorf("parse signal %q: outside RTMIN..RTMAX", name)
 		}
@@ -56,7 +61,7 @@ func Parse(name string) (syscall.Signal, error) {
 // aliases are the historical names unix.SignalNum does not know.
 var aliases = map[string]syscall.Signal{
 	"IOT":  unix.SIGIOT,
-	"POLL": unix.SIGPOLL,
+	"POLL": unix.SIGIO, // Linux's SIGPOLL is SIGIO; macOS has only SIGIO
 	"CLD":  unix.SIGCHLD,
 }
 
@@ -96,7 +101,7 @@ func Name(sig os.Signal) string {
 	if !ok {
 		return sig.String()
 	}
-	if s >= RTMin && s <= RTMax {
+	if hasRT && s >= RTMin && s <= RTMax {
 		if s == RTMin {
 			return "SIGRTMIN"
 		}
@@ -132,14 +137,14 @@ func Forwardable(sig os.Signal) bool {
 	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGPIPE:
 		return false
 	}
-	return (s >= 1 && s <= 31) || (s > RTMin && s <= RTMax)
+	return (s >= 1 && s <= 31) || (hasRT && s > RTMin && s <= RTMax)
 }
 
 // ForwardableSignals lists every signal for which Forwardable is true, in
 // ascending order.
 func ForwardableSignals() []os.Signal {
 	var out []os.Signal
-	for s := syscall.Signal(1); s <= RTMax; s++ {
+	for s := syscall.Signal(1); s <= maxSignal; s++ {
 		if Forwardable(s) {
 			out = append(out, s)
 		}
@@ -239,14 +244,4 @@ func procSigIgn() (uint64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// SetSubreaper makes leash a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned
-// descendants are re-parented to leash instead of PID 1, so a Reaper can reap
-// them and group teardown can reach them. PID 1 does not need it.
-func SetSubreaper() error {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("set child subreaper: %w", err)
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -86,6 +84,7 @@ type request struct {
 type child struct {
 	cmd  *exec.Cmd
 	pid  int
+	exit error         // macOS, where awaitExit reaps: the result, for reap (waitChild's goroutine only)
 	done chan struct{} // closed once reaped; err is then valid
 
 	err        error // nil, *ExitError, or a wait failure
@@ -498,10 +497,10 @@ func (s *Supervisor) spawn(files []*os.File, env []string) (*child, error) {
 		SysProcAttr: &syscall.SysProcAttr{
 			Setpgid:    true,
 			Foreground: fg, // implies Setpgid; Ctty 0 is the child's stdin
-			Pdeathsig:  syscall.SIGKILL,
 			Credential: s.cfg.Credential,
 		},
 	}
+	setParentDeathSignal(cmd.SysProcAttr)
 	c := &child{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)
 	go s.waitChild(c, fg, started)
@@ -518,8 +517,9 @@ func (s *Supervisor) spawn(files []*os.File, env []string) (*child, error) {
 func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 	// Pdeathsig fires when the forking thread exits (golang/go#27505). Lock
 	// this goroutine to its thread and never unlock: the thread lives until
-	// the child is reaped, and then exits with the goroutine. awaitExit
-	// relies on it too, to stop this thread on a Ctrl-Z.
+	// the child is reaped, and then exits with the goroutine. onStop
+	// relies on it too, to stop this thread on a Ctrl-Z, and
+	// reclaimTerminal to block SIGTTOU in it alone.
 	runtime.LockOSThread()
 
 	s.forkMu.Lock()
@@ -534,8 +534,9 @@ func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 		return
 	}
 
-	// Wait for the exit without reaping: the zombie keeps its pid reserved
-	// while the rest of the group is signalled.
+	// Wait for the exit, without reaping where the platform allows: the
+	// zombie keeps its pid reserved while the rest of the group is
+	// signalled.
 	if s.awaitExit(c) {
 		fg = true
 	}
@@ -552,8 +553,7 @@ func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 		}
 	}
 
-	werr := c.cmd.Wait()
-	result := exitResult(c.cmd.ProcessState, werr)
+	result := s.reap(c)
 	if fg {
 		reclaimTerminal()
 	}
@@ -568,74 +568,49 @@ func (s *Supervisor) waitChild(c *child, fg bool, started chan<- error) {
 	s.mu.Unlock()
 }
 
-// siginfo codes for SIGCHLD (<asm-generic/siginfo.h>).
-const (
-	cldStopped = 5
-)
-
-// awaitExit returns once c has exited, leaving it unreaped, and reports
-// whether it gave the child the terminal. It also does job control: when
-// the child stops (Ctrl-Z, a background read or write of the terminal,
-// SIGTSTP forwarded from leash's parent) leash stops itself too, so the
-// job-control shell that started leash sees a stopped job and takes the
-// terminal back, as dumb-init does; when leash is continued (fg, bg), it
-// hands the terminal to the child if leash has it now and continues the
-// child's group. With no such shell (leash is PID 1 or leads its session,
-// or its process group is orphaned) a stopped leash could never be
-// continued: a Ctrl-Z is undone instead, and other stops are left to
-// whoever sent them, who continues leash and so the child.
-func (s *Supervisor) awaitExit(c *child) (handed bool) {
-	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, c.pid, &info, unix.WEXITED|unix.WSTOPPED|unix.WNOWAIT, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
+// onStop does job control for c, which stopped with sig (Ctrl-Z, a
+// background read or write of the terminal, SIGTSTP forwarded from leash's
+// parent), and reports whether it handed the child the terminal. leash
+// stops itself too, so the job-control shell that started leash sees a
+// stopped job and takes the terminal back, as dumb-init does; when leash
+// is continued (fg, bg), it hands the terminal to the child if leash has
+// it now and continues the child's group. With no such shell (leash is
+// PID 1 or leads its session, or its process group is orphaned) a stopped
+// leash could never be continued: a Ctrl-Z is undone instead, and other
+// stops are left to whoever sent them, who continues leash and so the
+// child.
+func (s *Supervisor) onStop(c *child, sig syscall.Signal) (handed bool) {
+	pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	switch {
+	case (sig == unix.SIGTTIN || sig == unix.SIGTTOU) && pgrp == unix.Getpgrp():
+		// It touched the terminal before leash handed it over (just
+		// after a resume): hand it over and carry on.
+		s.log.Debug("child stopped in the background; handing it the terminal", "pid", c.pid, "signal", sigName(sig))
+	case !canStop(pgrp == c.pid):
+		if sig != unix.SIGTSTP || pgrp != c.pid {
+			s.log.Info("child stopped", "pid", c.pid, "signal", sigName(sig))
+			return false
 		}
-		if err != nil || info.Code != cldStopped {
-			return handed
-		}
-		// Consume the stop report (WNOWAIT left it), without reaping.
-		var consumed unix.Siginfo
-		for errors.Is(unix.Waitid(unix.P_PID, c.pid, &consumed, unix.WSTOPPED|unix.WNOHANG, nil), unix.EINTR) {
-		}
-		sig := syscall.Signal(siginfoStatus(&info))
-		pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP)
-		switch {
-		case (sig == unix.SIGTTIN || sig == unix.SIGTTOU) && pgrp == unix.Getpgrp():
-			// It touched the terminal before leash handed it over (just
-			// after a resume): hand it over and carry on.
-			s.log.Debug("child stopped in the background; handing it the terminal", "pid", c.pid, "signal", sigName(sig))
-		case !canStop(pgrp == c.pid):
-			if sig != unix.SIGTSTP || pgrp != c.pid {
-				s.log.Info("child stopped", "pid", c.pid, "signal", sigName(sig))
-				continue
-			}
-			s.log.Info("child stopped with no job control above leash; continuing it", "pid", c.pid, "signal", sigName(sig))
-		default:
-			// Mirror the stop to the shell, which takes the terminal back.
-			s.log.Info("child stopped; stopping leash", "pid", c.pid, "signal", sigName(sig))
-			s.mu.Lock()
-			s.contOwed = true
-			s.mu.Unlock()
-			// Stop this thread itself. kill(getpid()) lets the kernel pick
-			// any thread, and this one could run on before the stop
-			// reached it: it would SIGCONT the child while the child still
-			// had the terminal, leaving a "stopped" job in read() that
-			// steals the shell's input. A stop sent to the calling thread
-			// takes effect before tgkill returns (the thread is locked,
-			// see waitChild). SIGSTOP, not the child's own signal: leash
-			// catches those to forward them.
-			_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGSTOP)
-			// Continued: fg gave leash the terminal; bg did not.
-			s.log.Info("leash continued; continuing the child", "pid", c.pid)
-		}
-		if pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP); pgrp == unix.Getpgrp() {
-			if unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, c.pid) == nil {
-				handed = true
-			}
-		}
-		_ = unix.Kill(-c.pid, unix.SIGCONT)
+		s.log.Info("child stopped with no job control above leash; continuing it", "pid", c.pid, "signal", sigName(sig))
+	default:
+		// Mirror the stop to the shell, which takes the terminal back.
+		s.log.Info("child stopped; stopping leash", "pid", c.pid, "signal", sigName(sig))
+		s.mu.Lock()
+		s.contOwed = true
+		s.mu.Unlock()
+		// SIGSTOP, not the child's own signal: leash catches those to
+		// forward them.
+		stopSelf()
+		// Continued: fg gave leash the terminal; bg did not.
+		s.log.Info("leash continued; continuing the child", "pid", c.pid)
 	}
+	if pgrp, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP); pgrp == unix.Getpgrp() {
+		if unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, c.pid) == nil {
+			handed = true
+		}
+	}
+	_ = unix.Kill(-c.pid, unix.SIGCONT)
+	return handed
 }
 
 // canStop reports whether leash may stop itself with its child: whether its
@@ -664,26 +639,21 @@ func canStop(childHasTerminal bool) bool {
 	return err == nil && ppgrp != unix.Getpgrp()
 }
 
-// siginfoStatus returns si_status of a SIGCHLD siginfo: after si_pid and
-// si_uid in the union, which starts after signo, errno and code, aligned to
-// the pointer size.
-func siginfoStatus(info *unix.Siginfo) int32 {
-	off := 12 + 8
-	if unsafe.Sizeof(uintptr(0)) == 8 {
-		off = 16 + 8
-	}
-	b := (*[unsafe.Sizeof(unix.Siginfo{})]byte)(unsafe.Pointer(info))
-	return int32(binary.NativeEndian.Uint32(b[off:]))
-}
-
 func exitResult(ps *os.ProcessState, werr error) error {
 	if ps == nil {
 		return fmt.Errorf("wait for child: %w", werr)
 	}
 	ws, ok := ps.Sys().(syscall.WaitStatus)
-	switch {
-	case !ok:
+	if !ok {
 		return fmt.Errorf("wait for child: unexpected status %v", ps)
+	}
+	return waitResult(ws)
+}
+
+// waitResult is the child's result from its wait status: nil, or an
+// *ExitError.
+func waitResult(ws syscall.WaitStatus) error {
+	switch {
 	case ws.Signaled():
 		return &ExitError{Code: -1, Signal: ws.Signal()}
 	case ws.ExitStatus() != 0:
@@ -705,19 +675,6 @@ func statusText(err error) string {
 func isForeground() bool {
 	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
 	return err == nil && pgrp == unix.Getpgrp()
-}
-
-// reclaimTerminal makes leash's group the terminal's foreground group again,
-// so whatever runs after leash in the same session can read the terminal. A
-// background group calling TIOCSPGRP gets SIGTTOU unless it blocks it; the
-// calling thread is locked and exits soon, so blocking there is harmless.
-func reclaimTerminal() {
-	var set unix.Sigset_t
-	set.Val[(unix.SIGTTOU-1)/64] |= 1 << ((uint(unix.SIGTTOU) - 1) % 64)
-	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
-		return
-	}
-	_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
 }
 
 func sigName(sig syscall.Signal) string {

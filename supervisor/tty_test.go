@@ -1,3 +1,8 @@
+//go:build linux
+
+// Linux only: these tests watch the job-control dance through /proc and
+// waitid(WSTOPPED).
+
 package supervisor_test
 
 import (

@@ -86,7 +86,7 @@ func StartTied(cmd *exec.Cmd) (exited <-chan struct{}, err error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	tie(cmd.SysProcAttr)
 	done := make(chan struct{})
 	started := make(chan error, 1)
 	go func() {

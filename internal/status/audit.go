@@ -263,7 +263,7 @@ func openPrivate(flag, path string, flags int) (*os.File, error) {
 	switch {
 	case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
 		syscall.Close(fd)
-		return nil, fmt.Errorf("%s %s: not a regular file (%s); give the path of a regular file", flag, path, fileKind(statFileMode(st.Mode)))
+		return nil, fmt.Errorf("%s %s: not a regular file (%s); give the path of a regular file", flag, path, fileKind(statFileMode(uint32(st.Mode))))
 	case mode&0o077 != 0:
 		syscall.Close(fd)
 		return nil, fmt.Errorf("%s %s: mode %04o lets other users read or write it; chmod 600", flag, path, mode)

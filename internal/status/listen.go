@@ -192,7 +192,7 @@ func listenUnix(addr string) (net.Listener, error) {
 		unix.Unlinkat(dfd, "s", 0)
 		return nil, fmt.Errorf("--status-addr %s: bind in a private directory and rename into place: %w", addr, err)
 	}
-	return &unixListener{UnixListener: ul, path: path, dev: st.Dev, ino: st.Ino}, nil
+	return &unixListener{UnixListener: ul, path: path, dev: uint64(st.Dev), ino: st.Ino}, nil
 }
 
 // safeDir refuses a directory that a user other than its owner, root or
@@ -232,7 +232,7 @@ func (l *unixListener) Close() error {
 	err := l.UnixListener.Close()
 	l.once.Do(func() {
 		var st unix.Stat_t
-		if unix.Lstat(l.path, &st) == nil && st.Dev == l.dev && st.Ino == l.ino {
+		if unix.Lstat(l.path, &st) == nil && uint64(st.Dev) == l.dev && st.Ino == l.ino {
 			os.Remove(l.path)
 		}
 	})

@@ -178,7 +178,7 @@ func ptraceResult(pid int) string {
 			res = errnoName(err)
 		} else {
 			var ws unix.WaitStatus
-			unix.Wait4(pid, &ws, unix.WALL, nil)
+			unix.Wait4(pid, &ws, waitAll, nil)
 			unix.PtraceDetach(pid)
 			res = "ok"
 		}
@@ -276,11 +276,7 @@ func sigconfExec(argv []string) int {
 		signal.Ignore(s)
 	}
 	runtime.LockOSThread() // the mask is the thread's, and execve keeps it
-	var set unix.Sigset_t
-	for _, s := range SigconfBlocked {
-		set.Val[(s-1)/64] |= 1 << ((uint(s) - 1) % 64)
-	}
-	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+	if err := blockSignals(SigconfBlocked); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}

@@ -9,6 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// memfdAvailable reports why Memfd mode cannot be used here: never on Linux.
+func memfdAvailable() error { return nil }
+
 // memfd is one output's memory file: rw is leash's read-write descriptor
 // (memfd_create always returns O_RDWR); ro is a read-only open of the same
 // inode, the one the child inherits.

@@ -2,7 +2,9 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -11,29 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// A value that must never leave the memfd: it contains a NUL and no
-// trailing newline.
-const rawSecret = "pw-\x00-8f3K" + leakMarker
-
-func memfdOutputs(t *testing.T) []Output {
-	t.Helper()
-	tmpl, err := ParseTemplate("conf", "user={{ with secret \"database/creds/app\" }}{{ .Data.username }}{{ end }}\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []Output{
-		{Name: "pw", Kind: Field, Secret: "database/creds/app", Field: "password"},
-		{Name: "db.json", Kind: JSON, Secret: "database/creds/app"},
-		{Name: "app-env", Kind: Dotenv, Secret: "database/creds/app"},
-		{Name: "conf", Kind: TemplateKind, Template: tmpl},
-	}
-}
-
-func appSecret(password string) map[string]Secret {
-	m := map[string]any{"username": "v-app-1", "password": password}
-	return map[string]Secret{"database/creds/app": {Data: NewValues(m), Raw: NewValues(m)}}
-}
 
 func TestMemfdChildReadsExactBytes(t *testing.T) {
 	r, err := New(Options{UID: nobody, GID: nobody}, memfdOutputs(t))
@@ -380,4 +359,32 @@ func TestFilesRewindForNextChild(t *testing.T) {
 			t.Fatalf("child %d read %q", i, b[:n])
 		}
 	}
+}
+
+func init() { platformChildren["nondumpable"] = childNonDumpable }
+
+// childNonDumpable renders into memfds the way main runs leash: as a
+// non-root user with PR_SET_DUMPABLE 0 (which makes /proc/self/fd
+// root-owned). It prints the bytes read back from the child's descriptor.
+func childNonDumpable() {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	r, err := New(Options{UID: -1, GID: -1}, []Output{{Name: "pw", Kind: Field, Secret: "s", Field: "password"}})
+	if err == nil {
+		_, err = r.Update(map[string]Secret{"s": {Data: NewValues(map[string]any{"password": "nd-secret"})}}, false)
+	}
+	if err != nil {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	b := make([]byte, 64)
+	n, err := r.Files()[0].ReadAt(b, 0)
+	if err != nil && err != io.EOF {
+		json.NewEncoder(os.Stdout).Encode(err.Error())
+		return
+	}
+	json.NewEncoder(os.Stdout).Encode(fmt.Sprintf("ok %d %s", os.Geteuid(), b[:n]))
+	r.Close()
 }
