@@ -107,7 +107,7 @@ func TestConsulTemplateCorpus(t *testing.T) {
 		}
 		ctArgs = append(ctArgs, "-template", f+":"+filepath.Join(ctOut, name))
 	}
-	env := append(os.Environ(), "APP_ENV=prod")
+	env := append(os.Environ(), "APP_ENV=prod", "APP_NAME=app")
 
 	cmd := Command(t, append(leashArgs, "--", "sh", "-c", `cp "$CREDENTIALS_DIRECTORY"/* "$0"/`, leashOut)...)
 	cmd.Env = append(env, vaultEnv(srv.Addr, runToken(t, srv))...)

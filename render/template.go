@@ -26,9 +26,10 @@ import (
 // Agent functions leash supports. It is immutable and safe for concurrent
 // use.
 type Template struct {
-	name string
-	tmpl *template.Template
-	refs []Ref
+	name     string
+	tmpl     *template.Template
+	refs     []Ref
+	computed bool // a fetch call's arguments are not all literals
 }
 
 // Ref is one `secret` call in a template: a read of Path when Params is
@@ -149,7 +150,7 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 				seen[id] = true
 				t.refs = append(t.refs, r)
 			}
-		}); err != nil {
+		}, func() { t.computed = true }); err != nil {
 			return nil, err
 		}
 		// The top-level dot is nil, as in consul-template; a defined
@@ -158,7 +159,60 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 			return nil, err
 		}
 	}
+	if t.computed {
+		refs, err := t.discover()
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range refs {
+			if id := r.ID(); !seen[id] {
+				seen[id] = true
+				t.refs = append(t.refs, r)
+			}
+		}
+	}
 	return t, nil
+}
+
+// discover finds the paths of fetch calls with computed arguments
+// ({{ with secret (printf "kv/data/%s/app" (env "APP_ENV")) }}) as
+// consul-template does, by executing the template: each call records its
+// path and gets nothing back (nil, or no keys for `secrets`), so a body
+// that needs a secret's value is skipped, and an error ends the pass with
+// what was found. One pass is enough: nothing read from Vault feeds it,
+// so a path computed from a secret's value is not found here, and the
+// render names it (see render).
+func (t *Template) discover() ([]Ref, error) {
+	var refs []Ref
+	var bad error
+	record := func(fn, path string, params []string) {
+		r, err := parseSecretArgs(fn, path, params)
+		if err != nil {
+			if bad == nil {
+				bad = fmt.Errorf("template %s: a computed `%s` call: %w", t.name, fn, err)
+			}
+			return
+		}
+		refs = append(refs, r)
+	}
+	var w buffer
+	defer w.wipe()
+	var used []Values
+	_ = t.exec(&w, fetchers{
+		secret: func(path string, params ...string) (*tmplSecret, error) {
+			record("secret", path, params)
+			return nil, nil
+		},
+		pkiCert: func(path string, params ...string) (*tmplPKI, error) {
+			record("pkiCert", path, params)
+			return nil, nil
+		},
+		secrets: func(path string) ([]string, error) {
+			record("secrets", path, nil)
+			return []string{}, nil
+		},
+	}, &used)
+	return refs, bad
 }
 
 // Name returns the template's name.
@@ -186,41 +240,43 @@ func cloneParams(p map[string]string) map[string]string {
 	return c
 }
 
-// walkSecrets finds `secret` and `pkiCert` calls in the parse tree. A call
-// whose arguments are not all string literals (a variable, a pipeline, a
-// piped value) is an error: leash fetches every secret before the first
-// render, so paths must be known at parse time.
-func walkSecrets(tree *parse.Tree, n parse.Node, found func(Ref)) error {
+// walkSecrets finds `secret`, `pkiCert` and `secrets` calls with literal
+// arguments in the parse tree, and calls computed for one whose arguments
+// are not all string literals (a variable, a pipeline, a piped value):
+// [Template.discover] finds those.
+func walkSecrets(tree *parse.Tree, n parse.Node, found func(Ref), computed func()) error {
 	if n == nil || reflect.ValueOf(n).IsNil() {
 		return nil
-	}
-	nonLiteral := func(node parse.Node, fn string) error {
-		return fmt.Errorf("template: %s: `%s` arguments must be literal strings so leash can fetch them before rendering: %s",
-			location(tree, node), fn, node)
 	}
 	switch x := n.(type) {
 	case *parse.ListNode:
 		for _, c := range x.Nodes {
-			if err := walkSecrets(tree, c, found); err != nil {
+			if err := walkSecrets(tree, c, found, computed); err != nil {
 				return err
 			}
 		}
 	case *parse.ActionNode:
-		return walkSecrets(tree, x.Pipe, found)
+		return walkSecrets(tree, x.Pipe, found, computed)
 	case *parse.IfNode:
-		return walkBranch(tree, &x.BranchNode, found)
+		return walkBranch(tree, &x.BranchNode, found, computed)
 	case *parse.RangeNode:
-		return walkBranch(tree, &x.BranchNode, found)
+		return walkBranch(tree, &x.BranchNode, found, computed)
 	case *parse.WithNode:
-		return walkBranch(tree, &x.BranchNode, found)
+		return walkBranch(tree, &x.BranchNode, found, computed)
 	case *parse.TemplateNode:
-		return walkSecrets(tree, x.Pipe, found)
+		return walkSecrets(tree, x.Pipe, found, computed)
 	case *parse.PipeNode:
 		for i, cmd := range x.Cmds {
 			if len(cmd.Args) > 0 && fetchIdent(cmd.Args[0]) != "" && i > 0 {
-				return nonLiteral(x, fetchIdent(cmd.Args[0]))
+				computed() // a piped path
+				for _, a := range cmd.Args[1:] {
+					if err := walkSecrets(tree, a, found, computed); err != nil {
+						return err
+					}
+				}
+				continue
 			}
-			if err := walkSecrets(tree, cmd, found); err != nil {
+			if err := walkSecrets(tree, cmd, found, computed); err != nil {
 				return err
 			}
 		}
@@ -228,32 +284,34 @@ func walkSecrets(tree *parse.Tree, n parse.Node, found func(Ref)) error {
 		for i, a := range x.Args {
 			fn := fetchIdent(a)
 			if fn == "" {
-				if err := walkSecrets(tree, a, found); err != nil {
+				if err := walkSecrets(tree, a, found, computed); err != nil {
 					return err
 				}
 				continue
 			}
 			if i != 0 {
-				return nonLiteral(x, fn)
+				computed() // called without arguments inside another call
+				continue
 			}
 			r, err := secretRef(fn, x.Args[1:])
-			if err != nil {
-				if err == errNonLiteral {
-					return nonLiteral(x, fn)
-				}
+			switch {
+			case err == errNonLiteral:
+				computed() // the arguments are walked as the loop goes on
+			case err != nil:
 				return fmt.Errorf("template: %s: %w", location(tree, x), err)
+			default:
+				found(r)
 			}
-			found(r)
 		}
 	case *parse.ChainNode:
-		return walkSecrets(tree, x.Node, found)
+		return walkSecrets(tree, x.Node, found, computed)
 	}
 	return nil
 }
 
-func walkBranch(tree *parse.Tree, b *parse.BranchNode, found func(Ref)) error {
+func walkBranch(tree *parse.Tree, b *parse.BranchNode, found func(Ref), computed func()) error {
 	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
-		if err := walkSecrets(tree, n, found); err != nil {
+		if err := walkSecrets(tree, n, found, computed); err != nil {
 			return err
 		}
 	}
@@ -327,12 +385,15 @@ func parseSecretArgs(fn, path string, params []string) (Ref, error) {
 	return r, nil
 }
 
+// fetchers serve a template's `secret`, `pkiCert` and `secrets` calls.
+type fetchers struct {
+	secret  func(path string, params ...string) (*tmplSecret, error)
+	pkiCert func(path string, params ...string) (*tmplPKI, error)
+	secrets func(path string) ([]string, error)
+}
+
 // render executes the template into w. secrets is keyed by Ref.ID().
 func (t *Template) render(w *buffer, secrets map[string]Secret) error {
-	c, err := t.tmpl.Clone()
-	if err != nil {
-		return fmt.Errorf("template %s: %w", t.name, err)
-	}
 	var used []Values
 	lookup := func(fn, path string, params []string) (Secret, error) {
 		r, err := parseSecretArgs(fn, path, params)
@@ -341,10 +402,60 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 		}
 		s, ok := secrets[r.ID()]
 		if !ok {
+			if t.computed && !slices.ContainsFunc(t.refs, func(k Ref) bool { return k.ID() == r.ID() }) {
+				return Secret{}, fmt.Errorf("secret %q was not fetched: its path is computed from what Vault returned, and leash fetches only the paths it can compute before the child starts (from literals, env and the like)", r.ID())
+			}
 			return Secret{}, fmt.Errorf("secret %q was not fetched", r.ID())
 		}
 		used = append(used, s.Raw, s.Data, s.Response)
 		return s, nil
+	}
+	err := t.exec(w, fetchers{
+		// consul-template's `secrets`: the keys under PATH, sorted; a
+		// folder ends in "/".
+		secrets: func(path string) ([]string, error) {
+			s, err := lookup("secrets", path, nil)
+			if err != nil {
+				return nil, err
+			}
+			keys := stringsOf(s.Raw.m["keys"])
+			sort.Strings(keys)
+			return keys, nil
+		},
+		secret: func(path string, params ...string) (*tmplSecret, error) {
+			s, err := lookup("secret", path, params)
+			if err != nil {
+				return nil, err
+			}
+			return newTmplSecret(s), nil
+		},
+		pkiCert: func(path string, params ...string) (*tmplPKI, error) {
+			s, err := lookup("pkiCert", path, params)
+			if err != nil {
+				return nil, err
+			}
+			p := &tmplPKI{Cert: pemField(s.Raw.m["certificate"]), Key: pemField(s.Raw.m["private_key"]), CA: pemField(s.Raw.m["issuing_ca"])}
+			chain, _ := s.Raw.m["ca_chain"].([]any)
+			for _, c := range chain {
+				if c := pemField(c); c != "" {
+					p.CAChain = append(p.CAChain, c)
+				}
+			}
+			return p, nil
+		},
+	}, &used)
+	if err != nil {
+		return redactError(err, used)
+	}
+	return nil
+}
+
+// exec executes a clone of the template into w with f serving the fetch
+// calls; file contents read are added to used, for redaction.
+func (t *Template) exec(w *buffer, f fetchers, used *[]Values) error {
+	c, err := t.tmpl.Clone()
+	if err != nil {
+		return fmt.Errorf("template %s: %w", t.name, err)
 	}
 	var scratch Scratch
 	c.Funcs(template.FuncMap{
@@ -379,46 +490,14 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 				}
 				return "", fmt.Errorf("file %s: cannot read it", path)
 			}
-			used = append(used, Values{m: map[string]any{"file": string(b)}})
+			*used = append(*used, Values{m: map[string]any{"file": string(b)}})
 			return string(b), nil
 		},
-		// consul-template's `secrets`: the keys under PATH, sorted; a
-		// folder ends in "/".
-		"secrets": func(path string) ([]string, error) {
-			s, err := lookup("secrets", path, nil)
-			if err != nil {
-				return nil, err
-			}
-			keys := stringsOf(s.Raw.m["keys"])
-			sort.Strings(keys)
-			return keys, nil
-		},
-		"secret": func(path string, params ...string) (*tmplSecret, error) {
-			s, err := lookup("secret", path, params)
-			if err != nil {
-				return nil, err
-			}
-			return newTmplSecret(s), nil
-		},
-		"pkiCert": func(path string, params ...string) (*tmplPKI, error) {
-			s, err := lookup("pkiCert", path, params)
-			if err != nil {
-				return nil, err
-			}
-			p := &tmplPKI{Cert: pemField(s.Raw.m["certificate"]), Key: pemField(s.Raw.m["private_key"]), CA: pemField(s.Raw.m["issuing_ca"])}
-			chain, _ := s.Raw.m["ca_chain"].([]any)
-			for _, c := range chain {
-				if c := pemField(c); c != "" {
-					p.CAChain = append(p.CAChain, c)
-				}
-			}
-			return p, nil
-		},
+		"secrets": f.secrets,
+		"secret":  f.secret,
+		"pkiCert": f.pkiCert,
 	})
-	if err := c.Execute(w, nil); err != nil {
-		return redactError(err, used)
-	}
-	return nil
+	return c.Execute(w, nil)
 }
 
 // valuePrinters are text/template error phrases followed by a value

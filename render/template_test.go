@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -272,15 +273,9 @@ func TestTemplateErrors(t *testing.T) {
 		{"mustEnv", "{{ mustEnv \"LEASH_TEST_UNSET_Q\" }}", []string{"required environment variable LEASH_TEST_UNSET_Q is empty"}},
 		{"no file", "{{ file \"/nonexistent/leash\" }}", []string{"file /nonexistent/leash: no such file"}},
 		{"loop too long", "{{ range loop 100000000 }}{{ end }}", []string{"loop: more than"}},
-		{"variable path", "a\n{{ $p := \"database/creds/readonly\" }}{{ with secret $p }}{{ end }}",
-			[]string{"test.tmpl:2:", "must be literal strings", "secret $p"}},
-		{"piped path", "{{ \"database/creds/readonly\" | secret }}", []string{"test.tmpl:1:", "must be literal"}},
-		{"computed param", "{{ secret \"pki/issue/web\" (printf \"ttl=%s\" \"1h\") }}", []string{"must be literal"}},
 		{"no path", "{{ secret }}", []string{"needs a path"}},
 		{"bad param", "{{ secret \"pki/issue/web\" \"ttl\" }}", []string{`"ttl" is not k=v`}},
 		{"pkiCert without parameters", "{{ pkiCert \"pki/issue/web\" }}", []string{"test.tmpl:1:", "`pkiCert` needs parameters"}},
-		{"pkiCert variable path", "{{ $p := \"pki/issue/web\" }}{{ pkiCert $p \"common_name=x\" }}", []string{"`pkiCert` arguments must be literal"}},
-		{"pkiCert piped", "{{ \"pki/issue/web\" | pkiCert }}", []string{"`pkiCert` arguments must be literal"}},
 		{"not fetched", "{{ with secret \"database/creds/other\" }}{{ end }}", []string{`secret "database/creds/other" was not fetched`}},
 		{"bad base64", "{{ \"!!\" | base64Decode }}", []string{"base64Decode", "illegal base64"}},
 		{"bad JSON", "{{ parseJSON \"{Zq\" }}", []string{"test.tmpl:1:", "parseJSON: invalid JSON at byte 2"}},
@@ -512,11 +507,7 @@ func hmacHex(m, k string) string {
 
 // `secrets` is a LIST: its own Ref ("list:" ID) and the keys, sorted.
 func TestTemplateSecretsList(t *testing.T) {
-	text := `{{ range secrets "secret/metadata/workers/" }}{{ . }};{{ end }}{{ range secrets "secret/metadata/workers" }}{{ with secret (printf "secret/data/workers/%s" .) }}{{ end }}{{ end }}`
-	if _, err := ParseTemplate("test.tmpl", text, nil); err == nil || !strings.Contains(err.Error(), "must be literal") {
-		t.Fatalf("computed path: err = %v, want the literal-path error", err)
-	}
-	text = `{{ range secrets "secret/metadata/workers/" }}{{ . }};{{ end }}{{ secrets "secret/metadata/empty" | len }}`
+	text := `{{ range secrets "secret/metadata/workers/" }}{{ . }};{{ end }}{{ secrets "secret/metadata/empty" | len }}`
 	tmpl, err := ParseTemplate("test.tmpl", text, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -538,5 +529,65 @@ func TestTemplateSecretsList(t *testing.T) {
 	}
 	if _, err := ParseTemplate("test.tmpl", `{{ secrets "a" "b" }}`, nil); err == nil {
 		t.Fatal("secrets with two arguments parsed")
+	}
+}
+
+// Computed paths are found by executing the template, as consul-template
+// does, when they come from literals, variables and env; one computed from
+// a secret's value cannot be fetched before start, and the render says so.
+func TestTemplateComputedPaths(t *testing.T) {
+	env := func(k string) string {
+		if k == "APP_ENV" {
+			return "prod"
+		}
+		return ""
+	}
+	text := `{{ with secret (printf "secret/data/%s/config" (env "APP_ENV")) }}{{ .Data.data.k }}{{ end }}
+{{ $p := "database/creds/readonly" }}{{ with secret $p }}{{ .Data.username }}{{ end }}
+{{ range split "," "a,b" }}{{ with secret (printf "kv/%s" .) }}{{ .Data.v }}{{ end }}{{ end }}
+{{ $c := "common_name=x" }}{{ with pkiCert "pki/issue/web" $c }}{{ end }}{{ with secret "pki/issue/web" (printf "ttl=%s" "1h") "common_name=y" }}{{ end }}
+{{ range secrets (printf "secret/metadata/%s" (env "APP_ENV")) }}{{ . }}{{ end }}
+{{ with secret "kv/a" }}{{ with secret (printf "kv/%s" .Data.v) }}{{ end }}{{ end }}`
+	tmpl, err := ParseTemplate("test.tmpl", text, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range tmpl.Refs() {
+		ids = append(ids, r.ID())
+	}
+	want := []string{"kv/a", "secret/data/prod/config", "database/creds/readonly", "kv/b", "pki/issue/web?common_name=x", "pki/issue/web?common_name=y&ttl=1h", "list:secret/metadata/prod"}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("refs %q\nwant %q", ids, want)
+	}
+	secrets := map[string]Secret{
+		"secret/data/prod/config":            {Raw: NewValues(map[string]any{"data": map[string]any{"k": "K"}})},
+		"database/creds/readonly":            dbSecret(),
+		"kv/a":                               {Raw: NewValues(map[string]any{"v": "A"})},
+		"kv/b":                               {Raw: NewValues(map[string]any{"v": "B"})},
+		"pki/issue/web?common_name=x":        pkiSecret(),
+		"pki/issue/web?common_name=y&ttl=1h": pkiSecret(),
+		"list:secret/metadata/prod":          {Raw: NewValues(map[string]any{"keys": []any{"w"}})},
+	}
+	var w buffer
+	err = tmpl.render(&w, secrets)
+	if err == nil || !strings.Contains(err.Error(), `secret "kv/A" was not fetched: its path is computed from what Vault returned`) {
+		t.Fatalf("err = %v, want kv/A named as computed from a secret", err)
+	}
+	// Without the secret-fed line everything renders.
+	tmpl, err = ParseTemplate("test.tmpl", text[:strings.LastIndex(text, "\n")], env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = buffer{}
+	if err := tmpl.render(&w, secrets); err != nil {
+		t.Fatal(err)
+	}
+	if want := "K\nv-token-readonly-3Xz\nAB\n\nw"; string(w.b) != want {
+		t.Fatalf("got %q, want %q", w.b, want)
+	}
+	// A computed path that is not one.
+	if _, err := ParseTemplate("test.tmpl", `{{ secret (env "UNSET") }}`, env); err == nil || !strings.Contains(err.Error(), "path is empty") {
+		t.Fatalf("empty computed path: err = %v", err)
 	}
 }
