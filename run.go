@@ -154,13 +154,37 @@ func (o *Options) authConfig() lease.AuthConfig {
 	}
 }
 
+// restartStart is what a restart's child is allowed for starting: exec
+// takes milliseconds, the child's own start-up is unknown to leash.
+const restartStart = time.Second
+
+// switchTime is how long the child needs after a hand-over before its old
+// credential may go, and where that comes from in the flags' words: the
+// reload grace, or a restart's splay, stop and start (issue 16).
+func (o *Options) switchTime() (time.Duration, string) {
+	switch o.OnRotate {
+	case "signal":
+		return o.ReloadGrace, "--reload-grace " + o.ReloadGrace.String()
+	case "restart":
+		kill := o.KillTimeout
+		if kill == 0 {
+			kill = supervisor.DefaultKillTimeout
+		}
+		return o.Splay + kill + restartStart, fmt.Sprintf("--splay %s + --kill-timeout %s + %s to start", o.Splay, kill, restartStart)
+	}
+	return 0, ""
+}
+
 func (o *Options) leaseConfig(s *settings, log hclog.Logger) lease.Config {
+	switchTime, switchSource := o.switchTime()
 	return lease.Config{
 		Env:            s.vaultEnv,
 		Auth:           o.authConfig(),
 		Specs:          s.plan.specs,
 		RotateBefore:   s.rotateDur,
 		RotateFraction: s.rotateFrac,
+		SwitchTime:     switchTime,
+		SwitchSource:   switchSource,
 		StaticRefresh:  o.StaticRefresh,
 		StartupTimeout: o.StartupTimeout,
 		RevokeTimeout:  o.RevokeTimeout,

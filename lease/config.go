@@ -83,6 +83,16 @@ type Config struct {
 	Specs          []Spec
 	RotateBefore   time.Duration // 0: a third of the lease (at least a few seconds)
 	RotateFraction float64       // alternative to RotateBefore ("25%" -> 0.25)
+	// SwitchTime is how long the child needs after a hand-over before the
+	// old credential may go: the reload grace, or a restart's splay, stop
+	// and start. Hand-overs come at least that long, plus a second, before
+	// the old credential counts as lost, but at most three quarters of the
+	// lease into it. 0: the child needs no time (--on-rotate none).
+	SwitchTime time.Duration
+	// SwitchSource says where SwitchTime comes from, in the user's words
+	// ("--reload-grace 5s"), for the start-up warning about leases too
+	// short for it. "": "the switch time".
+	SwitchSource   string
 	StaticRefresh  time.Duration // 0: 5m
 	StartupTimeout time.Duration // 0: 30s
 	RevokeTimeout  time.Duration // 0: 10s; bounds Close, and the clean-up of a failed Start
@@ -176,6 +186,9 @@ func (c *Config) validate(env environ) error {
 	}
 	if _, err := parseRedirectAllow(c.RedirectAllow); err != nil {
 		return err
+	}
+	if c.SwitchTime < 0 {
+		return fmt.Errorf("switch time %s: must not be negative", c.SwitchTime)
 	}
 	if c.RotateFraction < 0 || c.RotateFraction >= 1 {
 		return fmt.Errorf("rotate fraction %v: want 0 <= f < 1", c.RotateFraction)

@@ -46,7 +46,7 @@ func (m *Manager) planToken(t *token, now time.Time) {
 }
 
 func (m *Manager) rotateBefore(ttl time.Duration) time.Duration {
-	return m.sched.rotateBefore(ttl, m.cfg.RotateBefore, m.cfg.RotateFraction)
+	return m.sched.rotateBefore(ttl, m.cfg.RotateBefore, m.cfg.RotateFraction, m.cfg.SwitchTime)
 }
 
 // expiry is when the entry's credential stops working: the lease, the
@@ -85,7 +85,7 @@ func (m *Manager) rotatePoint(e *entry) time.Time {
 	if exp.IsZero() {
 		return time.Time{}
 	}
-	return m.sched.rotateAt(exp, m.rotateBefore(e.ttl), e.r, e.cur.IssuedAt)
+	return m.sched.rotateAt(exp, m.rotateBefore(e.ttl), e.r, m.sched.rotateNotBefore(e.cur.IssuedAt, e.ttl, m.cfg.SwitchTime))
 }
 
 // renewing reports whether the entry is kept alive by renewal rather than
@@ -128,4 +128,34 @@ func (m *Manager) planEntry(e *entry, now time.Time) {
 	default:
 		e.next = m.rotatePoint(e)
 	}
+}
+
+// warnTooShort warns once at start-up when leases are too short to leave
+// the child its switch time before the old credential is lost and after
+// the new one is issued (issue 16).
+func (m *Manager) warnTooShort() {
+	var names []string
+	var shortest time.Duration
+	for _, e := range m.entries {
+		if exp, _ := e.expiry(); exp.IsZero() || !m.sched.tooShort(e.ttl, m.cfg.SwitchTime) {
+			continue
+		}
+		if len(e.spec.Outputs) == 0 {
+			names = append(names, e.spec.ID)
+		}
+		names = append(names, e.spec.Outputs...)
+		if shortest == 0 || e.ttl < shortest {
+			shortest = e.ttl
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	src := m.cfg.SwitchSource
+	if src == "" {
+		src = "the switch time " + m.cfg.SwitchTime.String()
+	}
+	m.log.Warn("lease too short for the child's switch time, which it needs before the old credential is lost and after the new one is issued; some hand-overs will leave the child less",
+		"outputs", names, "ttl", shortest.String(), "hand_over_before", m.rotateBefore(shortest).String(),
+		"needed", m.sched.switchFloor(shortest, m.cfg.SwitchTime).String(), "switch", src)
 }

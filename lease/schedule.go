@@ -17,6 +17,9 @@ type schedule struct {
 	// minRotateBefore is the smallest hand-over margin: enough for a fetch
 	// and a child reload even on short leases.
 	minRotateBefore time.Duration
+	// switchSlack is added to the child's switch time (Config.SwitchTime)
+	// for the fetch and the delivery before the child is told (issue 16).
+	switchSlack time.Duration
 	// retryBase and retryMax bound the backoff after runtime failures.
 	// retryMax is also how long leash may keep waiting after Vault is back.
 	retryBase, retryMax time.Duration
@@ -50,6 +53,7 @@ var defaultSchedule = schedule{
 	renewJitter:     0.15,
 	rotateJitter:    0.25,
 	minRotateBefore: 3 * time.Second,
+	switchSlack:     time.Second,
 	retryBase:       500 * time.Millisecond,
 	retryMax:        10 * time.Second,
 	retryShare:      8,
@@ -88,9 +92,9 @@ func (s schedule) batch(ttl time.Duration) time.Duration {
 
 // rotateBefore returns the hand-over margin for a lease of duration ttl:
 // the configured duration, else fraction of ttl, else a third of ttl; at
-// least minRotateBefore but never more than three quarters of the lease, so
+// least minRotateBefore and switchFloor, but never more than rotateCap, so
 // a fresh credential is not replaced at once (a loop of re-issues).
-func (s schedule) rotateBefore(ttl, configured time.Duration, fraction float64) time.Duration {
+func (s schedule) rotateBefore(ttl, configured time.Duration, fraction float64, switchTime time.Duration) time.Duration {
 	rb := configured
 	if rb <= 0 && fraction > 0 {
 		rb = time.Duration(float64(ttl) * fraction)
@@ -98,8 +102,54 @@ func (s schedule) rotateBefore(ttl, configured time.Duration, fraction float64) 
 	if rb <= 0 {
 		rb = ttl / 3
 	}
-	rb = max(rb, s.minRotateBefore)
-	return min(rb, ttl*3/4)
+	rb = max(rb, s.minRotateBefore, s.switchFloor(ttl, switchTime))
+	return min(rb, s.rotateCap(ttl, switchTime))
+}
+
+// switchFloor is the smallest margin that leaves the child switchTime to
+// move to the new credential, plus switchSlack, before the old one counts
+// as lost (lostBefore its expiry): with a 5 s reload grace the old lease
+// must not end, nor Vault drop its database role, while the child may
+// still use it (issue 16).
+func (s schedule) switchFloor(ttl, switchTime time.Duration) time.Duration {
+	if switchTime <= 0 {
+		return 0
+	}
+	return switchTime + s.switchSlack + s.lostBefore(ttl)
+}
+
+// rotateCap is the largest hand-over margin for a lease of duration ttl:
+// three quarters of it, and no more than leaves the child switchTime
+// after the issue. The rotation loop waits out one switch (the reload
+// grace) before it delivers the next credential, so a hand-over due
+// sooner would reach the child late, when less than switchTime is left of
+// the credential it replaces. A lease too short for both (tooShort) gets
+// three quarters.
+func (s schedule) rotateCap(ttl, switchTime time.Duration) time.Duration {
+	c := ttl * 3 / 4
+	if left := ttl - switchTime; switchTime > 0 && left < c && left >= s.switchFloor(ttl, switchTime) {
+		c = left
+	}
+	return c
+}
+
+// tooShort reports whether a lease of duration ttl cannot leave the child
+// switchTime both before the old credential's loss point and after the
+// new one's issue: about twice switchTime plus two seconds.
+func (s schedule) tooShort(ttl, switchTime time.Duration) bool {
+	floor := s.switchFloor(ttl, switchTime)
+	return ttl > 0 && switchTime > 0 && (floor > ttl*3/4 || floor > ttl-switchTime)
+}
+
+// rotateNotBefore is the earliest hand-over for a credential issued at
+// issued with lease duration ttl: switchTime after the issue, so that the
+// jitter never brings the next hand-over into the previous switch
+// (rotateCap), unless the lease is too short for that.
+func (s schedule) rotateNotBefore(issued time.Time, ttl, switchTime time.Duration) time.Time {
+	if switchTime <= 0 || s.tooShort(ttl, switchTime) {
+		return issued
+	}
+	return issued.Add(switchTime)
 }
 
 // rotateAt returns when to fetch the replacement for a credential expiring

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -49,22 +51,119 @@ func TestRotateBefore(t *testing.T) {
 		name     string
 		ttl, cfg time.Duration
 		fraction float64
+		switched time.Duration // the child's switch time
 		want     time.Duration
 	}{
-		{"default a third", 30 * time.Minute, 0, 0, 10 * time.Minute},
-		{"configured", time.Hour, 5 * time.Minute, 0, 5 * time.Minute},
-		{"configured wins over fraction", time.Hour, 5 * time.Minute, 0.5, 5 * time.Minute},
-		{"fraction", time.Hour, 0, 0.25, 15 * time.Minute},
-		{"at least a few seconds", 6 * time.Second, 0, 0, 3 * time.Second},
-		{"never beyond three quarters", 2 * time.Second, 0, 0, 1500 * time.Millisecond},
-		{"configured above lease is capped", time.Minute, time.Hour, 0, 45 * time.Second},
+		{"default a third", 30 * time.Minute, 0, 0, 0, 10 * time.Minute},
+		{"configured", time.Hour, 5 * time.Minute, 0, 0, 5 * time.Minute},
+		{"configured wins over fraction", time.Hour, 5 * time.Minute, 0.5, 0, 5 * time.Minute},
+		{"fraction", time.Hour, 0, 0.25, 0, 15 * time.Minute},
+		{"at least a few seconds", 6 * time.Second, 0, 0, 0, 3 * time.Second},
+		{"never beyond three quarters", 2 * time.Second, 0, 0, 0, 1500 * time.Millisecond},
+		{"configured above lease is capped", time.Minute, time.Hour, 0, 0, 45 * time.Second},
+		// Issue 16: a 15 s max_ttl and a 5 s reload grace handed over 5 s
+		// before the end, less than the grace plus the loss margin.
+		{"reload grace plus a second before the loss point", 15 * time.Second, 0, 0, 5 * time.Second, 6750 * time.Millisecond},
+		{"switch time below the default changes nothing", 30 * time.Minute, 0, 0, 5 * time.Second, 10 * time.Minute},
+		{"switch time wins over a configured margin", time.Hour, 2 * time.Second, 0, 5 * time.Second, 7 * time.Second},
+		{"switch time wins over a fraction", time.Minute, 0, 0.1, 10 * time.Second, 12 * time.Second},
+		{"restart: splay, kill timeout and start", time.Minute, 0, 0, 16 * time.Second, 20 * time.Second},
+		{"switch time capped at three quarters", 8 * time.Second, 0, 0, 10 * time.Second, 6 * time.Second},
+		{"a configured margin leaves the switch time after the issue", 20 * time.Second, 30 * time.Second, 0, 6 * time.Second, 14 * time.Second},
+		{"too short for a switch after the issue", 10 * time.Second, 0, 0, 5 * time.Second, 6500 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := defaultSchedule.rotateBefore(tt.ttl, tt.cfg, tt.fraction); got != tt.want {
-				t.Fatalf("rotateBefore(%s, %s, %v) = %s, want %s", tt.ttl, tt.cfg, tt.fraction, got, tt.want)
+			if got := defaultSchedule.rotateBefore(tt.ttl, tt.cfg, tt.fraction, tt.switched); got != tt.want {
+				t.Fatalf("rotateBefore(%s, %s, %v, %s) = %s, want %s", tt.ttl, tt.cfg, tt.fraction, tt.switched, got, tt.want)
 			}
 		})
+	}
+}
+
+// The planned hand-over leaves the child its switch time plus a second
+// before the old credential's loss point (Manager.lostAt), and comes no
+// sooner than the switch time after the issue (the previous switch is
+// over), whatever the jitter, unless the lease is too short: then the
+// floor still holds, up to three quarters of the lease. The Manager's
+// clock is fixed at t0.
+func TestHandOverLeavesSwitchTime(t *testing.T) {
+	for _, switched := range []time.Duration{0, 2 * time.Second, 5 * time.Second, 16 * time.Second} {
+		for _, ttl := range []time.Duration{4 * time.Second, 8 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, time.Hour} {
+			for _, r := range []float64{0, 0.5, 0.999} {
+				m, err := New(Config{Env: []string{}, SwitchTime: switched})
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.now = func() time.Time { return t0 }
+				e := &entry{lease: &held{owner: &token{expires: t0.Add(2 * time.Hour)}}, leaseExp: t0.Add(ttl), ttl: ttl, r: r, cur: &Secret{IssuedAt: t0}}
+				m.planEntry(e, m.now())
+				left := m.lostAt(e).Sub(e.next)
+				short := defaultSchedule.tooShort(ttl, switched)
+				switch {
+				case e.next.Before(t0):
+					t.Errorf("switch %s, ttl %s, r %v: hand-over before the issue", switched, ttl, r)
+				case !short && left < switched+time.Second:
+					t.Errorf("switch %s, ttl %s, r %v: hand-over %s before the loss point, want at least %s", switched, ttl, r, left, switched+time.Second)
+				case !short && e.next.Before(t0.Add(switched)):
+					t.Errorf("switch %s, ttl %s, r %v: hand-over %s after the issue, want at least the switch time", switched, ttl, r, e.next.Sub(t0))
+				case short && r == 0 && e.next != t0.Add(ttl-min(max(ttl/3, defaultSchedule.switchFloor(ttl, switched)), ttl*3/4)):
+					t.Errorf("switch %s, ttl %s: too short, hand-over at +%s, want the switch floor, at most three quarters in", switched, ttl, e.next.Sub(t0))
+				}
+			}
+		}
+	}
+}
+
+func TestTooShort(t *testing.T) {
+	tests := []struct {
+		ttl, switched time.Duration
+		want          bool
+	}{
+		{15 * time.Second, 5 * time.Second, false},
+		{8 * time.Second, 5 * time.Second, true}, // 5+1+0.4 > 6
+		{time.Hour, 16 * time.Second, false},
+		{15 * time.Second, 16 * time.Second, true},
+		{12 * time.Second, 5 * time.Second, false}, // 5+1+0.6 <= 12-5
+		{10 * time.Second, 5 * time.Second, true},  // 5+1+0.5 > 10-5: the next hand-over would come within the grace
+		{4 * time.Second, 0, false},                // no switch time: the old rules
+		{0, 5 * time.Second, false},                // no lease
+	}
+	for _, tt := range tests {
+		if got := defaultSchedule.tooShort(tt.ttl, tt.switched); got != tt.want {
+			t.Errorf("tooShort(%s, %s) = %v, want %v", tt.ttl, tt.switched, got, tt.want)
+		}
+	}
+}
+
+// warnTooShort names the switch time's source, the shortest lease and the
+// margin it gets instead, once for all leases.
+func TestWarnTooShort(t *testing.T) {
+	var buf strings.Builder
+	m, err := New(Config{Env: []string{}, SwitchTime: 5 * time.Second, SwitchSource: "--reload-grace 5s",
+		Logger: hclog.New(&hclog.LoggerOptions{Output: &buf})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := func(id string, ttl time.Duration) *entry {
+		return &entry{spec: Spec{ID: id, Outputs: []string{id}}, leaseExp: t0.Add(ttl), ttl: ttl, cur: &Secret{}}
+	}
+	m.entries = []*entry{lease("long", time.Hour), lease("a", 8*time.Second), lease("b", 6*time.Second), {spec: Spec{ID: "kv"}}}
+	m.warnTooShort()
+	out := buf.String()
+	if n := strings.Count(out, "lease too short"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, out)
+	}
+	for _, want := range []string{`switch="--reload-grace 5s"`, "ttl=6s", "hand_over_before=4.5s", "needed=6.3s", `outputs=["a", "b"]`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("warning lacks %s:\n%s", want, out)
+		}
+	}
+	buf.Reset()
+	m.cfg.SwitchTime = time.Second
+	m.warnTooShort()
+	if buf.Len() != 0 {
+		t.Errorf("warned with a switch time the leases allow:\n%s", buf.String())
 	}
 }
 

@@ -108,6 +108,7 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 	m.warnTokenBound()
+	m.warnTooShort()
 	return m.emit(), nil
 }
 

@@ -17,6 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// DefaultKillTimeout is Config.KillTimeout's zero value: 10s, like docker stop.
+const DefaultKillTimeout = 10 * time.Second
+
 // Config describes the child and how to stop it.
 type Config struct {
 	// Argv is the child's argv; Argv[0] is resolved with leash's PATH and the
@@ -30,7 +33,7 @@ type Config struct {
 	// the rest of its group when it exits. 0 means SIGTERM.
 	StopSignal syscall.Signal
 	// KillTimeout is how long a stopping child may take before its group gets
-	// SIGKILL. 0 means 10s, like docker stop.
+	// SIGKILL. 0 means DefaultKillTimeout.
 	KillTimeout time.Duration
 	// StopDelay postpones the first stop signal (load balancer
 	// deregistration). Restarts skip it. 0 means no delay.
@@ -118,7 +121,7 @@ func New(cfg Config) (*Supervisor, error) {
 		cfg.StopSignal = syscall.SIGTERM
 	}
 	if cfg.KillTimeout == 0 {
-		cfg.KillTimeout = 10 * time.Second
+		cfg.KillTimeout = DefaultKillTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
