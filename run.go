@@ -236,7 +236,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 			return &configError{err}
 		}
 	}
-	baseEnv, envLookup := scrubbedEnv(nil)
+	baseEnv, envLookup := scrubbedEnv(c.authConfig().CredentialVars())
 	s, err := c.settings(envLookup)
 	if err != nil {
 		return err

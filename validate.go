@@ -13,7 +13,7 @@ import (
 // settings; with --online it also logs in and asks Vault whether every path
 // is readable. Nothing is issued or started.
 func (c *ValidateCmd) run(ctx context.Context, log hclog.Logger) error {
-	_, lookup := scrubbedEnv(nil)
+	_, lookup := scrubbedEnv(c.authConfig().CredentialVars())
 	s, err := c.settings(lookup)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -103,11 +104,23 @@ func awsEnv(t *testing.T, kv ...string) []string {
 	return append(env, kv...)
 }
 
+// awsEnvValue is the last value env gives name.
+func awsEnvValue(env []string, name string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, _ := strings.Cut(kv, "="); k == name {
+			v = val
+		}
+	}
+	return v
+}
+
 // TestAWSAuthEndToEnd: --auth aws through the binary against Vault's aws
 // auth (its STS a loopback fake, see testvault.AWSAuth). The child reads
 // the secret, `validate --online` logs in too, and leash's stderr at trace
 // level, text and JSON, holds neither the secret access key nor the session
-// token; nor does it when STS rejects the signature.
+// token; nor does it when STS rejects the signature. The child's
+// environment and templates' env lack the AWS credential variables.
 func TestAWSAuthEndToEnd(t *testing.T) {
 	t.Parallel()
 	srv := testvault.Shared(t)
@@ -141,9 +154,38 @@ func TestAWSAuthEndToEnd(t *testing.T) {
 		leaks(format, stderr)
 	}
 
-	cmd := Command(t, append([]string{"validate", "--online"}, flags...)...)
+	// The child sees none of leash's AWS credentials, in its environment
+	// or through a template's env; the rest of the environment it gets.
+	tmpl := filepath.Join(t.TempDir(), "t.tmpl")
+	if err := os.WriteFile(tmpl, []byte(`{{ env "AWS_SECRET_ACCESS_KEY" }}|{{ env "AWS_SESSION_TOKEN" }}|{{ env "AWS_CONFIG_FILE" }}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := Command(t, append(slices.Clone(flags), "-t", "t="+tmpl, "--", "sh", "-c", `cat "$T_FILE"; echo; env`)...)
 	cmd.Env = append(cmd.Env, env...)
 	out, stderr := Output(t, cmd)
+	rendered, childEnv, _ := strings.Cut(string(out), "\n")
+	if want := "||" + awsEnvValue(env, "AWS_CONFIG_FILE"); rendered != want {
+		t.Errorf("template rendered %q, want %q", rendered, want)
+	}
+	for _, kv := range strings.Split(childEnv, "\n") {
+		name, _, _ := strings.Cut(kv, "=")
+		if slices.Contains([]string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}, name) {
+			t.Errorf("the child's environment has %s", name)
+		}
+	}
+	for _, s := range []string{k.ID, k.Secret, k.Session} {
+		if strings.Contains(childEnv, s) {
+			t.Errorf("an AWS credential is in the child's environment:\n%s", childEnv)
+		}
+	}
+	if !strings.Contains(childEnv, "AWS_CONFIG_FILE=") {
+		t.Errorf("the child lost AWS_CONFIG_FILE, which is no secret:\n%s", childEnv)
+	}
+	leaks("child env", stderr)
+
+	cmd = Command(t, append([]string{"validate", "--online"}, flags...)...)
+	cmd.Env = append(cmd.Env, env...)
+	out, stderr = Output(t, cmd)
 	if !strings.HasPrefix(string(out), "ok:") {
 		t.Errorf("validate --online printed %q", out)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,32 @@ const (
 	// Vault Agent and the vault CLI send.
 	awsDefaultRegion = "us-east-1"
 )
+
+// awsCredentialVars are the AWS credential chain's variables that hold
+// secret values, not paths or URIs: the static keys and session token, the
+// ECS/EKS Pod Identity authorization token, and AWS_SECURITY_TOKEN (the
+// session token's old name, which boto and SDK v1 still read). With --auth
+// aws they are leash's identity for Vault, so a child holding them could
+// log in as leash. The variables naming files or endpoints
+// (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_*_URI, the
+// profile's) stay: they are not secrets, a child of the same user could
+// read the file or ask the endpoint anyway, and a child often uses the same
+// role for its own AWS calls.
+var awsCredentialVars = []string{
+	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN",
+}
+
+// CredentialVars returns the environment variables that hold a's cloud
+// credentials (only aws has any in the environment), in addition to the
+// Vault token variables of the package's CredentialVars. Main keeps them
+// from the child and from templates' env: leash logs in with them.
+func (a AuthConfig) CredentialVars() []string {
+	if a.Method == "aws" {
+		return slices.Clone(awsCredentialVars)
+	}
+	return nil
+}
 
 // awsLoginData returns the iam login fields for Vault, signed with
 // credentials the SDK's default chain retrieves now: environment, shared

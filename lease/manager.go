@@ -115,7 +115,9 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // ScrubEnv returns which of CredentialVars are set in the environment the
-// Manager reads (Config.Env), so main keeps them from the child too.
+// Manager reads (Config.Env), and the auth method's own credential
+// variables (AuthConfig.CredentialVars, read by the cloud SDKs from the
+// process environment), so main keeps them from the child too.
 func (m *Manager) ScrubEnv() []string {
 	var out []string
 	for _, k := range CredentialVars() {
@@ -123,7 +125,7 @@ func (m *Manager) ScrubEnv() []string {
 			out = append(out, k)
 		}
 	}
-	return out
+	return append(out, m.cfg.Auth.CredentialVars()...)
 }
 
 // Updates delivers each new snapshot after Start's. Buffer 1: a slow
