@@ -56,24 +56,26 @@ type Options struct {
 	IgnoreSinks bool            `name:"ignore-sinks" help:"With a Vault Agent config: drop its auto_auth sink stanzas instead of refusing them (leash keeps its token in memory only)."`
 	Vault       []string        `name:"vault" sep:"none" placeholder:"KEY=VALUE" help:"Vault connection setting, as in Vault Agent's vault {}: address, ca_cert, ca_path, client_cert, client_key, tls_server_name, tls_skip_verify, namespace. Its VAULT_* variable, when set, wins. Repeatable."`
 
-	Auth                string `name:"auth" enum:"token,approle,kubernetes,jwt,cert,aws,gcp,azure" default:"token" env:"LEASH_AUTH" help:"Auth method: token, approle, kubernetes, jwt, cert (TLS client certificate from VAULT_CLIENT_CERT and VAULT_CLIENT_KEY), aws (IAM identity from the AWS credential chain), gcp (gce: the VM's identity token from the metadata server), azure (the VM's managed identity from IMDS)."`
-	AuthMount           string `name:"auth-mount" env:"LEASH_AUTH_MOUNT" help:"Mount path of the auth method (default: the method's name)."`
-	AuthRole            string `name:"auth-role" env:"LEASH_AUTH_ROLE" help:"Role for kubernetes and jwt logins; for cert, optionally the certificate role to match; for aws, the Vault role (default: the IAM principal's name); for gcp and azure, the Vault role (required); ignored for approle."`
-	TokenFile           string `name:"token-file" env:"LEASH_TOKEN_FILE" placeholder:"FILE" help:"File holding a Vault token (token auth; else VAULT_TOKEN, else ~/.vault-token)."`
-	RoleIDFile          string `name:"role-id-file" env:"LEASH_ROLE_ID_FILE" placeholder:"FILE" help:"File holding the AppRole role_id."`
-	SecretIDFile        string `name:"secret-id-file" env:"LEASH_SECRET_ID_FILE" placeholder:"FILE" help:"File holding the AppRole secret_id (a response-wrapping token is unwrapped)."`
-	RemoveSecretIDFile  bool   `name:"remove-secret-id-file" help:"Delete the --secret-id-file once read; the secret_id stays in memory for later logins (Vault Agent's remove_secret_id_file_after_reading)."`
-	JWTFile             string `name:"jwt-file" env:"LEASH_JWT_FILE" placeholder:"FILE" help:"JWT file for kubernetes (default: the service-account token) and jwt auth; re-read at every login."`
-	AWSRegion           string `name:"aws-region" env:"LEASH_AWS_REGION" placeholder:"REGION" help:"aws auth: STS region to sign for, matching Vault's sts_endpoint and sts_region (default: us-east-1 at the global sts.amazonaws.com)."`
-	AWSServerID         string `name:"aws-iam-server-id" env:"LEASH_AWS_IAM_SERVER_ID" placeholder:"VALUE" help:"aws auth: X-Vault-AWS-IAM-Server-ID header value, when Vault's iam_server_id_header_value is set."`
-	GCPServiceAccount   string `name:"gcp-service-account" env:"LEASH_GCP_SERVICE_ACCOUNT" placeholder:"EMAIL" help:"gcp auth: the instance's service account whose identity token leash presents (default: the default one)."`
-	AzureResource       string `name:"azure-resource" env:"LEASH_AZURE_RESOURCE" placeholder:"URI" help:"azure auth: audience of the managed-identity token, Vault's resource (default: https://management.azure.com/)."`
-	AzureClientID       string `name:"azure-client-id" env:"LEASH_AZURE_CLIENT_ID" placeholder:"ID" help:"azure auth: client id of a user-assigned managed identity (default: the system-assigned one)."`
-	AzureSubscriptionID string `name:"azure-subscription-id" env:"LEASH_AZURE_SUBSCRIPTION_ID" placeholder:"ID" help:"azure auth: subscription id (default: from IMDS)."`
-	AzureResourceGroup  string `name:"azure-resource-group" env:"LEASH_AZURE_RESOURCE_GROUP" placeholder:"NAME" help:"azure auth: resource group (default: from IMDS)."`
-	AzureVMName         string `name:"azure-vm-name" env:"LEASH_AZURE_VM_NAME" placeholder:"NAME" help:"azure auth: VM name (default: from IMDS)."`
-	AzureVMSSName       string `name:"azure-vmss-name" env:"LEASH_AZURE_VMSS_NAME" placeholder:"NAME" help:"azure auth: scale-set name, instead of the VM name (default: from IMDS)."`
-	AzureIMDS           string `name:"azure-imds-url" env:"LEASH_AZURE_IMDS_URL" placeholder:"URL" help:"azure auth: the Instance Metadata Service (default: http://169.254.169.254)."`
+	Auth                 string `name:"auth" enum:"token,approle,kubernetes,jwt,cert,aws,gcp,azure" default:"token" env:"LEASH_AUTH" help:"Auth method: token, approle, kubernetes, jwt, cert (TLS client certificate from VAULT_CLIENT_CERT and VAULT_CLIENT_KEY), aws (IAM identity from the AWS credential chain), gcp (see --gcp-type), azure (the VM's managed identity from IMDS)."`
+	AuthMount            string `name:"auth-mount" env:"LEASH_AUTH_MOUNT" help:"Mount path of the auth method (default: the method's name)."`
+	AuthRole             string `name:"auth-role" env:"LEASH_AUTH_ROLE" help:"Role for kubernetes and jwt logins; for cert, optionally the certificate role to match; for aws, the Vault role (default: the IAM principal's name); for gcp and azure, the Vault role (required); ignored for approle."`
+	TokenFile            string `name:"token-file" env:"LEASH_TOKEN_FILE" placeholder:"FILE" help:"File holding a Vault token (token auth; else VAULT_TOKEN, else ~/.vault-token)."`
+	RoleIDFile           string `name:"role-id-file" env:"LEASH_ROLE_ID_FILE" placeholder:"FILE" help:"File holding the AppRole role_id."`
+	SecretIDFile         string `name:"secret-id-file" env:"LEASH_SECRET_ID_FILE" placeholder:"FILE" help:"File holding the AppRole secret_id (a response-wrapping token is unwrapped)."`
+	RemoveSecretIDFile   bool   `name:"remove-secret-id-file" help:"Delete the --secret-id-file once read; the secret_id stays in memory for later logins (Vault Agent's remove_secret_id_file_after_reading)."`
+	JWTFile              string `name:"jwt-file" env:"LEASH_JWT_FILE" placeholder:"FILE" help:"JWT file for kubernetes (default: the service-account token) and jwt auth; re-read at every login."`
+	AWSRegion            string `name:"aws-region" env:"LEASH_AWS_REGION" placeholder:"REGION" help:"aws auth: STS region to sign for, matching Vault's sts_endpoint and sts_region (default: us-east-1 at the global sts.amazonaws.com)."`
+	AWSServerID          string `name:"aws-iam-server-id" env:"LEASH_AWS_IAM_SERVER_ID" placeholder:"VALUE" help:"aws auth: X-Vault-AWS-IAM-Server-ID header value, when Vault's iam_server_id_header_value is set."`
+	GCPType              string `name:"gcp-type" enum:"gce,iam" default:"gce" env:"LEASH_GCP_TYPE" help:"gcp auth: gce (the VM's identity token from the metadata server) or iam (a JWT signed by the IAM Credentials API with Application Default Credentials)."`
+	GCPServiceAccount    string `name:"gcp-service-account" env:"LEASH_GCP_SERVICE_ACCOUNT" placeholder:"EMAIL" help:"gcp auth: for gce, the instance's service account whose identity token leash presents (default: the default one); for iam, the service account the JWT is signed as (default: the Application Default Credentials' own)."`
+	GCPIAMCredentialsURL string `name:"gcp-iam-credentials-url" env:"LEASH_GCP_IAM_CREDENTIALS_URL" placeholder:"URL" help:"gcp auth, iam: the IAM Credentials API (default: https://iamcredentials.googleapis.com)."`
+	AzureResource        string `name:"azure-resource" env:"LEASH_AZURE_RESOURCE" placeholder:"URI" help:"azure auth: audience of the managed-identity token, Vault's resource (default: https://management.azure.com/)."`
+	AzureClientID        string `name:"azure-client-id" env:"LEASH_AZURE_CLIENT_ID" placeholder:"ID" help:"azure auth: client id of a user-assigned managed identity (default: the system-assigned one)."`
+	AzureSubscriptionID  string `name:"azure-subscription-id" env:"LEASH_AZURE_SUBSCRIPTION_ID" placeholder:"ID" help:"azure auth: subscription id (default: from IMDS)."`
+	AzureResourceGroup   string `name:"azure-resource-group" env:"LEASH_AZURE_RESOURCE_GROUP" placeholder:"NAME" help:"azure auth: resource group (default: from IMDS)."`
+	AzureVMName          string `name:"azure-vm-name" env:"LEASH_AZURE_VM_NAME" placeholder:"NAME" help:"azure auth: VM name (default: from IMDS)."`
+	AzureVMSSName        string `name:"azure-vmss-name" env:"LEASH_AZURE_VMSS_NAME" placeholder:"NAME" help:"azure auth: scale-set name, instead of the VM name (default: from IMDS)."`
+	AzureIMDS            string `name:"azure-imds-url" env:"LEASH_AZURE_IMDS_URL" placeholder:"URL" help:"azure auth: the Instance Metadata Service (default: http://169.254.169.254)."`
 
 	Secrets   []string `name:"secret" short:"s" sep:"none" env:"LEASH_SECRET" placeholder:"NAME=PATH" help:"Output NAME from Vault PATH as JSON; NAME=PATH#FIELD for one raw field; NAME=PATH?k=v&k2=v2 to write with parameters; a NAME ending in .env renders a dotenv file. Repeatable."`
 	Templates []string `name:"template" short:"t" sep:"none" placeholder:"NAME=FILE" help:"Render the Go template FILE (Vault Agent/consul-template syntax) to output NAME. Repeatable."`

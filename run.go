@@ -148,7 +148,8 @@ func (o *Options) authConfig() lease.AuthConfig {
 		AWSRegion:          o.AWSRegion,
 		AWSServerID:        o.AWSServerID,
 		GCPServiceAccount:  o.GCPServiceAccount,
-		AzureIMDS:          o.AzureIMDS, AzureResource: o.AzureResource, AzureClientID: o.AzureClientID,
+		GCPType:            o.GCPType, GCPIAMCredentialsURL: o.GCPIAMCredentialsURL,
+		AzureIMDS: o.AzureIMDS, AzureResource: o.AzureResource, AzureClientID: o.AzureClientID,
 		AzureSubscriptionID: o.AzureSubscriptionID, AzureResourceGroup: o.AzureResourceGroup,
 		AzureVMName: o.AzureVMName, AzureVMSSName: o.AzureVMSSName,
 	}

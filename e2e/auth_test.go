@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -412,5 +413,60 @@ func TestVaultRedirectAllow(t *testing.T) {
 	got, stderr = leash(nil, "--vault-redirect-allow", otherAddr)
 	if got != exitConfig || !strings.Contains(stderr, "--vault-redirect-allow") {
 		t.Errorf("a URL for --vault-redirect-allow: exit %d, want %d naming the flag; stderr:\n%s", got, exitConfig, stderr)
+	}
+}
+
+// TestGCPIAMEndToEnd: --auth gcp --gcp-type iam through the binary to a
+// successful login at Vault's real gcp backend, Google a loopback fake
+// (testvault.GCPAuth: Google cannot be reached from the test machines).
+// The child reads the secret, `validate --online` logs in too, and leash's
+// stderr at trace level holds no private key, access token or signed JWT.
+func TestGCPIAMEndToEnd(t *testing.T) {
+	t.Parallel()
+	g := testvault.GCP(t, nil, time.Hour, time.Hour)
+	srv := g.Server
+	kv := srv.KV(t, 1)
+	const secret = "gcp-kv-secret-9Zx"
+	srv.Write(t, kv+"/app", map[string]any{"k": secret})
+	srv.Write(t, "auth/"+g.Mount+"/role/app", map[string]any{"token_policies": []string{srv.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)}})
+	env := []string{"VAULT_ADDR=" + srv.Addr, "GOOGLE_APPLICATION_CREDENTIALS=" + g.KeyFile, "CLOUDSDK_CONFIG=" + t.TempDir(),
+		"GCE_METADATA_HOST=127.0.0.1:1"}
+	flags := []string{"--log-level", "trace", "--auth", "gcp", "--gcp-type", "iam", "--auth-mount", g.Mount, "--auth-role", g.Role,
+		"--gcp-iam-credentials-url", g.URL, "-s", "k=" + kv + "/app#k"}
+	key, err := os.ReadFile(g.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kf struct {
+		PrivateKey string `json:"private_key"`
+	}
+	if err := json.Unmarshal(key, &kf); err != nil {
+		t.Fatal(err)
+	}
+	leaks := func(what, stderr string) {
+		t.Helper()
+		for _, s := range []string{strings.Split(kf.PrivateKey, "\n")[2], "ya29.fake-", "eyJhbGciOiJSUzI1NiIs"} {
+			if strings.Contains(stderr, s) {
+				t.Errorf("%s: leash's stderr holds %q (a private key, an access token or the signed JWT):\n%s", what, s, stderr)
+			}
+		}
+	}
+	cmd := Command(t, append(flags, "--", "sh", "-c", `cat "$K_FILE"`)...)
+	cmd.Env = append(cmd.Env, env...)
+	out, stderr := Output(t, cmd)
+	if string(out) != secret {
+		t.Errorf("child read %q; fake google refused: %q", out, g.Rejects())
+	}
+	leaks("run", stderr)
+
+	cmd = Command(t, append([]string{"validate", "--online"}, flags...)...)
+	cmd.Env = append(cmd.Env, env...)
+	out, stderr = Output(t, cmd)
+	if !strings.HasPrefix(string(out), "ok:") {
+		t.Errorf("validate --online printed %q", out)
+	}
+	leaks("validate", stderr)
+	if n := g.Signed.Load(); n < 2 {
+		t.Errorf("%d JWTs signed, want one per login", n)
 	}
 }

@@ -200,6 +200,9 @@ func envDesc(names ...string) string {
 type cloudError struct {
 	Source string
 	Err    error
+	// NoAnswer marks Err transient where its type does not show it (a
+	// library that formats a network error with %v, a 503).
+	NoAnswer bool
 }
 
 func (e *cloudError) Error() string { return e.Source + ": " + e.Err.Error() }
@@ -208,4 +211,4 @@ func (e *cloudError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrNoIdentity) true.
 func (e *cloudError) Is(target error) bool { return target == ErrNoIdentity }
 
-func (e *cloudError) transient() bool { return noAnswer(e.Err) }
+func (e *cloudError) transient() bool { return e.NoAnswer || noAnswer(e.Err) }

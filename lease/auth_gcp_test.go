@@ -3,9 +3,12 @@ package lease
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,4 +154,146 @@ func TestGCPLoginErrorsNameTheMetadataServer(t *testing.T) {
 			t.Fatalf("err = %v, want unreachable naming the metadata server", err)
 		}
 	})
+}
+
+// The iam type runs to a successful login against Vault's real gcp
+// backend: only Google is a loopback fake (testvault.GCPAuth, which checks
+// the token grant, leash's access token and signJwt's exact payload),
+// since Google cannot be reached from the test machines. Vault checks the
+// JWT's signature against the certificate the fake publishes for the
+// service account, and the account against the role, as it would Google's.
+
+// gcpEnv points Application Default Credentials at kv only: no gcloud
+// file, no key file, and the metadata server at nothing unless kv sets
+// GCE_METADATA_HOST.
+func gcpEnv(t *testing.T, kv ...string) {
+	t.Helper()
+	t.Setenv("CLOUDSDK_CONFIG", t.TempDir())
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(closed.URL, "http://"))
+	for _, e := range kv {
+		k, v, _ := strings.Cut(e, "=")
+		t.Setenv(k, v)
+	}
+}
+
+func gcpIAMFixture(t *testing.T, ttl, maxTTL time.Duration) (*testvault.GCPAuth, Config) {
+	g := testvault.GCP(t, nil, ttl, maxTTL)
+	s := g.Server
+	kv := s.KV(t, 1)
+	s.Write(t, kv+"/app", map[string]any{"k": "v"})
+	pol := s.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)
+	s.Write(t, "auth/"+g.Mount+"/role/app", map[string]any{"token_policies": []string{pol}})
+	return g, Config{Auth: AuthConfig{Method: "gcp", GCPType: "iam", Mount: g.Mount, Role: g.Role, GCPIAMCredentialsURL: g.URL},
+		Specs: []Spec{{ID: "app", Path: kv + "/app"}}}
+}
+
+// With a service-account key file, leash logs in, and logs in again
+// before the token's max ttl with a JWT signed anew.
+func TestGCPIAMLoginWithKeyFile(t *testing.T) {
+	g, cfg := gcpIAMFixture(t, 3*time.Second, 6*time.Second)
+	gcpEnv(t, "GOOGLE_APPLICATION_CREDENTIALS="+g.KeyFile)
+	h := newHarness(t, g.Server, nil, cfg)
+	snap, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatalf("Start: %v\nfake google refused: %q\n%s", err, g.Rejects(), h.log)
+	}
+	if got := str(t, snap.Secrets["app"], "k"); got != "v" {
+		t.Fatalf("secret = %q", got)
+	}
+	c := g.LastClaims()
+	exp := time.Unix(int64(c["exp"].(float64)), 0)
+	if c["sub"] != g.Account || c["aud"] != "vault/app" || time.Until(exp) > 15*time.Minute {
+		t.Fatalf("signJwt payload %v: want sub %s, aud vault/app, exp within 15m", c, g.Account)
+	}
+	stop := h.run()
+	h.log.wait(t, "logged in again", 1, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := g.Signed.Load(); n < 2 {
+		t.Fatalf("%d JWTs signed, want a new one for the re-login", n)
+	}
+	var key struct {
+		PrivateKey string `json:"private_key"`
+	}
+	b, _ := os.ReadFile(g.KeyFile)
+	json.Unmarshal(b, &key)
+	keyLine := strings.Split(key.PrivateKey, "\n")[2]
+	for _, leak := range []string{keyLine, "ya29.fake-", "eyJhbGciOiJSUzI1NiIs"} {
+		if strings.Contains(h.log.String(), leak) {
+			t.Fatalf("the trace log holds %q (a private key, an access token or the signed JWT)", leak)
+		}
+	}
+	if err := h.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// On Google Cloud without a key file, the access token and the service
+// account come from the metadata server.
+func TestGCPIAMLoginFromMetadataServer(t *testing.T) {
+	g, cfg := gcpIAMFixture(t, time.Hour, time.Hour)
+	gcpEnv(t, "GCE_METADATA_HOST="+g.MetadataHost())
+	h := newHarness(t, g.Server, nil, cfg)
+	if _, err := h.m.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v\nfake google refused: %q\n%s", err, g.Rejects(), h.log)
+	}
+	if g.Signed.Load() != 1 {
+		t.Fatal("no JWT signed")
+	}
+	if err := h.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each failure names the credential source or endpoint that failed; none
+// reaches Vault.
+func TestGCPIAMLoginErrorsNameTheSource(t *testing.T) {
+	g, cfg := gcpIAMFixture(t, time.Hour, time.Hour)
+	cfg.StartupTimeout = 3 * time.Second
+	start := func(t *testing.T, mod func(*Config)) error {
+		c := cfg
+		if mod != nil {
+			mod(&c)
+		}
+		h := newHarness(t, g.Server, nil, c)
+		_, err := h.m.Start(context.Background())
+		return err
+	}
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	user := writeFile(t, "user.json", `{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}`)
+	for _, c := range []struct {
+		name, env string
+		mod       func(*Config)
+		want      []string
+	}{
+		{"key file missing", "GOOGLE_APPLICATION_CREDENTIALS=" + missing, nil,
+			[]string{"gcp application default credentials (GOOGLE_APPLICATION_CREDENTIALS=" + missing + ")", "no such file"}},
+		{"user credentials name no account", "GOOGLE_APPLICATION_CREDENTIALS=" + user, nil,
+			[]string{"GOOGLE_APPLICATION_CREDENTIALS=" + user, "--gcp-service-account"}},
+		{"signJwt denied", "GOOGLE_APPLICATION_CREDENTIALS=" + g.KeyFile, func(c *Config) {
+			c.Auth.GCPServiceAccount = "other@" + testvault.GCPProject + ".iam.gserviceaccount.com"
+		}, []string{"IAM Credentials API " + g.URL + "/v1/projects/-/serviceAccounts/other@" + testvault.GCPProject + ".iam.gserviceaccount.com:signJwt", "404", "not found"}},
+		{"no metadata server", "", nil, []string{"metadata server http://", "/computeMetadata/v1/instance/service-accounts/default/token"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.env != "" {
+				gcpEnv(t, c.env)
+			} else {
+				gcpEnv(t)
+			}
+			err := start(t, c.mod)
+			if !errors.Is(err, ErrNoIdentity) {
+				t.Fatalf("err = %v, want ErrNoIdentity", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to name %q", err, w)
+				}
+			}
+		})
+	}
 }

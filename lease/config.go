@@ -61,11 +61,24 @@ type AuthConfig struct {
 	// AWSServerID (aws), when set, is sent signed as the
 	// X-Vault-AWS-IAM-Server-ID header (Vault's iam_server_id_header_value).
 	AWSServerID string
-	// GCPServiceAccount (gcp) is the service account of the instance whose
-	// identity token leash logs in with; "" means the default one. The
+	// GCPServiceAccount (gcp) is, for gce, the service account of the
+	// instance whose identity token leash logs in with ("" means the
+	// default one); for iam, the account the JWT is signed as. The
 	// metadata server is GCE_METADATA_HOST from the process environment, as
 	// for Google's libraries, else 169.254.169.254.
 	GCPServiceAccount string
+	// GCPType (gcp) is Vault's gcp login type: "gce" ("" means gce), the
+	// instance identity token from the metadata server; or "iam", a JWT
+	// for vault/ROLE that the IAM Credentials API signs as
+	// GCPServiceAccount ("" means the service account of the Application
+	// Default Credentials), called with an access token from those
+	// credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's
+	// application_default_credentials.json, else the metadata server).
+	GCPType string
+	// GCPIAMCredentialsURL (gcp iam) is the IAM Credentials API's base URL;
+	// "" means https://iamcredentials.googleapis.com (a Private Service
+	// Connect endpoint is another).
+	GCPIAMCredentialsURL string
 	// Azure (azure): AzureIMDS is the Instance Metadata Service ("" means
 	// http://169.254.169.254); AzureResource the token's audience, Vault's
 	// "resource" ("" means https://management.azure.com/); AzureClientID a
@@ -166,6 +179,9 @@ func (c *Config) validate(env environ) error {
 		}
 	default:
 		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws, gcp, azure)", c.Auth.Method)
+	}
+	if err := c.Auth.validateCloud(); err != nil {
+		return err
 	}
 	if miss := c.Auth.Missing(); len(miss) > 0 {
 		descs := make([]string, len(miss))
