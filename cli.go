@@ -64,6 +64,7 @@ type Options struct {
 	SecretIDFile         string `name:"secret-id-file" env:"LEASH_SECRET_ID_FILE" placeholder:"FILE" help:"File holding the AppRole secret_id (a response-wrapping token is unwrapped)."`
 	RemoveSecretIDFile   bool   `name:"remove-secret-id-file" help:"Delete the --secret-id-file once read; the secret_id stays in memory for later logins (Vault Agent's remove_secret_id_file_after_reading)."`
 	JWTFile              string `name:"jwt-file" env:"LEASH_JWT_FILE" placeholder:"FILE" help:"JWT file for kubernetes (default: the service-account token) and jwt auth; re-read at every login."`
+	AWSType              string `name:"aws-type" enum:"iam,ec2" default:"iam" env:"LEASH_AWS_TYPE" help:"aws auth: iam (a signed sts:GetCallerIdentity from the AWS credential chain) or ec2 (the instance identity document from IMDSv2)."`
 	AWSRegion            string `name:"aws-region" env:"LEASH_AWS_REGION" placeholder:"REGION" help:"aws auth: STS region to sign for, matching Vault's sts_endpoint and sts_region (default: us-east-1 at the global sts.amazonaws.com)."`
 	AWSServerID          string `name:"aws-iam-server-id" env:"LEASH_AWS_IAM_SERVER_ID" placeholder:"VALUE" help:"aws auth: X-Vault-AWS-IAM-Server-ID header value, when Vault's iam_server_id_header_value is set."`
 	GCPType              string `name:"gcp-type" enum:"gce,iam" default:"gce" env:"LEASH_GCP_TYPE" help:"gcp auth: gce (the VM's identity token from the metadata server) or iam (a JWT signed by the IAM Credentials API with Application Default Credentials)."`

@@ -145,6 +145,7 @@ func (o *Options) authConfig() lease.AuthConfig {
 		SecretIDFile:       o.SecretIDFile,
 		RemoveSecretIDFile: o.RemoveSecretIDFile,
 		JWTFile:            o.JWTFile,
+		AWSType:            o.AWSType,
 		AWSRegion:          o.AWSRegion,
 		AWSServerID:        o.AWSServerID,
 		GCPServiceAccount:  o.GCPServiceAccount,

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -413,6 +414,46 @@ func TestVaultRedirectAllow(t *testing.T) {
 	got, stderr = leash(nil, "--vault-redirect-allow", otherAddr)
 	if got != exitConfig || !strings.Contains(stderr, "--vault-redirect-allow") {
 		t.Errorf("a URL for --vault-redirect-allow: exit %d, want %d naming the flag; stderr:\n%s", got, exitConfig, stderr)
+	}
+}
+
+// TestAWSEC2EndToEnd: --auth aws --aws-type ec2 through the binary against
+// Vault's real aws backend (IMDSv2 and EC2 loopback fakes, see
+// testvault.AWSEC2Auth). The child reads the secret; `validate --online`
+// logs in on a fresh mount; a leash started after it there has another
+// nonce and Vault refuses it with exit 77, as the README says.
+func TestAWSEC2EndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	kv := srv.KV(t, 1)
+	const secret = "ec2-kv-secret-7Rw"
+	srv.Write(t, kv+"/app", map[string]any{"k": secret})
+	pol := srv.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)
+	leash := func(a *testvault.AWSEC2Auth, args ...string) *exec.Cmd {
+		flags := []string{"--log-level", "trace", "--auth", "aws", "--aws-type", "ec2", "--auth-mount", a.Mount, "--auth-role", a.Role, "-s", "k=" + kv + "/app#k"}
+		if args[0] == "validate" {
+			flags = append([]string{"validate", "--online"}, flags...)
+			args = nil
+		}
+		cmd := Command(t, append(flags, args...)...)
+		cmd.Env = append(append(cmd.Env, awsEnv(t, "AWS_EC2_METADATA_DISABLED=false", "AWS_EC2_METADATA_SERVICE_ENDPOINT="+a.URL)...), "VAULT_ADDR="+srv.Addr)
+		return cmd
+	}
+
+	a := srv.AWSEC2(t, []string{pol}, time.Hour, time.Hour)
+	out, _ := Output(t, leash(a, "--", "sh", "-c", `cat "$K_FILE"`))
+	if string(out) != secret {
+		t.Errorf("child read %q", out)
+	}
+
+	b := srv.AWSEC2(t, []string{pol}, time.Hour, time.Hour)
+	out, _ = Output(t, leash(b, "validate"))
+	if !strings.HasPrefix(string(out), "ok:") {
+		t.Errorf("validate --online printed %q", out)
+	}
+	got, stderr := ExitStatus(t, leash(b, "--", "true"))
+	if got != exitNoPerm || !strings.Contains(stderr, "client nonce mismatch") {
+		t.Errorf("leash after validate: exit %d, want %d with Vault's nonce mismatch; stderr:\n%s", got, exitNoPerm, stderr)
 	}
 }
 

@@ -78,6 +78,9 @@ func (m *Manager) loginData(ctx context.Context) (map[string]any, error) {
 		}
 		return body, nil
 	case "aws":
+		if m.cfg.Auth.AWSType == "ec2" {
+			return m.awsEC2LoginData(ctx)
+		}
 		return m.awsLoginData(ctx)
 	case "gcp":
 		return m.gcpLoginData(ctx)

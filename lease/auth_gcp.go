@@ -44,8 +44,11 @@ const (
 )
 
 // validateCloud checks the cloud methods' fields New can check without
-// the network (gcp's, so far).
+// the network.
 func (a AuthConfig) validateCloud() error {
+	if a.Method == "aws" && a.AWSType != "" && a.AWSType != "iam" && a.AWSType != "ec2" {
+		return fmt.Errorf("unknown aws login type %q (iam, ec2)", a.AWSType)
+	}
 	if a.Method != "gcp" {
 		return nil
 	}

@@ -58,6 +58,12 @@ type AuthConfig struct {
 	// the AWS SDK's default chain, which reads AWS_* from the process
 	// environment, not from Config.Env.
 	AWSRegion string
+	// AWSType (aws) is Vault's aws login type: "iam" ("" means iam), a
+	// signed sts:GetCallerIdentity; or "ec2", the instance identity
+	// document (PKCS#7) from IMDSv2 with a client nonce made once per
+	// Manager and kept in memory, which Vault requires again at every
+	// re-login of the instance. AWSRegion and AWSServerID are iam's only.
+	AWSType string
 	// AWSServerID (aws), when set, is sent signed as the
 	// X-Vault-AWS-IAM-Server-ID header (Vault's iam_server_id_header_value).
 	AWSServerID string

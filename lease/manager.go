@@ -39,6 +39,7 @@ type Manager struct {
 	// keptSecretID is the secret_id read from a file RemoveSecretIDFile
 	// deleted.
 	keptSecretID secretString
+	ec2Nonce     ec2Nonce // aws ec2 logins' client nonce (auth_aws_ec2.go)
 
 	// entries and the schedule fields of tokens belong to the goroutine
 	// running Start, Run or Check. Network calls happen without mu, so
