@@ -511,3 +511,44 @@ func TestGCPIAMEndToEnd(t *testing.T) {
 		t.Errorf("%d JWTs signed, want one per login", n)
 	}
 }
+
+// TestCloudValidateOnlineNamesTheSource: `validate --online` with a cloud
+// identity that cannot be had exits 69 naming the credential source or
+// metadata endpoint that failed, for each cloud login type.
+func TestCloudValidateOnlineNamesTheSource(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // connection refused from now on
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	gcpEnv := []string{"CLOUDSDK_CONFIG=" + t.TempDir(), "GOOGLE_APPLICATION_CREDENTIALS=", "GCE_METADATA_HOST=" + strings.TrimPrefix(down.URL, "http://")}
+	for _, c := range []struct {
+		name  string
+		flags []string
+		env   []string
+		want  string
+	}{
+		{"aws iam", []string{"--auth", "aws"}, awsEnv(t), "aws credentials"},
+		{"aws ec2", []string{"--auth", "aws", "--aws-type", "ec2"},
+			awsEnv(t, "AWS_EC2_METADATA_DISABLED=false", "AWS_EC2_METADATA_SERVICE_ENDPOINT="+down.URL),
+			"EC2 instance metadata (" + down.URL + ") /latest/dynamic/instance-identity/pkcs7"},
+		{"gcp gce", []string{"--auth", "gcp", "--auth-role", "app"}, gcpEnv,
+			"metadata server " + down.URL + "/computeMetadata/v1/instance/service-accounts/default/identity"},
+		{"gcp iam key file", []string{"--auth", "gcp", "--gcp-type", "iam", "--auth-role", "app"},
+			append(gcpEnv, "GOOGLE_APPLICATION_CREDENTIALS="+missing), "GOOGLE_APPLICATION_CREDENTIALS=" + missing},
+		{"gcp iam metadata", []string{"--auth", "gcp", "--gcp-type", "iam", "--auth-role", "app"}, gcpEnv,
+			"metadata server " + down.URL + "/computeMetadata/v1/instance/service-accounts/default/token"},
+		{"azure", []string{"--auth", "azure", "--auth-role", "app", "--azure-imds-url", down.URL}, nil,
+			"metadata server " + down.URL + "/metadata/identity/oauth2/token"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := Command(t, append(append([]string{"validate", "--online", "--startup-timeout", "3s"}, c.flags...), "-s", "k=secret/x")...)
+			cmd.Env = append(append(cmd.Env, c.env...), "VAULT_ADDR="+srv.Addr)
+			got, stderr := ExitStatus(t, cmd)
+			if got != exitUnavailable || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, want %d naming %q; stderr:\n%s", got, exitUnavailable, c.want, stderr)
+			}
+		})
+	}
+}
