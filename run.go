@@ -365,6 +365,9 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		if caught != nil {
 			return &signalledError{caught}
 		}
+		if snap, err = discoverSecrets(ctx, mgr, snap, s.plan.outputs); err != nil {
+			return err
+		}
 	}
 
 	inPlace := c.OnRotate != "restart"

@@ -63,6 +63,9 @@ func TestConsulTemplateCorpus(t *testing.T) {
 		}
 	}
 	srv.Write(t, kv1+"/legacy", map[string]any{"user": "legacy", "pass": "s3cr3t", "count": 3})
+	// A chain of paths read from secrets: two rounds of discovery.
+	srv.Write(t, kv1+"/pointer", map[string]any{"target": kv1 + "/pointer2"})
+	srv.Write(t, kv1+"/pointer2", map[string]any{"target": kv2 + "/workers/two"})
 	pki := srv.PKI(t, 2*time.Hour)
 	caSec, err := srv.Client.Logical().Read(strings.Split(pki, "/")[0] + "/cert/ca")
 	if err != nil {

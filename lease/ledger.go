@@ -15,21 +15,7 @@ type held struct {
 
 // emit builds a snapshot of the current secrets and publishes it (latest wins).
 func (m *Manager) emit() *Snapshot {
-	m.mu.Lock()
-	first := m.snap == nil
-	seq := uint64(1)
-	if !first {
-		seq = m.snap.Seq + 1
-	}
-	s := &Snapshot{Seq: seq, Secrets: make(map[string]*Secret, len(m.entries))}
-	for _, e := range m.entries {
-		s.Secrets[e.spec.ID] = e.cur
-		if e.lease != nil {
-			e.lease.lastSeq = seq
-		}
-	}
-	m.snap = s
-	m.mu.Unlock()
+	s, first := m.record()
 	if !first {
 		select {
 		case m.updates <- s:
@@ -42,6 +28,27 @@ func (m *Manager) emit() *Snapshot {
 		}
 	}
 	return s
+}
+
+// record makes the entries' current secrets the last snapshot, reporting
+// whether it is the first.
+func (m *Manager) record() (s *Snapshot, first bool) {
+	m.mu.Lock()
+	first = m.snap == nil
+	seq := uint64(1)
+	if !first {
+		seq = m.snap.Seq + 1
+	}
+	s = &Snapshot{Seq: seq, Secrets: make(map[string]*Secret, len(m.entries))}
+	for _, e := range m.entries {
+		s.Secrets[e.spec.ID] = e.cur
+		if e.lease != nil {
+			e.lease.lastSeq = seq
+		}
+	}
+	m.snap = s
+	m.mu.Unlock()
+	return s, first
 }
 
 // prune forgets held leases that have expired on their own (never

@@ -611,3 +611,34 @@ func TestListSpecs(t *testing.T) {
 		t.Error("Response has no request_id")
 	}
 }
+
+// Add fetches new specs between Start and Run and returns a snapshot with
+// every secret; it is not an update for Run, and known IDs are skipped.
+func TestAddBeforeRun(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	kv := s.KV(t, 1)
+	s.Write(t, kv+"/a", map[string]any{"k": "a"})
+	s.Write(t, kv+"/b", map[string]any{"k": "b"})
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: []Spec{{ID: "a", Path: kv + "/a"}}})
+	ctx := context.Background()
+	first, err := h.m.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := h.m.Add(ctx, []Spec{{ID: "a", Path: kv + "/a"}, {ID: "b", Path: kv + "/b", Outputs: []string{"out"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Seq <= first.Seq || str(t, snap.Secrets["a"], "k") != "a" || str(t, snap.Secrets["b"], "k") != "b" {
+		t.Fatalf("snapshot %d: %v", snap.Seq, snap.Secrets)
+	}
+	select {
+	case u := <-h.m.Updates():
+		t.Fatalf("Add published snapshot %d as an update", u.Seq)
+	default:
+	}
+	if _, err := h.m.Add(ctx, []Spec{{ID: "c", Path: kv + "/missing"}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Add of a missing path: %v, want ErrNotFound", err)
+	}
+}

@@ -174,6 +174,60 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 	return t, nil
 }
 
+// Discover returns the fetch calls the template makes given secrets (keyed
+// by Ref.ID) that are not among them: the paths computed from a secret's
+// value, which parsing could not find. Main fetches them and asks again
+// until nothing new is asked. Calls of secrets it lacks get nothing back,
+// as when parsing; execution errors end the pass with what was found
+// (they are the render's to report).
+func (t *Template) Discover(secrets map[string]Secret) []Ref {
+	if !t.computed {
+		return nil
+	}
+	var refs []Ref
+	seen := map[string]bool{}
+	var used []Values
+	get := func(fn, path string, params []string) (Secret, bool) {
+		r, err := parseSecretArgs(fn, path, params)
+		if err != nil {
+			return Secret{}, false
+		}
+		if s, ok := secrets[r.ID()]; ok {
+			return s, true
+		}
+		if !seen[r.ID()] {
+			seen[r.ID()] = true
+			refs = append(refs, r)
+		}
+		return Secret{}, false
+	}
+	var w buffer
+	defer w.wipe()
+	_ = t.exec(&w, fetchers{
+		secret: func(path string, params ...string) (*tmplSecret, error) {
+			if s, ok := get("secret", path, params); ok {
+				return newTmplSecret(s), nil
+			}
+			return nil, nil
+		},
+		pkiCert: func(path string, params ...string) (*tmplPKI, error) {
+			if _, ok := get("pkiCert", path, params); ok {
+				return &tmplPKI{}, nil // no template computes a path from a certificate
+			}
+			return nil, nil
+		},
+		secrets: func(path string) ([]string, error) {
+			if s, ok := get("secrets", path, nil); ok {
+				keys := stringsOf(s.Raw.m["keys"])
+				sort.Strings(keys)
+				return keys, nil
+			}
+			return []string{}, nil
+		},
+	}, &used)
+	return refs
+}
+
 // discover finds the paths of fetch calls with computed arguments
 // ({{ with secret (printf "kv/data/%s/app" (env "APP_ENV")) }}) as
 // consul-template does, by executing the template: each call records its
@@ -403,7 +457,7 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 		s, ok := secrets[r.ID()]
 		if !ok {
 			if t.computed && !slices.ContainsFunc(t.refs, func(k Ref) bool { return k.ID() == r.ID() }) {
-				return Secret{}, fmt.Errorf("secret %q was not fetched: its path is computed from what Vault returned, and leash fetches only the paths it can compute before the child starts (from literals, env and the like)", r.ID())
+				return Secret{}, fmt.Errorf("secret %q was not fetched: its path is computed from what Vault returned, and leash fetches such paths only before the child starts, not when the values feeding them change", r.ID())
 			}
 			return Secret{}, fmt.Errorf("secret %q was not fetched", r.ID())
 		}

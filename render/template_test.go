@@ -534,7 +534,8 @@ func TestTemplateSecretsList(t *testing.T) {
 
 // Computed paths are found by executing the template, as consul-template
 // does, when they come from literals, variables and env; one computed from
-// a secret's value cannot be fetched before start, and the render says so.
+// a secret's value is found by Discover once that secret is there, and a
+// render without it says why it is missing.
 func TestTemplateComputedPaths(t *testing.T) {
 	env := func(k string) string {
 		if k == "APP_ENV" {
@@ -569,10 +570,17 @@ func TestTemplateComputedPaths(t *testing.T) {
 		"pki/issue/web?common_name=y&ttl=1h": pkiSecret(),
 		"list:secret/metadata/prod":          {Raw: NewValues(map[string]any{"keys": []any{"w"}})},
 	}
+	if got := tmpl.Discover(secrets); len(got) != 1 || got[0].ID() != "kv/A" {
+		t.Fatalf("Discover = %v, want kv/A", got)
+	}
 	var w buffer
 	err = tmpl.render(&w, secrets)
 	if err == nil || !strings.Contains(err.Error(), `secret "kv/A" was not fetched: its path is computed from what Vault returned`) {
 		t.Fatalf("err = %v, want kv/A named as computed from a secret", err)
+	}
+	secrets["kv/A"] = Secret{Raw: NewValues(map[string]any{})}
+	if got := tmpl.Discover(secrets); len(got) != 0 {
+		t.Fatalf("Discover with kv/A = %v, want nothing", got)
 	}
 	// Without the secret-fed line everything renders.
 	tmpl, err = ParseTemplate("test.tmpl", text[:strings.LastIndex(text, "\n")], env)

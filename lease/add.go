@@ -1,0 +1,76 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Add fetches specs the Manager does not hold yet and returns the snapshot
+// with them, like Start. It is for the start-up only, after Start and
+// before Run, on the same goroutine: main calls it for the secrets a
+// template asks for once it has seen others (a path computed from a
+// secret's value). Specs whose ID is already held are skipped. A failure
+// is returned as from Start; what is already held stays held (Close
+// revokes it).
+func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
+	var added []*entry
+	for _, s := range specs {
+		if s.ID == "" || s.Path == "" {
+			return nil, fmt.Errorf("lease: spec %q: ID and Path are required", s.ID)
+		}
+		if m.has(s.ID) {
+			continue
+		}
+		e := &entry{spec: s}
+		added = append(added, e)
+		m.entries = append(m.entries, e)
+	}
+	if len(added) == 0 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.snap, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
+	defer cancel()
+	results := make([]*issued, len(added))
+	errs := make([]error, len(added))
+	var wg sync.WaitGroup
+	for i, e := range added {
+		wg.Go(func() {
+			op := "read"
+			if e.spec.Params != nil {
+				op = "write"
+			}
+			errs[i] = m.retry(ctx, sctx, op, e.spec.Path, func(c context.Context) error {
+				is, err := m.fetch(c, e)
+				results[i] = is
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	for i, e := range added {
+		if results[i] != nil {
+			m.apply(e, results[i])
+		}
+	}
+	if err := firstError(errs); err != nil {
+		if errors.Is(err, ErrPermissionDenied) {
+			err = m.explainDenied(err)
+		}
+		return nil, err
+	}
+	s, _ := m.record() // main's snapshot: not an update for Run
+	return s, nil
+}
+
+func (m *Manager) has(id string) bool {
+	for _, e := range m.entries {
+		if e.spec.ID == id {
+			return true
+		}
+	}
+	return false
+}
