@@ -457,23 +457,21 @@ func TestAWSEC2EndToEnd(t *testing.T) {
 	}
 }
 
-// TestGCPIAMEndToEnd: --auth gcp --gcp-type iam through the binary to a
+// TestGCPEndToEnd: --auth gcp, iam and gce types, through the binary to a
 // successful login at Vault's real gcp backend, Google a loopback fake
 // (testvault.GCPAuth: Google cannot be reached from the test machines).
 // The child reads the secret, `validate --online` logs in too, and leash's
-// stderr at trace level holds no private key, access token or signed JWT.
-func TestGCPIAMEndToEnd(t *testing.T) {
+// stderr at trace level holds no private key, access token or JWT.
+func TestGCPEndToEnd(t *testing.T) {
 	t.Parallel()
 	g := testvault.GCP(t, nil, time.Hour, time.Hour)
 	srv := g.Server
 	kv := srv.KV(t, 1)
 	const secret = "gcp-kv-secret-9Zx"
 	srv.Write(t, kv+"/app", map[string]any{"k": secret})
-	srv.Write(t, "auth/"+g.Mount+"/role/app", map[string]any{"token_policies": []string{srv.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)}})
-	env := []string{"VAULT_ADDR=" + srv.Addr, "GOOGLE_APPLICATION_CREDENTIALS=" + g.KeyFile, "CLOUDSDK_CONFIG=" + t.TempDir(),
-		"GCE_METADATA_HOST=127.0.0.1:1"}
-	flags := []string{"--log-level", "trace", "--auth", "gcp", "--gcp-type", "iam", "--auth-mount", g.Mount, "--auth-role", g.Role,
-		"--gcp-iam-credentials-url", g.URL, "-s", "k=" + kv + "/app#k"}
+	pol := srv.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)
+	srv.Write(t, "auth/"+g.Mount+"/role/app", map[string]any{"token_policies": []string{pol}})
+	srv.Write(t, "auth/"+g.Mount+"/role/"+g.GCERole, map[string]any{"token_policies": []string{pol}})
 	key, err := os.ReadFile(g.KeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -492,23 +490,39 @@ func TestGCPIAMEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	cmd := Command(t, append(flags, "--", "sh", "-c", `cat "$K_FILE"`)...)
-	cmd.Env = append(cmd.Env, env...)
-	out, stderr := Output(t, cmd)
-	if string(out) != secret {
-		t.Errorf("child read %q; fake google refused: %q", out, g.Rejects())
-	}
-	leaks("run", stderr)
+	for _, c := range []struct {
+		typ   string
+		flags []string
+		env   []string
+	}{
+		{"iam", []string{"--gcp-type", "iam", "--auth-role", g.Role, "--gcp-iam-credentials-url", g.URL},
+			// No metadata server: the key file is the identity.
+			[]string{"GOOGLE_APPLICATION_CREDENTIALS=" + g.KeyFile, "GCE_METADATA_HOST=127.0.0.1:1"}},
+		{"gce", []string{"--auth-role", g.GCERole}, []string{"GCE_METADATA_HOST=" + g.MetadataHost()}},
+	} {
+		env := append([]string{"VAULT_ADDR=" + srv.Addr, "CLOUDSDK_CONFIG=" + t.TempDir(), "GOOGLE_APPLICATION_CREDENTIALS="}, c.env...)
+		flags := append([]string{"--log-level", "trace", "--auth", "gcp", "--auth-mount", g.Mount, "-s", "k=" + kv + "/app#k"}, c.flags...)
+		cmd := Command(t, append(flags, "--", "sh", "-c", `cat "$K_FILE"`)...)
+		cmd.Env = append(cmd.Env, env...)
+		out, stderr := Output(t, cmd)
+		if string(out) != secret {
+			t.Errorf("%s: child read %q; fake google refused: %q", c.typ, out, g.Rejects())
+		}
+		leaks(c.typ+" run", stderr)
 
-	cmd = Command(t, append([]string{"validate", "--online"}, flags...)...)
-	cmd.Env = append(cmd.Env, env...)
-	out, stderr = Output(t, cmd)
-	if !strings.HasPrefix(string(out), "ok:") {
-		t.Errorf("validate --online printed %q", out)
+		cmd = Command(t, append([]string{"validate", "--online"}, flags...)...)
+		cmd.Env = append(cmd.Env, env...)
+		out, stderr = Output(t, cmd)
+		if !strings.HasPrefix(string(out), "ok:") {
+			t.Errorf("%s: validate --online printed %q", c.typ, out)
+		}
+		leaks(c.typ+" validate", stderr)
 	}
-	leaks("validate", stderr)
 	if n := g.Signed.Load(); n < 2 {
-		t.Errorf("%d JWTs signed, want one per login", n)
+		t.Errorf("%d JWTs signed, want one per iam login", n)
+	}
+	if n := len(g.Audiences()); n < 2 {
+		t.Errorf("%d identity tokens issued, want one per gce login", n)
 	}
 }
 

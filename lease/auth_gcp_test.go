@@ -18,14 +18,13 @@ import (
 	"github.com/leash-dev/leash/internal/testvault"
 )
 
-// The full gcp login is NOT proven here: Vault's gcp backend accepts only
-// tokens Google signed for a real instance. These tests prove leash's half
-// against Vault's real gcp backend: the request leash makes to a loopback
-// stand-in for the metadata server (GCE_METADATA_HOST), and that the token
-// reaches Vault's login as the gce type expects it (Vault parses it and
-// asks for the key it names, from the stand-in too: custom_endpoint), and
-// what leash reports when Vault rejects it. GCE_METADATA_HOST is read from
-// the process environment, so these tests do not run in parallel.
+// These gce tests check leash's request to a loopback stand-in for the
+// metadata server (GCE_METADATA_HOST), and what leash reports when Vault's
+// real gcp backend rejects a token Google did not sign (Vault asks for the
+// key it names, from the stand-in too: custom_endpoint). Successful gce and
+// iam logins are TestGCELoginAgainstVault and TestGCPIAMLogin* below, with
+// testvault.GCPAuth's fuller stand-in. GCE_METADATA_HOST is read from the
+// process environment, so these tests do not run in parallel.
 
 // fakeGCEToken is shaped like a metadata server's identity token (format
 // full) but not signed by Google.
@@ -186,6 +185,7 @@ func gcpIAMFixture(t *testing.T, ttl, maxTTL time.Duration) (*testvault.GCPAuth,
 	s.Write(t, kv+"/app", map[string]any{"k": "v"})
 	pol := s.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)
 	s.Write(t, "auth/"+g.Mount+"/role/app", map[string]any{"token_policies": []string{pol}})
+	s.Write(t, "auth/"+g.Mount+"/role/"+g.GCERole, map[string]any{"token_policies": []string{pol}})
 	return g, Config{Auth: AuthConfig{Method: "gcp", GCPType: "iam", Mount: g.Mount, Role: g.Role, GCPIAMCredentialsURL: g.URL},
 		Specs: []Spec{{ID: "app", Path: kv + "/app"}}}
 }
@@ -295,5 +295,38 @@ func TestGCPIAMLoginErrorsNameTheSource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The gce type to a successful login too, against the same backend and
+// stand-in: the identity token is signed with the key the stand-in
+// publishes as Google's OAuth key, and Vault looks the instance up at its
+// Compute API. leash logs in again before the max ttl with a fresh token.
+func TestGCELoginAgainstVault(t *testing.T) {
+	g, cfg := gcpIAMFixture(t, 3*time.Second, 6*time.Second)
+	cfg.Auth.GCPType, cfg.Auth.Role, cfg.Auth.GCPIAMCredentialsURL = "", g.GCERole, ""
+	gcpEnv(t, "GCE_METADATA_HOST="+g.MetadataHost())
+	h := newHarness(t, g.Server, nil, cfg)
+	snap, err := h.m.Start(context.Background())
+	if err != nil {
+		t.Fatalf("Start: %v\nfake google refused: %q\n%s", err, g.Rejects(), h.log)
+	}
+	if got := str(t, snap.Secrets["app"], "k"); got != "v" {
+		t.Fatalf("secret = %q", got)
+	}
+	stop := h.run()
+	h.log.wait(t, "logged in again", 1, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := h.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	auds := g.Audiences()
+	if len(auds) < 2 || auds[0] != "vault/"+g.GCERole {
+		t.Fatalf("identity tokens for %q, want one per login for vault/%s", auds, g.GCERole)
+	}
+	if strings.Contains(h.log.String(), "eyJhbGciOiJSUzI1NiIs") {
+		t.Fatal("an identity token is in the trace log")
 	}
 }

@@ -29,8 +29,8 @@ import (
 // GCPProject is the project of the fake Google's service accounts.
 const GCPProject = "leash-test"
 
-// GCPAuth is a gcp auth mount with a role of type iam, on its own Vault
-// server, whose Google is a loopback fake. It is a fake only because
+// GCPAuth is a gcp auth mount with a role of type iam and one of type
+// gce, on its own Vault server, whose Google is a loopback fake. It is a fake only because
 // Google cannot be reached from the test machines: Vault and its gcp
 // backend are real. Vault's own calls go to the fake through the mount's
 // custom_endpoint (keys, IAM) and through the Application Default
@@ -38,21 +38,24 @@ const GCPProject = "leash-test"
 // is the fake's. The fake plays, as Google does:
 //   - the OAuth token endpoint (POST /token): a JWT-bearer grant signed
 //     with a registered service-account key gets an access token;
-//   - the metadata server's token and email of the default account, for
-//     requests with Metadata-Flavor: Google (GCE_METADATA_HOST);
+//   - the metadata server's token, email and identity token (format full,
+//     for any audience) of the default account, for requests with
+//     Metadata-Flavor: Google (GCE_METADATA_HOST), as on a VM "vm-1";
 //   - IAM Credentials signJwt (POST /v1/projects/-/serviceAccounts/EMAIL:signJwt):
 //     with an access token of EMAIL itself, a payload of exactly sub = EMAIL,
 //     aud = vault/ROLE and exp within 15 minutes, signed with a key only
 //     the fake holds;
 //   - the service account's public certificates
-//     (/service_accounts/v1/metadata/x509/EMAIL), Google's OAuth keys (none),
-//     and the IAM service account resource, for Vault.
+//     (/service_accounts/v1/metadata/x509/EMAIL), Google's OAuth keys (which
+//     sign the identity tokens), the IAM service account resource (by email
+//     or unique id) and the Compute instance, for Vault.
 type GCPAuth struct {
 	Server      *Server // the Vault this mount is on
-	Mount, Role string
-	URL         string // the fake Google
-	Account     string // the service account bound to Role
-	KeyFile     string // a service-account key file for Account (GOOGLE_APPLICATION_CREDENTIALS)
+	Mount, Role string  // Role is of type iam
+	GCERole     string  // of type gce, bound to GCPProject
+	URL         string  // the fake Google
+	Account     string  // the service account bound to Role
+	KeyFile     string  // a service-account key file for Account (GOOGLE_APPLICATION_CREDENTIALS)
 
 	Signed atomic.Int64 // signJwt calls that passed every check
 
@@ -61,7 +64,12 @@ type GCPAuth struct {
 	tokens     map[string]string         // access token -> service account
 	signer     *rsa.PrivateKey           // Google's key for Account's JWTs
 	signerKID  string
-	signerCert string // PEM
+	signerCert string          // PEM
+	oauth      *rsa.PrivateKey // Google's OAuth key, for identity tokens
+	oauthKID   string
+	oauthCert  string
+	created    time.Time // the instance's creation
+	audiences  []string  // of the identity tokens issued
 	lastClaims map[string]any
 	rejects    []string
 }
@@ -71,13 +79,16 @@ type GCPAuth struct {
 func GCP(t testing.TB, policies []string, ttl, maxTTL time.Duration) *GCPAuth {
 	t.Helper()
 	g := &GCPAuth{
-		Role:    "app",
+		Role: "app", GCERole: "gce-app",
+		created: time.Now().Add(-time.Hour).Truncate(time.Second),
 		Account: "leash-app@" + GCPProject + ".iam.gserviceaccount.com",
 		keys:    map[string]*rsa.PublicKey{},
 		tokens:  map[string]string{},
 	}
 	g.signer, g.signerKID = rsaKey(t), "google-"+randHex(8)
 	g.signerCert = selfSigned(t, g.signer, g.Account)
+	g.oauth, g.oauthKID = rsaKey(t), "oauth-"+randHex(8)
+	g.oauthCert = selfSigned(t, g.oauth, "accounts.google.com")
 	srv := httptest.NewServer(http.HandlerFunc(g.serve))
 	t.Cleanup(srv.Close)
 	g.URL = srv.URL
@@ -107,7 +118,63 @@ func GCP(t testing.TB, policies []string, ttl, maxTTL time.Duration) *GCPAuth {
 		"token_ttl":              secs(ttl),
 		"token_max_ttl":          secs(maxTTL),
 	})
+	s.Write(t, "auth/"+g.Mount+"/role/gce-app", map[string]any{
+		"type":           "gce",
+		"bound_projects": []string{GCPProject},
+		"bound_zones":    []string{gceZone},
+		"token_policies": policies,
+		"token_ttl":      secs(ttl),
+		"token_max_ttl":  secs(maxTTL),
+	})
 	return g
+}
+
+const (
+	gceZone     = "europe-west1-b"
+	gceInstance = "vm-1"
+	gceID       = "4242424242"
+	gcpSAID     = "104729" // the service account's unique id
+)
+
+// Audiences returns the audiences of the identity tokens the metadata
+// server issued.
+func (g *GCPAuth) Audiences() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.audiences...)
+}
+
+// identity is the metadata server's identity token (format=full): signed
+// with Google's OAuth key, sub the account's unique id, and the instance in
+// google.compute_engine.
+func (g *GCPAuth) identity(w http.ResponseWriter, r *http.Request) {
+	aud := r.URL.Query().Get("audience")
+	if aud == "" || r.URL.Query().Get("format") != "full" {
+		http.Error(w, "non-empty audience and format=full required", http.StatusBadRequest)
+		return
+	}
+	now := time.Now()
+	claims, _ := json.Marshal(map[string]any{
+		"iss": "https://accounts.google.com", "aud": aud, "azp": gcpSAID, "sub": gcpSAID,
+		"email": g.Account, "email_verified": true, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"google": map[string]any{"compute_engine": map[string]any{
+			"project_id": GCPProject, "project_number": 314159, "zone": gceZone,
+			"instance_id": gceID, "instance_name": gceInstance, "instance_creation_timestamp": g.created.Unix(),
+		}},
+	})
+	hdr, _ := json.Marshal(map[string]string{"alg": "RS256", "kid": g.oauthKID, "typ": "JWT"})
+	b64 := base64.RawURLEncoding.EncodeToString
+	unsigned := b64(hdr) + "." + b64(claims)
+	sum := sha256.Sum256([]byte(unsigned))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, g.oauth, crypto.SHA256, sum[:])
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	g.mu.Lock()
+	g.audiences = append(g.audiences, aud)
+	g.mu.Unlock()
+	io.WriteString(w, unsigned+"."+b64(sig))
 }
 
 // LastClaims returns the payload of the last signJwt that passed.
@@ -179,23 +246,39 @@ func (g *GCPAuth) serve(w http.ResponseWriter, r *http.Request) {
 			g.issue(w, g.Account)
 		case "email":
 			io.WriteString(w, g.Account)
+		case "identity":
+			g.identity(w, r)
 		default:
 			http.NotFound(w, r)
 		}
 	case r.Method == http.MethodPost && strings.HasPrefix(p, "/v1/projects/-/serviceAccounts/") && strings.HasSuffix(p, ":signJwt"):
 		g.signJWT(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/v1/projects/-/serviceAccounts/"), ":signJwt"))
 	case r.Method == http.MethodGet && p == "/oauth2/v1/certs":
-		io.WriteString(w, "{}") // no Google-wide key signs these JWTs
+		json.NewEncoder(w).Encode(map[string]string{g.oauthKID: g.oauthCert})
 	case r.Method == http.MethodGet && p == "/service_accounts/v1/metadata/x509/"+g.Account:
 		json.NewEncoder(w).Encode(map[string]string{g.signerKID: g.signerCert})
-	case r.Method == http.MethodGet && p == "/v1/projects/-/serviceAccounts/"+g.Account:
+	case r.Method == http.MethodGet && strings.HasSuffix(p, "/projects/"+GCPProject+"/zones/"+gceZone+"/instances/"+gceInstance):
+		// Compute's instances.get; with a custom endpoint the client
+		// drops the compute/v1 prefix.
+		if g.caller(r) == "" {
+			g.reject(w, http.StatusUnauthorized, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+			return
+		}
+		zone := "https://www.googleapis.com/compute/v1/projects/" + GCPProject + "/zones/" + gceZone
+		json.NewEncoder(w).Encode(map[string]any{
+			"kind": "compute#instance", "id": gceID, "name": gceInstance, "status": "RUNNING", "zone": zone,
+			"selfLink":          zone + "/instances/" + gceInstance,
+			"creationTimestamp": g.created.Format(time.RFC3339Nano),
+			"serviceAccounts":   []map[string]any{{"email": g.Account}},
+		})
+	case r.Method == http.MethodGet && (p == "/v1/projects/-/serviceAccounts/"+g.Account || p == "/v1/projects/-/serviceAccounts/"+gcpSAID):
 		if g.caller(r) == "" {
 			g.reject(w, http.StatusUnauthorized, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]string{
 			"name":      "projects/" + GCPProject + "/serviceAccounts/" + g.Account,
-			"projectId": GCPProject, "uniqueId": "104729", "email": g.Account,
+			"projectId": GCPProject, "uniqueId": gcpSAID, "email": g.Account,
 		})
 	default:
 		g.reject(w, http.StatusNotFound, "NOT_FOUND", r.Method+" "+p+": not found")
