@@ -16,8 +16,10 @@ const maxDiscoveryRounds = 8
 // ask for once they see others (a path computed from a secret's value,
 // `range secrets` then `secret (printf ... .)`), round after round until
 // nothing new is asked, as consul-template renders until its dependencies
-// settle. It returns the snapshot holding them all.
-func discoverSecrets(ctx context.Context, mgr *lease.Manager, snap *lease.Snapshot, outputs []render.Output) (*lease.Snapshot, error) {
+// settle. It returns the snapshot holding them all and, by output, the
+// IDs of the secrets it added.
+func discoverSecrets(ctx context.Context, mgr *lease.Manager, snap *lease.Snapshot, outputs []render.Output) (*lease.Snapshot, map[string][]string, error) {
+	found := map[string][]string{}
 	for round := 0; ; round++ {
 		secrets := renderSecrets(snap)
 		var add []lease.Spec
@@ -36,18 +38,23 @@ func discoverSecrets(ctx context.Context, mgr *lease.Manager, snap *lease.Snapsh
 			}
 		}
 		if len(add) == 0 {
-			return snap, nil
+			return snap, found, nil
 		}
 		if round == maxDiscoveryRounds {
 			ids := make([]string, len(add))
 			for i, a := range add {
 				ids[i] = a.ID
 			}
-			return nil, configErrorf("templates still ask for new secrets after %d rounds of fetching (%s): a path computed from a secret must not keep changing", maxDiscoveryRounds, strings.Join(ids, ", "))
+			return nil, nil, configErrorf("templates still ask for new secrets after %d rounds of fetching (%s): a path computed from a secret must not keep changing", maxDiscoveryRounds, strings.Join(ids, ", "))
 		}
 		var err error
 		if snap, err = mgr.Add(ctx, add); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		for _, a := range add {
+			for _, o := range a.Outputs {
+				found[o] = append(found[o], a.ID)
+			}
 		}
 	}
 }

@@ -333,6 +333,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 
 	var mgr *lease.Manager
 	var snap *lease.Snapshot
+	var discovered map[string][]string // output -> secrets found by discoverSecrets
 	if len(s.plan.specs) > 0 {
 		go supervisor.Prepare() // while Vault answers
 		lc := c.leaseConfig(s, log)
@@ -365,7 +366,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		if caught != nil {
 			return &signalledError{caught}
 		}
-		if snap, err = discoverSecrets(ctx, mgr, snap, s.plan.outputs); err != nil {
+		if snap, discovered, err = discoverSecrets(ctx, mgr, snap, s.plan.outputs); err != nil {
 			return err
 		}
 	}
@@ -442,7 +443,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		}()
 		rt := &rotation{mgr: mgr, out: r, sup: sup, onRotate: c.OnRotate, reloadSig: s.reloadSignal,
 			grace: c.ReloadGrace, log: log, rec: rec, calls: make(chan controlCall), drillEvery: c.DrillEvery,
-			outputs: s.plan.outputs}
+			outputs: s.plan.outputs, discovered: discovered}
 		go func() {
 			defer wg.Done()
 			rt.run(runCtx, snap)
@@ -591,7 +592,8 @@ type rotation struct {
 	// none); drillEvery, when positive, runs a drill about that often.
 	calls      chan controlCall
 	drillEvery time.Duration
-	outputs    []render.Output // to map `leash rotate NAME` to secrets
+	outputs    []render.Output     // to map `leash rotate NAME` to secrets
+	discovered map[string][]string // and the secrets a template asked for at start
 }
 
 // controlCall is a control request waiting for the rotation loop; reply
@@ -760,6 +762,7 @@ func (rt *rotation) specIDs(names []string) []string {
 			for _, r := range rt.outputs[i].Template.Refs() {
 				ids = append(ids, r.ID())
 			}
+			ids = append(ids, rt.discovered[n]...)
 		case i >= 0:
 			ids = append(ids, rt.outputs[i].Secret)
 		default:
