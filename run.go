@@ -230,6 +230,18 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	if platformNotice != "" {
 		log.Info(platformNotice)
 	}
+	// Relative paths are resolved against the directory leash was started
+	// in, where the child runs too; leash leaves it once the child runs.
+	startDir, werr := os.Getwd()
+	if werr != nil {
+		log.Warn("cannot tell the working directory; leash stays in it and relative paths stay relative", "error", werr)
+		startDir = ""
+	} else {
+		c.absPaths(startDir)
+		if err := absEnv(startDir); err != nil {
+			return err
+		}
+	}
 	if err := harden(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		log.Warn("cannot make leash non-dumpable; its memory could be read by same-user processes", "error", err)
 	}
@@ -389,6 +401,7 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 		Splay:       c.Splay,
 		ChildOnly:   c.SignalChildOnly,
 		Credential:  s.cred,
+		Dir:         startDir, // also resolves a relative command path
 		Logger:      log.Named("supervisor"),
 	})
 	if err != nil {
@@ -401,6 +414,12 @@ func (c *RunCmd) run(ctx context.Context, log hclog.Logger) (err error) {
 	}
 	rec.Delivered()
 	rec.ChildStarted(nil)
+	if startDir != "" {
+		// Never keep a file system busy (dumb-init does the same).
+		if err := os.Chdir("/"); err != nil {
+			log.Warn("cannot leave the working directory", "path", startDir, "error", err)
+		}
+	}
 	// Type=notify: the service is up once its child runs with its
 	// credentials, not when leash was exec'd, so units ordered after it
 	// (and a start with Vault down) behave.

@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +46,13 @@ type Config struct {
 	// ChildOnly sends forwarded signals to the child alone (tini's default)
 	// instead of its whole process group (dumb-init's default, and leash's).
 	ChildOnly bool
+	// Dir is the child's working directory at its start and every restart,
+	// and what a relative command path is resolved against (leash itself
+	// leaves its directory once the child runs). A child of another user
+	// (Credential) that cannot enter it starts in leash's working directory
+	// instead, with a warning. "" means leash's current one, as it is at
+	// each start.
+	Dir string
 	// Credential runs the child as another user (--user); nil keeps leash's.
 	Credential *syscall.Credential
 	// Logger receives lifecycle events; nil discards them.
@@ -132,7 +141,11 @@ func New(cfg Config) (*Supervisor, error) {
 	cfg.Argv = slices.Clone(cfg.Argv)
 	cfg.Env = slices.Clip(slices.Clone(cfg.Env))
 
-	path, err := exec.LookPath(cfg.Argv[0])
+	name := cfg.Argv[0]
+	if cfg.Dir != "" && strings.Contains(name, "/") && !filepath.IsAbs(name) {
+		name = filepath.Join(cfg.Dir, name) // "./app", "bin/app": from Dir
+	}
+	path, err := exec.LookPath(name)
 	if errors.Is(err, exec.ErrDot) {
 		// An exec wrapper honours PATH as written, "." included.
 		err = nil
@@ -143,6 +156,13 @@ func New(cfg Config) (*Supervisor, error) {
 			se.Code = 127
 		}
 		return nil, se
+	}
+	if !filepath.IsAbs(path) {
+		// A relative PATH entry (found from the current directory): the
+		// same file at every restart, wherever leash is then.
+		if path, err = filepath.Abs(path); err != nil {
+			return nil, startError(cfg.Argv[0], err)
+		}
 	}
 	return &Supervisor{
 		cfg:  cfg,
@@ -487,11 +507,28 @@ func (s *Supervisor) sendLocked(c *child, sig syscall.Signal) {
 
 // spawn starts a child on a dedicated goroutine and returns once it runs.
 func (s *Supervisor) spawn(files []*os.File, env []string) (*child, error) {
+	dir := s.cfg.Dir
+	if wd, err := os.Getwd(); err == nil && wd == dir {
+		// Already there: the child inherits it. A chdir would run as the
+		// child's user (after setuid), which may not be able to enter it.
+		dir = ""
+	}
+	c, err := s.spawnIn(dir, files, env)
+	if err != nil && dir != "" && s.cfg.Credential != nil {
+		s.log.Warn("cannot start the child in its directory as its user; starting it in leash's", "path", dir, "error", err)
+		c, err = s.spawnIn("", files, env)
+	}
+	return c, err
+}
+
+// spawnIn is spawn in dir ("": leash's working directory).
+func (s *Supervisor) spawnIn(dir string, files []*os.File, env []string) (*child, error) {
 	fg := isForeground()
 
 	cmd := &exec.Cmd{
 		Path:       s.path,
 		Args:       s.cfg.Argv,
+		Dir:        dir,
 		Env:        append(s.cfg.Env, env...),
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,

@@ -742,3 +742,26 @@ func TestStopSignalIsStopRequest(t *testing.T) {
 	h.rep.Expect(t, "child sig 12", timeout)
 	wantExit(t, h.wait(t), -1, syscall.SIGKILL)
 }
+
+// Dir is where the child starts, and what a relative command path is found
+// from, whatever the supervisor's own working directory.
+func TestDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte("#!/bin/sh\n[ \"$(pwd)\" = \"$1\" ] || { pwd >&2; exit 1; }\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := runArgv(t, supervisor.Config{Dir: dir}, "./app", dir)
+	wantExit(t, err, 0, 0)
+}
+
+// A child of another user that cannot enter Dir starts in the supervisor's
+// working directory instead (leash's is / by then), rather than not at all.
+func TestDirOtherUserCannotEnter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir() // 0700, root's
+	cred := &syscall.Credential{Uid: 65534, Gid: 65534}
+	err := runArgv(t, supervisor.Config{Dir: dir, Credential: cred}, "sh", "-c", `[ "$(pwd)" = "$1" ] || { pwd >&2; exit 1; }`, "sh", mustGetwd(t))
+	wantExit(t, err, 0, 0)
+}
