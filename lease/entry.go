@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // apply installs a fetch result as the entry's current credential. The
@@ -44,21 +42,13 @@ func (m *Manager) apply(e *entry, is *issued) {
 	if bound {
 		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
 	}
-	switch {
-	case is.rotation != nil:
-		m.log.Info("static credential read", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
-			"last_rotation", fmtTime(is.rotation.last), "next_rotation", fmtTime(is.rotation.next), "next_read", fmtTime(e.next))
-	case is.lease == nil:
-		// A KV secret, or a certificate without a lease: nothing to renew
-		// or revoke, only to read again.
-		m.log.Info("secret read", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
-			"version", is.secret.Version, "expires", fmtTime(exp), "next_read", fmtTime(e.next))
-	default:
-		m.log.Info("lease issued", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", is.secret.Fingerprint,
-			"ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(exp), "version", is.secret.Version)
+	ev := e.event(EventIssued)
+	ev.TTL, ev.ExpiresAt, ev.Next, ev.Rotation = is.secret.LeaseDuration, exp, e.next, is.secret.NextRotation
+	if is.rotation != nil {
+		m.report(ev, "last_rotation", fmtTime(is.rotation.last))
+		return
 	}
-	m.event(Event{Kind: EventIssued, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
-		TTL: is.secret.LeaseDuration, ExpiresAt: exp, Next: e.next, Rotation: is.secret.NextRotation})
+	m.report(ev, "version", is.secret.Version)
 }
 
 // entryStep renews, rotates or refreshes one entry. It reports whether the
@@ -85,7 +75,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 		}
 		if noAnswer(err) {
 			m.log.Debug("vault did not answer; renewing again before trying a new credential",
-				"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())
+				e.keys("lease", e.cur.Fingerprint, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())...)
 			return false
 		}
 	}
@@ -134,11 +124,10 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 		e.maxed = true // max TTL ahead: hand over before it
 	}
 	m.planEntry(e, now)
-	m.log.Info("lease renewed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint,
-		"ttl", ld.String(), "expires", fmtTime(e.leaseExp), "max_ttl_reached", e.maxed)
-	exp, _ := e.expiry()
-	m.event(Event{Kind: EventRenewed, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: e.cur.Fingerprint,
-		TTL: ld, ExpiresAt: exp, Next: e.next})
+	ev := e.event(EventRenewed)
+	ev.TTL, ev.Next = ld, e.next
+	ev.ExpiresAt, _ = e.expiry()
+	m.report(ev, "max_ttl_reached", e.maxed)
 	return nil
 }
 
@@ -156,10 +145,9 @@ func (m *Manager) rotate(ctx context.Context, e *entry) error {
 	}
 	old := e.cur
 	m.apply(e, is)
-	m.log.Info("lease rotated", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", is.secret.Fingerprint,
-		"previous", old.Fingerprint, "ttl", is.secret.LeaseDuration.String(), "expires", fmtTime(is.secret.ExpiresAt))
-	m.event(Event{Kind: EventRotated, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
-		TTL: is.secret.LeaseDuration, ExpiresAt: is.secret.ExpiresAt, Next: e.next})
+	ev := e.event(EventRotated)
+	ev.TTL, ev.ExpiresAt, ev.Next = is.secret.LeaseDuration, is.secret.ExpiresAt, e.next
+	m.report(ev, "previous", old.Fingerprint)
 	return nil
 }
 
@@ -177,19 +165,21 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 	}
 	e.failures = 0
 	if is.hash == e.hash && is.lease == nil {
-		var rot time.Time
+		ev := e.event(EventUnchanged)
 		if e.rot != nil && is.rotation != nil {
-			m.notRotated(e, is.rotation)
-			rot = e.rot.next
+			m.notRotated(e, is.rotation) // says why it reads again
+			ev.Rotation = e.rot.next
 		} else {
 			e.next = m.now().Add(m.cfg.StaticRefresh)
-			m.log.Trace("secret unchanged", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
 		}
-		m.event(Event{Kind: EventUnchanged, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Next: e.next, Rotation: rot})
+		ev.Next = e.next
+		m.report(ev, "version", is.secret.Version)
 		return false
 	}
 	prev := e.rot
 	m.apply(e, is)
+	ev := e.event(EventChanged)
+	ev.Next, ev.Rotation = e.next, is.secret.NextRotation
 	if r := is.rotation; r != nil {
 		// How long after Vault's rotation leash has the new password
 		// (the child gets it right after): the lag issue 16 is about.
@@ -197,13 +187,10 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 		if !r.last.IsZero() && (prev == nil || r.last.After(prev.last)) {
 			lag = is.secret.IssuedAt.Sub(r.last).Round(time.Millisecond)
 		}
-		m.log.Info("static credential rotated", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
-			"last_rotation", fmtTime(r.last), "read_after", lag.String(), "next_rotation", fmtTime(r.next))
+		m.report(ev, "last_rotation", fmtTime(r.last), "read_after", lag.String())
 	} else {
-		m.log.Info("secret changed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "version", is.secret.Version)
+		m.report(ev, "version", is.secret.Version)
 	}
-	m.event(Event{Kind: EventChanged, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: is.secret.Fingerprint,
-		Next: e.next, Rotation: is.secret.NextRotation})
 	return true
 }
 
@@ -224,11 +211,11 @@ func (m *Manager) notRotated(e *entry, r *rotation) {
 	if !ok && !e.stuck {
 		e.stuck = true
 		m.log.Warn("vault has not rotated the static credential since its rotation time; reading it again after --static-refresh",
-			"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "rotation_due", fmtTime(e.rot.next), "next_read", fmtTime(next))
+			e.keys("rotation_due", fmtTime(e.rot.next), "next_read", fmtTime(next))...)
 		return
 	}
-	m.log.Debug("static credential not rotated yet", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
-		"rotation_due", fmtTime(e.rot.next), "attempt", e.stale, "backoff", next.Sub(now).Round(time.Millisecond).String())
+	m.log.Debug("static credential not rotated yet",
+		e.keys("rotation_due", fmtTime(e.rot.next), "attempt", e.stale, "backoff", next.Sub(now).Round(time.Millisecond).String())...)
 }
 
 func (m *Manager) entryFailed(e *entry, op string, err error) {
@@ -255,17 +242,8 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 	if lost := m.lostAt(e); !lost.IsZero() && e.next.After(lost) {
 		e.next = lost
 	}
-	level := hclog.Warn
-	if errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported) {
-		level = hclog.Error
-	}
-	var fp string
-	if e.cur != nil {
-		fp = e.cur.Fingerprint
-	}
-	m.log.Log(level, op+" failed", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", fp,
-		"error", err, "attempt", e.failures, "backoff", d.String())
-	exp, _ := e.expiry()
-	m.event(Event{Kind: EventFailed, ID: e.spec.ID, Outputs: e.spec.Outputs, Path: e.spec.Path, Fingerprint: fp, ExpiresAt: exp,
-		Next: e.next, Op: op, Err: err.Error()})
+	ev := e.event(EventFailed)
+	ev.Op, ev.Next = op, e.next
+	ev.ExpiresAt, _ = e.expiry()
+	m.reportFailure(ev, err, "attempt", e.failures, "backoff", d.String())
 }

@@ -39,12 +39,3 @@ type Event struct {
 	Op          string        // failed: the operation (renew, rotate, refresh, login, retire, revoke)
 	Err         string        // failed: the error text, which names paths, never secrets
 }
-
-// event delivers e to Config.OnEvent, stamped with the manager's clock.
-func (m *Manager) event(e Event) {
-	if m.cfg.OnEvent == nil {
-		return
-	}
-	e.Time = m.now()
-	m.cfg.OnEvent(e)
-}

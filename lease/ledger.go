@@ -87,3 +87,10 @@ func (m *Manager) dropHeld(fp string, h *held) {
 		h.owner.leases--
 	}
 }
+
+// started reports whether Start has emitted its snapshot.
+func (m *Manager) started() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap != nil
+}

@@ -178,13 +178,12 @@ func (m *Manager) Retire(old *Snapshot) {
 	for _, h := range leases {
 		if err := m.revokeLease(ctx, h); err != nil {
 			cerr, _ := classify(err)
-			m.log.Warn("retire failed; the lease expires on its own", "name", h.id, "outputs", h.outputs, "path", h.path,
-				"lease", h.fp, "expires", fmtTime(h.expires), "error", cerr)
-			m.event(Event{Kind: EventFailed, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp, ExpiresAt: h.expires, Op: "retire", Err: cerr.Error()})
+			ev := h.event(EventFailed)
+			ev.Op, ev.ExpiresAt = "retire", h.expires
+			m.reportFailure(ev, cerr)
 			continue
 		}
-		m.log.Info("lease retired", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp)
-		m.event(Event{Kind: EventRetired, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp})
+		m.report(h.event(EventRetired))
 	}
 	for _, t := range toks {
 		if err := m.revokeToken(ctx, t); err != nil {

@@ -49,8 +49,7 @@ const revokeConcurrency = 8
 func (m *Manager) revokeOne(ctx context.Context, h *held) error {
 	err := m.revokeLease(ctx, h)
 	if err == nil {
-		m.log.Info("lease revoked", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp)
-		m.event(Event{Kind: EventRevoked, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp})
+		m.report(h.event(EventRevoked))
 		return nil
 	}
 	cerr, _ := classify(err)
@@ -59,7 +58,8 @@ func (m *Manager) revokeOne(ctx context.Context, h *held) error {
 		m.log.Debug("lease revoked with its token", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp)
 		return nil
 	}
-	m.log.Warn("revoke failed", "name", h.id, "outputs", h.outputs, "path", h.path, "lease", h.fp, "error", cerr)
-	m.event(Event{Kind: EventFailed, ID: h.id, Outputs: h.outputs, Path: h.path, Fingerprint: h.fp, Op: "revoke", Err: cerr.Error()})
+	ev := h.event(EventFailed)
+	ev.Op = "revoke"
+	m.reportFailure(ev, cerr)
 	return &Error{Op: "revoke", Path: h.path, Err: cerr}
 }

@@ -34,7 +34,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 			if lost != nil {
 				exp, _ := lost.expiry()
-				m.event(Event{Kind: EventLost, ID: lost.spec.ID, Outputs: lost.spec.Outputs, Path: lost.spec.Path, Fingerprint: lost.cur.Fingerprint, ExpiresAt: exp})
+				ev := lost.event(EventLost)
+				ev.ExpiresAt = exp
+				m.report(ev)
 				return &LostError{ID: lost.spec.ID, Outputs: lost.spec.Outputs, Path: lost.spec.Path, Lease: lost.cur.Fingerprint, Expired: exp}
 			}
 		}

@@ -27,9 +27,13 @@ func (m *Manager) currentToken() *token {
 	return m.tok
 }
 
+// loginEvent is the event of a login (or a token lookup) that gave t.
+func (m *Manager) loginEvent(t *token) Event {
+	return Event{Kind: EventLogin, Path: m.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next}
+}
+
 func (m *Manager) loggedIn(t *token) {
-	m.log.Info("logged in", "path", m.loginPath(), "ttl", t.ttl.String(), "renewable", t.renewable)
-	m.event(Event{Kind: EventLogin, Path: m.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next})
+	m.report(m.loginEvent(t), "renewable", t.renewable)
 }
 
 // setToken makes t current. The previous token stops being renewed and its
@@ -120,7 +124,6 @@ func (m *Manager) tokenStep(ctx context.Context, t *token) {
 }
 
 func (m *Manager) tokenFailed(t *token, op string, err error) {
-	m.event(Event{Kind: EventFailed, Path: m.loginPath(), ExpiresAt: t.expires, Op: op, Err: err.Error()})
 	var left time.Duration
 	if !t.expires.IsZero() {
 		left = t.expires.Sub(m.now())
@@ -131,7 +134,7 @@ func (m *Manager) tokenFailed(t *token, op string, err error) {
 	if !t.expires.IsZero() && t.next.After(t.expires) {
 		t.next = t.expires
 	}
-	m.log.Warn(op+" failed", "path", m.loginPath(), "error", err, "attempt", t.failures, "backoff", d.String())
+	m.reportFailure(Event{Path: m.loginPath(), ExpiresAt: t.expires, Next: t.next, Op: op}, err, "attempt", t.failures, "backoff", d.String())
 }
 
 // relogin obtains a new token; leases of the old one are handed over in
@@ -153,8 +156,7 @@ func (m *Manager) relogin(ctx context.Context) bool {
 		return false
 	}
 	m.setToken(t)
-	m.log.Info("logged in again", "path", m.loginPath(), "ttl", t.ttl.String(), "expires", fmtTime(t.expires))
-	m.event(Event{Kind: EventLogin, Path: m.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next})
+	m.report(m.loginEvent(t))
 	m.replanAll()
 	return true
 }
