@@ -28,9 +28,7 @@ func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
 		m.entries = append(m.entries, e)
 	}
 	if len(added) == 0 {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.snap, nil
+		return m.ledger.last(), nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
 	defer cancel()
@@ -62,7 +60,7 @@ func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
 		}
 		return nil, err
 	}
-	s, _ := m.record() // main's snapshot: not an update for Run
+	s, _ := m.ledger.publish(m.entries) // main's snapshot: not an update for Run
 	return s, nil
 }
 

@@ -23,9 +23,7 @@ func (m *Manager) Check(ctx context.Context) error {
 	defer func() {
 		if tok.own {
 			m.revokeToken(context.WithoutCancel(ctx), tok)
-			m.mu.Lock()
-			m.tokens = nil
-			m.mu.Unlock()
+			m.ledger.forgetTokens()
 		}
 	}()
 	var errs []error

@@ -25,14 +25,8 @@ func (m *Manager) apply(e *entry, is *issued) {
 	e.failures = 0
 	e.steady = false
 	e.hash = is.hash
-	if h := is.lease; h != nil {
-		m.mu.Lock()
-		m.held[h.fp] = h
-		m.pruneAt = earliest(m.pruneAt, h.expires)
-		if h.owner != nil {
-			h.owner.leases++
-		}
-		m.mu.Unlock()
+	if is.lease != nil {
+		m.ledger.hold(is.lease)
 	}
 	e.rot = is.rotation
 	e.stale = 0

@@ -91,9 +91,7 @@ func newHarness(t testing.TB, s *testvault.Server, env []string, cfg Config) *ha
 
 // token returns the token the manager uses now.
 func (h *harness) token() *token {
-	h.m.mu.Lock()
-	defer h.m.mu.Unlock()
-	return h.m.tok
+	return h.m.ledger.current()
 }
 
 // certSpec asks a PKI issue path for a one-hour certificate.

@@ -59,11 +59,11 @@ path "sys/leases/revoke" { capabilities = ["update"] }`)
 			secrets := []string{s.RootToken, a.SecretID, kvValue}
 			collect := func(snap *Snapshot) {
 				secrets = append(secrets, str(t, snap.Secrets["db"], "password"), str(t, snap.Secrets["tok"], "client_token"))
-				h.m.mu.Lock()
-				for _, tok := range h.m.tokens {
+				h.m.ledger.mu.Lock()
+				for _, tok := range h.m.ledger.tokens {
 					secrets = append(secrets, string(tok.value))
 				}
-				h.m.mu.Unlock()
+				h.m.ledger.mu.Unlock()
 				h.m.authMu.Lock()
 				secrets = append(secrets, string(h.m.unwrapped))
 				h.m.authMu.Unlock()

@@ -41,21 +41,14 @@ type Manager struct {
 	keptSecretID secretString
 	ec2Nonce     ec2Nonce // aws ec2 logins' client nonce (auth_aws_ec2.go)
 
-	// entries and the schedule fields of tokens belong to the goroutine
-	// running Start, Run or Check. Network calls happen without mu, so
-	// Retire never waits for a slow Vault request of Run.
+	// entries, tok and the schedule fields of tokens belong to the
+	// goroutine running Start, Run or Check.
 	entries []*entry // in Spec order
 	mounts  mountLookups
 	due     []*entry // step's scratch list, kept to allocate once
+	tok     *token   // current token
 
-	mu     sync.Mutex       // guards the fields below and token.leases
-	tok    *token           // current token
-	tokens []*token         // tokens leash logged in with and has not revoked
-	held   map[string]*held // leases leash holds and has not revoked, by fingerprint
-	snap   *Snapshot        // last emitted
-	// pruneAt is no later than the earliest expiry in held (zero: none to
-	// watch); prune recomputes it.
-	pruneAt time.Time
+	ledger *ledger // what leash holds, for Retire and Close
 }
 
 // New validates cfg and builds a client from its environment. It does not
@@ -107,7 +100,7 @@ func New(cfg Config) (*Manager, error) {
 		now:     time.Now,
 		rand:    rand.Float64,
 		sched:   defaultSchedule,
-		held:    map[string]*held{},
+		ledger:  newLedger(),
 	}
 	for _, s := range cfg.Specs {
 		m.entries = append(m.entries, &entry{spec: s})
@@ -142,34 +135,7 @@ func (m *Manager) Retire(old *Snapshot) {
 	if old == nil {
 		return
 	}
-	m.mu.Lock()
-	keep := map[string]bool{}
-	if m.snap != nil {
-		for _, s := range m.snap.Secrets {
-			keep[s.Fingerprint] = true
-		}
-	}
-	var leases []*held
-	for _, s := range old.Secrets {
-		if s.Fingerprint == "" || keep[s.Fingerprint] {
-			continue
-		}
-		if h, ok := m.held[s.Fingerprint]; ok && h.lastSeq <= old.Seq {
-			m.dropHeld(s.Fingerprint, h)
-			leases = append(leases, h)
-		}
-	}
-	var toks []*token
-	kept := m.tokens[:0]
-	for _, t := range m.tokens {
-		if t != m.tok && t.leases <= 0 {
-			toks = append(toks, t)
-		} else {
-			kept = append(kept, t)
-		}
-	}
-	m.tokens = kept
-	m.mu.Unlock()
+	leases, toks := m.ledger.retire(old)
 	if m.cfg.NoRevoke {
 		return
 	}
@@ -206,4 +172,31 @@ func (m *Manager) Close(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RevokeTimeout)
 	defer cancel()
 	return m.revokeAll(ctx)
+}
+
+// emit publishes a snapshot of the current secrets (latest wins).
+func (m *Manager) emit() *Snapshot {
+	s, first := m.ledger.publish(m.entries)
+	if !first {
+		select {
+		case m.updates <- s:
+		default:
+			select {
+			case <-m.updates:
+			default:
+			}
+			m.updates <- s
+		}
+	}
+	return s
+}
+
+// isCurrent reports whether an entry's current credential is h.
+func (m *Manager) isCurrent(h *held) bool {
+	for _, e := range m.entries {
+		if e.lease == h {
+			return true
+		}
+	}
+	return false
 }

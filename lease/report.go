@@ -80,7 +80,7 @@ func logs(l hclog.Logger, level hclog.Level) bool {
 func (m *Manager) eventMessage(e Event) string {
 	switch e.Kind {
 	case EventLogin:
-		if m.started() {
+		if m.ledger.published() { // after Start
 			return "logged in again"
 		}
 		return "logged in"

@@ -17,6 +17,7 @@ func TestRetireKeepsLeasesOfNewerSnapshots(t *testing.T) {
 	}
 	tok := &token{}
 	m.tok = tok
+	m.ledger.cur = tok
 	a, b := m.entries[0], m.entries[1]
 	issue := func(e *entry, fp string) {
 		is := &issued{secret: &Secret{ID: e.spec.ID, Fingerprint: fp}, lease: &held{fp: fp, id: e.spec.ID, leaseID: "id-" + secretString(fp), owner: tok}}
@@ -31,19 +32,19 @@ func TestRetireKeepsLeasesOfNewerSnapshots(t *testing.T) {
 	snap3 := m.emit() // waiting in Updates while the child is on snap2
 
 	m.Retire(snap1)
-	if _, ok := m.held["a1"]; ok {
+	if _, ok := m.ledger.held["a1"]; ok {
 		t.Error("a1 (only in snap1) kept")
 	}
-	if _, ok := m.held["b1"]; !ok {
+	if _, ok := m.ledger.held["b1"]; !ok {
 		t.Fatal("b1 revoked although snap2, which the child may be on, holds it")
 	}
 	m.Retire(snap2)
-	if _, ok := m.held["b1"]; ok {
+	if _, ok := m.ledger.held["b1"]; ok {
 		t.Error("b1 kept after Retire(snap2)")
 	}
 	m.Retire(snap3)
 	for _, fp := range []string{"a2", "b2"} {
-		if _, ok := m.held[fp]; !ok {
+		if _, ok := m.ledger.held[fp]; !ok {
 			t.Errorf("current lease %s revoked by Retire(current)", fp)
 		}
 	}

@@ -7,15 +7,7 @@ import (
 )
 
 func (m *Manager) revokeAll(ctx context.Context) error {
-	m.mu.Lock()
-	leases := make([]*held, 0, len(m.held))
-	for fp, h := range m.held {
-		leases = append(leases, h)
-		m.dropHeld(fp, h)
-	}
-	toks := m.tokens
-	m.tokens = nil
-	m.mu.Unlock()
+	leases, toks := m.ledger.takeAll()
 	// Revoke in parallel (bounded): each revocation is a round trip plus,
 	// for database credentials, a DROP ROLE; one by one, ten leases took
 	// 150 ms of a container's shutdown.

@@ -19,7 +19,7 @@ import (
 // build a slice of every entry's and held lease's times, which made the
 // loop and the garbage collector the larger part of leash's CPU).
 func (m *Manager) Run(ctx context.Context) error {
-	if m.currentToken() == nil {
+	if m.ledger.current() == nil {
 		return errors.New("lease: Run before a successful Start")
 	}
 	timer := time.NewTimer(time.Hour)
@@ -75,9 +75,7 @@ func (m *Manager) scan(now time.Time) (next time.Time, lost *entry) {
 			}
 		}
 	}
-	m.mu.Lock()
-	next = earliest(next, m.pruneAt)
-	m.mu.Unlock()
+	next = earliest(next, m.ledger.nextPrune())
 	return next, lost
 }
 
@@ -85,7 +83,7 @@ func (m *Manager) scan(now time.Time) (next time.Time, lost *entry) {
 // batch window (see schedule.batch): leases issued close together then
 // share one wake-up rather than one each.
 func (m *Manager) step(ctx context.Context) {
-	m.prune(m.now())
+	m.ledger.prune(m.now(), m.isCurrent)
 	if t := m.tok; !t.next.IsZero() && !m.now().Before(t.next) {
 		m.tokenStep(ctx, t)
 	}

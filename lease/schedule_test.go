@@ -422,8 +422,8 @@ func TestScan(t *testing.T) {
 	if next, lost := m.scan(t0); !next.Equal(t0.Add(19*time.Second)) || lost != nil {
 		t.Fatalf("scan = +%s, %v; want +19s (a second before b's expiry), nothing lost", next.Sub(t0), lost)
 	}
-	m.pruneAt = t0.Add(5 * time.Second)
-	if next, _ := m.scan(t0); !next.Equal(m.pruneAt) {
+	m.ledger.pruneAt = t0.Add(5 * time.Second)
+	if next, _ := m.scan(t0); !next.Equal(m.ledger.pruneAt) {
 		t.Fatalf("scan = +%s, want the held lease's expiry +5s", next.Sub(t0))
 	}
 	m.entries = []*entry{a, b, c}
@@ -443,19 +443,19 @@ func TestPrune(t *testing.T) {
 	old := &held{fp: "old", owner: tok, expires: t0.Add(time.Second)}
 	cur := &held{fp: "cur", owner: tok, expires: t0.Add(2 * time.Second)}
 	other := &held{fp: "other", owner: tok, expires: t0.Add(time.Minute)}
-	m.held = map[string]*held{"old": old, "cur": cur, "other": other}
+	m.ledger.held = map[string]*held{"old": old, "cur": cur, "other": other}
 	m.entries = []*entry{{lease: cur}}
-	m.pruneAt = old.expires
-	m.prune(t0) // not yet
-	if len(m.held) != 3 {
-		t.Fatalf("pruned before the earliest expiry: %d held", len(m.held))
+	m.ledger.pruneAt = old.expires
+	m.ledger.prune(t0, m.isCurrent) // not yet
+	if len(m.ledger.held) != 3 {
+		t.Fatalf("pruned before the earliest expiry: %d held", len(m.ledger.held))
 	}
-	m.prune(t0.Add(3 * time.Second))
-	if _, ok := m.held["old"]; ok || len(m.held) != 2 || tok.leases != 2 {
-		t.Fatalf("held %v, token leases %d: want cur and other, 2", m.held, tok.leases)
+	m.ledger.prune(t0.Add(3*time.Second), m.isCurrent)
+	if _, ok := m.ledger.held["old"]; ok || len(m.ledger.held) != 2 || tok.leases != 2 {
+		t.Fatalf("held %v, token leases %d: want cur and other, 2", m.ledger.held, tok.leases)
 	}
-	if !m.pruneAt.Equal(other.expires) {
-		t.Fatalf("pruneAt = +%s, want +1m (other's expiry)", m.pruneAt.Sub(t0))
+	if !m.ledger.pruneAt.Equal(other.expires) {
+		t.Fatalf("pruneAt = +%s, want +1m (other's expiry)", m.ledger.pruneAt.Sub(t0))
 	}
 }
 

@@ -21,12 +21,6 @@ type token struct {
 	leases    int // held leases it owns
 }
 
-func (m *Manager) currentToken() *token {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.tok
-}
-
 // loginEvent is the event of a login (or a token lookup) that gave t.
 func (m *Manager) loginEvent(t *token) Event {
 	return Event{Kind: EventLogin, Path: m.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next}
@@ -39,13 +33,9 @@ func (m *Manager) loggedIn(t *token) {
 // setToken makes t current. The previous token stops being renewed and its
 // leases count as ending with it.
 func (m *Manager) setToken(t *token) {
-	m.mu.Lock()
 	old := m.tok
 	m.tok = t
-	if t.own {
-		m.tokens = append(m.tokens, t)
-	}
-	m.mu.Unlock()
+	m.ledger.setCurrent(t)
 	if old != nil {
 		old.hard = true
 		old.next = time.Time{}

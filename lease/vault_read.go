@@ -159,7 +159,7 @@ func (m *Manager) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
 func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, error) {
 	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now, Response: response(sec)}
 	out := &issued{secret: s}
-	tok := m.currentToken()
+	tok := m.ledger.current() // fetches of Start run in parallel
 	switch {
 	case sec.Auth != nil && sec.Auth.ClientToken != "" && e.spec.Params != nil:
 		// auth/token/create and friends: the auth block is the credential.
