@@ -46,8 +46,60 @@ func withToken(base *api.Client, tok string) (*api.Client, error) {
 // receives warnings about the client certificate; observe (if not nil)
 // every request's duration.
 func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observe func(time.Duration)) (*api.Client, error) {
-	// DefaultConfig also reads the process environment: everything it may
-	// have set from there is reset below, including the TLS transport.
+	tr, err := cleanTransport(fresh)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := clientConfig(env)
+	if err != nil {
+		return nil, err
+	}
+	addr := dialUnix(cfg, tr)
+	if err := configureTLS(cfg, tr, env, log); err != nil {
+		return nil, err
+	}
+	if v := firstNonEmpty(env["VAULT_PROXY_ADDR"], env["VAULT_HTTP_PROXY"]); v != "" {
+		u, err := url.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("parse VAULT_PROXY_ADDR: %w", err)
+		}
+		tr.Proxy = http.ProxyURL(u)
+	}
+	// After ConfigureTLS, which needs the *http.Transport itself. The
+	// guard is outermost: each hop it follows is a round trip timed apart.
+	var rt http.RoundTripper = tr
+	if observe != nil {
+		rt = &timedTransport{next: tr, observe: observe}
+	}
+	base, err := url.Parse(*addr)
+	if err != nil {
+		return nil, fmt.Errorf("parse VAULT_ADDR: %w", err)
+	}
+	cfg.HttpClient = &http.Client{
+		Transport:     &redirectGuard{next: rt, origin: originOf(base), allow: allow},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	// NewClient also reads VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
+	// from the process: leash decides those itself.
+	c.ClearToken()
+	c.SetHeaders(http.Header{})
+	c.ClearNamespace()
+	if v := env.val("NAMESPACE"); v != "" {
+		c.SetNamespace(v)
+	}
+	// Clones (logins, per-token requests) keep the namespace header.
+	c.SetCloneHeaders(true)
+	return c, nil
+}
+
+// clientConfig is api.DefaultConfig with everything it may have read from
+// the process environment reset, then set from env: addresses, retries,
+// timeout. Its HttpClient and TLS are newClient's to set.
+func clientConfig(env environ) (*api.Config, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = "https://127.0.0.1:8200"
 	cfg.AgentAddress = ""
@@ -60,31 +112,8 @@ func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observ
 	// loop off for the base client (clones drop the setting), and the
 	// guard leaves it no redirect to follow anyway.
 	cfg.DisableRedirects = true
-	tr, err := cleanTransport(fresh)
-	if err != nil {
-		return nil, err
-	}
-	cfg.HttpClient = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
-	// A refused redirect is final: vault/api's default policy would retry
-	// any transport error (the *url.Error around it).
-	cfg.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-		var re *RedirectError
-		if errors.As(err, &re) {
-			return false, err
-		}
-		return api.DefaultRetryPolicy(ctx, resp, err)
-	}
-	// Honour Retry-After on 429/503; otherwise exponential between the bounds.
-	cfg.Backoff = func(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
-		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-			if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-				return min(d, 5*time.Minute)
-			}
-		}
-		return backoff(attempt, minWait, maxWait, 0.5)
-	}
+	cfg.CheckRetry = checkRetry
+	cfg.Backoff = retryBackoff
 	if v := env.val("ADDR"); v != "" {
 		cfg.Address = v
 	}
@@ -105,13 +134,40 @@ func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observ
 		}
 		cfg.Timeout = d
 	}
-	// A unix:// address is dialled by our own transport. Left to vault/api,
-	// every Clone (one per login and per child-token request) rewrites the
-	// shared transport's DialContext, racing requests in flight on other
-	// goroutines.
+	return cfg, nil
+}
+
+// checkRetry is vault/api's retry policy, except that a refused redirect
+// is final: the default would retry any transport error (the *url.Error
+// around it).
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	var re *RedirectError
+	if errors.As(err, &re) {
+		return false, err
+	}
+	return api.DefaultRetryPolicy(ctx, resp, err)
+}
+
+// retryBackoff honours Retry-After on 429/503; otherwise it is exponential
+// between the bounds.
+func retryBackoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return min(d, 5*time.Minute)
+		}
+	}
+	return backoff(attempt, minWait, maxWait, 0.5)
+}
+
+// dialUnix makes tr dial a unix:// address itself and returns the address
+// the client uses (VAULT_AGENT_ADDR when set, as vault/api prefers it).
+// Left to vault/api, every Clone (one per login and per child-token
+// request) rewrites the shared transport's DialContext, racing requests
+// in flight on other goroutines.
+func dialUnix(cfg *api.Config, tr *http.Transport) *string {
 	addr := &cfg.Address
 	if cfg.AgentAddress != "" {
-		addr = &cfg.AgentAddress // vault/api prefers it too
+		addr = &cfg.AgentAddress
 	}
 	if sock, ok := strings.CutPrefix(*addr, "unix://"); ok {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -120,6 +176,11 @@ func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observ
 		}
 		*addr = "http://localhost"
 	}
+	return addr
+}
+
+// configureTLS sets up tr's TLS from env's VAULT_CACERT and friends.
+func configureTLS(cfg *api.Config, tr *http.Transport, env environ, log hclog.Logger) error {
 	tlsCfg := &api.TLSConfig{
 		CACert:        env.val("CACERT"),
 		CACertBytes:   []byte(env.val("CACERT_BYTES")),
@@ -131,12 +192,14 @@ func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observ
 	if v := env.val("SKIP_VERIFY"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("parse VAULT_SKIP_VERIFY: %w", err)
+			return fmt.Errorf("parse VAULT_SKIP_VERIFY: %w", err)
 		}
 		tlsCfg.Insecure = b
 	}
+	// ConfigureTLS works on the *http.Transport inside cfg.HttpClient.
+	cfg.HttpClient = &http.Client{Transport: tr}
 	if err := cfg.ConfigureTLS(tlsCfg); err != nil {
-		return nil, fmt.Errorf("configure vault tls: %w", err)
+		return fmt.Errorf("configure vault tls: %w", err)
 	}
 	if tlsCfg.ClientCert != "" {
 		// vault/api loads the pair once. Read it at every handshake instead,
@@ -145,39 +208,7 @@ func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observ
 		cr := &certReloader{certFile: tlsCfg.ClientCert, keyFile: tlsCfg.ClientKey, log: log}
 		tr.TLSClientConfig.GetClientCertificate = cr.get
 	}
-	if v := firstNonEmpty(env["VAULT_PROXY_ADDR"], env["VAULT_HTTP_PROXY"]); v != "" {
-		u, err := url.Parse(v)
-		if err != nil {
-			return nil, fmt.Errorf("parse VAULT_PROXY_ADDR: %w", err)
-		}
-		tr.Proxy = http.ProxyURL(u)
-	}
-	// After ConfigureTLS, which needs the *http.Transport itself. The
-	// guard is outermost: each hop it follows is a round trip timed apart.
-	var rt http.RoundTripper = tr
-	if observe != nil {
-		rt = &timedTransport{next: tr, observe: observe}
-	}
-	base, err := url.Parse(*addr)
-	if err != nil {
-		return nil, fmt.Errorf("parse VAULT_ADDR: %w", err)
-	}
-	cfg.HttpClient.Transport = &redirectGuard{next: rt, origin: originOf(base), allow: allow}
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("vault client: %w", err)
-	}
-	// NewClient also reads VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS
-	// from the process: leash decides those itself.
-	c.ClearToken()
-	c.SetHeaders(http.Header{})
-	c.ClearNamespace()
-	if v := env.val("NAMESPACE"); v != "" {
-		c.SetNamespace(v)
-	}
-	// Clones (logins, per-token requests) keep the namespace header.
-	c.SetCloneHeaders(true)
-	return c, nil
+	return nil
 }
 
 // certReloader reads the client certificate and key at every TLS
