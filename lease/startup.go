@@ -16,85 +16,20 @@ import (
 // so its lookup runs alongside the fetches: one round trip less before the
 // child can start. Other methods log in first.
 func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
-	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
-	defer cancel()
-	// fctx stops retries once the start has failed. Requests already in
-	// flight get abandonGrace to finish (rctx) so that a credential Vault
-	// is issuing right now is seen and revoked, not orphaned until its TTL.
-	fctx, fcancel := context.WithCancel(sctx)
-	defer fcancel()
-	rctx, rcancel := context.WithCancel(sctx)
-	defer rcancel()
-	stopGrace := context.AfterFunc(fctx, func() { time.AfterFunc(abandonGrace, rcancel) })
-	defer stopGrace()
-
-	var (
-		tok      *token
-		loginErr error
-		lookup   sync.WaitGroup
-	)
-	if m.isTokenMethod() {
-		v, err := m.readUserToken()
-		if err != nil {
-			return nil, err
-		}
-		// Installed now so the fetches use it and their leases name it as
-		// owner; planned again once the lookup has said when it expires.
-		tok = &token{value: v}
-		m.setToken(tok)
-		lookup.Go(func() {
-			loginErr = m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
-				return m.lookupToken(c, tok)
-			})
-			if loginErr != nil {
-				fcancel() // the fetches cannot be trusted without a valid token
-			}
-		})
-	} else {
-		err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
-			t, err := m.login(c)
-			tok = t
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		m.setToken(tok)
-		m.loggedIn(tok)
+	st := newStartup(ctx, m.cfg.StartupTimeout)
+	defer st.close()
+	loginDone, err := m.startLogin(st)
+	if err != nil {
+		return nil, err
 	}
-
-	results := make([]*issued, len(m.entries))
-	errs := make([]error, len(m.entries))
-	var wg sync.WaitGroup
-	for i, e := range m.entries {
-		wg.Go(func() {
-			op := "read"
-			if e.spec.Params != nil {
-				op = "write"
-			}
-			errs[i] = m.retry(ctx, fctx, op, e.spec.Path, func(context.Context) error {
-				is, err := m.fetch(rctx, e)
-				results[i] = is
-				return err
-			})
-			if errs[i] != nil {
-				fcancel() // fail fast: the child cannot start anyway
-			}
-		})
-	}
-	wg.Wait()
-	lookup.Wait()
-
-	if m.isTokenMethod() && loginErr == nil {
-		m.planToken(tok, m.now())
-		m.loggedIn(tok)
-	}
+	results, errs := m.fetchAll(st)
+	loginErr := loginDone()
 	for i, e := range m.entries {
 		if results[i] != nil {
 			m.apply(e, results[i])
 		}
 	}
-	err := loginErr // a bad token explains the fetches' failures
+	err = loginErr // a bad token explains the fetches' failures
 	if err == nil {
 		err = firstError(errs)
 	}
@@ -110,6 +45,105 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	m.warnTokenBound()
 	m.warnTooShort()
 	return m.emit(), nil
+}
+
+// startup holds one Start's contexts.
+type startup struct {
+	outer context.Context // the caller's: its cancellation is returned as is
+	sctx  context.Context // bounded by StartupTimeout: retries end there
+	// fctx stops retries once the start has failed (fail). Requests
+	// already in flight get abandonGrace to finish (rctx) so that a
+	// credential Vault is issuing right now is seen and revoked, not
+	// orphaned until its TTL.
+	fctx, rctx context.Context
+	fail       context.CancelFunc
+	close      func()
+}
+
+func newStartup(ctx context.Context, timeout time.Duration) *startup {
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	fctx, fcancel := context.WithCancel(sctx)
+	rctx, rcancel := context.WithCancel(sctx)
+	stopGrace := context.AfterFunc(fctx, func() { time.AfterFunc(abandonGrace, rcancel) })
+	return &startup{outer: ctx, sctx: sctx, fctx: fctx, rctx: rctx, fail: fcancel, close: func() {
+		stopGrace()
+		rcancel()
+		fcancel()
+		cancel()
+	}}
+}
+
+// startLogin installs the start's token. For the token method the lookup
+// that learns its ttl runs in the background (its failure fails the
+// start, st.fail); done waits for it and plans the token. Other methods
+// log in before it returns.
+func (m *Manager) startLogin(st *startup) (done func() error, err error) {
+	if !m.isTokenMethod() {
+		var tok *token
+		err := m.retry(st.outer, st.sctx, "login", m.loginPath(), func(c context.Context) error {
+			t, err := m.login(c)
+			tok = t
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		m.setToken(tok)
+		m.loggedIn(tok)
+		return func() error { return nil }, nil
+	}
+	v, err := m.readUserToken()
+	if err != nil {
+		return nil, err
+	}
+	// Installed now so the fetches use it and their leases name it as
+	// owner; planned again once the lookup has said when it expires.
+	tok := &token{value: v}
+	m.setToken(tok)
+	var lookup sync.WaitGroup
+	var lookupErr error
+	lookup.Go(func() {
+		lookupErr = m.retry(st.outer, st.sctx, "login", m.loginPath(), func(c context.Context) error {
+			return m.lookupToken(c, tok)
+		})
+		if lookupErr != nil {
+			st.fail() // the fetches cannot be trusted without a valid token
+		}
+	})
+	return func() error {
+		lookup.Wait()
+		if lookupErr == nil {
+			m.planToken(tok, m.now())
+			m.loggedIn(tok)
+		}
+		return lookupErr
+	}, nil
+}
+
+// fetchAll fetches every entry in parallel; the first failure fails the
+// start (st.fail): the child cannot start anyway.
+func (m *Manager) fetchAll(st *startup) ([]*issued, []error) {
+	results := make([]*issued, len(m.entries))
+	errs := make([]error, len(m.entries))
+	var wg sync.WaitGroup
+	for i, e := range m.entries {
+		wg.Go(func() {
+			op := "read"
+			if e.spec.Params != nil {
+				op = "write"
+			}
+			errs[i] = m.retry(st.outer, st.fctx, op, e.spec.Path, func(context.Context) error {
+				is, err := m.fetch(st.rctx, e)
+				results[i] = is
+				return err
+			})
+			if errs[i] != nil {
+				st.fail()
+			}
+		})
+	}
+	wg.Wait()
+	return results, errs
 }
 
 // abandonGrace is how long a failed start waits for requests in flight.
