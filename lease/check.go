@@ -22,7 +22,7 @@ func (m *Manager) Check(ctx context.Context) error {
 	m.setToken(tok)
 	defer func() {
 		if tok.own {
-			m.revokeToken(context.WithoutCancel(ctx), tok)
+			m.vault.revokeToken(context.WithoutCancel(ctx), tok)
 			m.ledger.forgetTokens()
 		}
 	}()
@@ -41,7 +41,7 @@ func (m *Manager) Check(ctx context.Context) error {
 				return err
 			}
 			var err error
-			caps, err = m.capabilities(c, e.path)
+			caps, err = m.vault.capabilities(c, e.path)
 			return err
 		})
 		if err != nil {

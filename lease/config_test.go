@@ -40,16 +40,16 @@ func TestClientEnvironment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := m.client.Address(); got != tt.wantAddr {
+			if got := m.vault.client.Address(); got != tt.wantAddr {
 				t.Errorf("address %q, want %q", got, tt.wantAddr)
 			}
-			if got := m.client.Namespace(); got != tt.wantNS {
+			if got := m.vault.client.Namespace(); got != tt.wantNS {
 				t.Errorf("namespace %q, want %q", got, tt.wantNS)
 			}
-			if m.client.Token() != "" {
+			if m.vault.client.Token() != "" {
 				t.Error("client picked up the process VAULT_TOKEN")
 			}
-			c, err := m.clientWith("")
+			c, err := m.vault.clientWith("")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -93,7 +93,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 func (m *Manager) renew(ctx context.Context, e *entry) error {
 	c, cancel := m.entryCallCtx(ctx, e)
 	sent := m.now()
-	ld, err := m.renewLease(c, e.lease, e.ttl)
+	ld, err := m.vault.renewLease(c, e.lease, e.ttl)
 	cancel()
 	now := m.now()
 	if err != nil {

@@ -83,7 +83,7 @@ func TestStartHonoursRetryAfter(t *testing.T) {
 		return status, "2"
 	})
 	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: []Spec{{ID: "app", Path: kv + "/app"}}})
-	h.m.client.SetAddress(p.URL)
+	h.m.vault.client.SetAddress(p.URL)
 	if _, err := h.m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestRenewBlipDoesNotReissue(t *testing.T) {
 		Specs:        []Spec{{ID: "db", Path: creds}},
 		RotateBefore: 3 * time.Second,
 	})
-	h.m.client.SetAddress(p.URL)
+	h.m.vault.client.SetAddress(p.URL)
 	snap, err := h.m.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)

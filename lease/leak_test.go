@@ -64,9 +64,9 @@ path "sys/leases/revoke" { capabilities = ["update"] }`)
 					secrets = append(secrets, string(tok.value))
 				}
 				h.m.ledger.mu.Unlock()
-				h.m.authMu.Lock()
-				secrets = append(secrets, string(h.m.unwrapped))
-				h.m.authMu.Unlock()
+				h.m.vault.unwrapMu.Lock()
+				secrets = append(secrets, string(h.m.vault.unwrapped))
+				h.m.vault.unwrapMu.Unlock()
 				secrets = append(secrets, s.LeaseIDs(t, creds+"/")...)
 			}
 			collect(snap1)

@@ -3,29 +3,22 @@ package lease
 import (
 	"context"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/vault/api"
 )
 
 // Manager fetches secrets and keeps them alive. Start, then Run in one
 // goroutine; Retire and Updates may be used from others; Close after Run
 // has returned.
 type Manager struct {
-	cfg    Config
-	env    environ
-	client *api.Client // carries the current token
-	anon   *api.Client // no token: logins, and per-token clones
-	// loginClient makes logins: anon, except for cert auth, where Vault
-	// reads the certificate of the connection the login arrives on, and a
-	// fresh connection presents the certificate now on disk.
-	loginClient *api.Client
-	log         hclog.Logger
-	updates     chan *Snapshot
-	rotates     chan rotateReq // Rotate's requests for Run
+	cfg     Config
+	env     environ
+	vault   *vault
+	log     hclog.Logger
+	updates chan *Snapshot
+	rotates chan rotateReq // Rotate's requests for Run
 
 	// The schedule's clock and randomness (r in [0,1)); tests replace them.
 	now  func() time.Time
@@ -33,9 +26,7 @@ type Manager struct {
 	// sched holds the renewal, hand-over and retry parameters.
 	sched schedule
 
-	authMu    sync.Mutex // guards the approle unwrap cache and keptSecretID
-	wrapToken secretString
-	unwrapped secretString
+	authMu sync.Mutex // guards keptSecretID and serialises secret_id reads
 	// keptSecretID is the secret_id read from a file RemoveSecretIDFile
 	// deleted.
 	keptSecretID secretString
@@ -71,30 +62,12 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	allow, _ := parseRedirectAllow(cfg.RedirectAllow) // validate checked it
-	c, err := newClient(env, allow, false, log, cfg.OnRequest)
+	v, err := newVault(env, cfg, log)
 	if err != nil {
 		return nil, err
-	}
-	if v, name := env.get("SKIP_VERIFY"); v != "" {
-		if skip, _ := strconv.ParseBool(v); skip { // newClient checked it parses
-			// Here, once: run and validate each build one Manager.
-			log.Warn(name + " is set: Vault's TLS certificate is not verified, so anyone on the network path can impersonate Vault and take leash's token and secrets; set VAULT_CACERT instead")
-		}
-	}
-	anon, err := c.Clone()
-	if err != nil {
-		return nil, err
-	}
-	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
-	loginClient := anon
-	if cfg.Auth.Method == "cert" {
-		if loginClient, err = newClient(env, allow, true, log, cfg.OnRequest); err != nil {
-			return nil, err
-		}
 	}
 	m := &Manager{
-		cfg: cfg, env: env, client: c, anon: anon, loginClient: loginClient, log: log,
+		cfg: cfg, env: env, vault: v, log: log,
 		updates: make(chan *Snapshot, 1),
 		rotates: make(chan rotateReq),
 		now:     time.Now,
@@ -142,7 +115,7 @@ func (m *Manager) Retire(old *Snapshot) {
 	ctx, cancel := context.WithTimeout(context.Background(), retireTimeout)
 	defer cancel()
 	for _, h := range leases {
-		if err := m.revokeLease(ctx, h); err != nil {
+		if err := m.vault.revokeLease(ctx, h); err != nil {
 			cerr, _ := classify(err)
 			ev := h.event(EventFailed)
 			ev.Op, ev.ExpiresAt = "retire", h.expires
@@ -152,7 +125,7 @@ func (m *Manager) Retire(old *Snapshot) {
 		m.report(h.event(EventRetired))
 	}
 	for _, t := range toks {
-		if err := m.revokeToken(ctx, t); err != nil {
+		if err := m.vault.revokeToken(ctx, t); err != nil {
 			cerr, _ := classify(err)
 			m.log.Warn("revoke old token failed", "path", m.loginPath(), "error", cerr)
 			continue

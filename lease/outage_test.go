@@ -28,7 +28,7 @@ func TestLostBeforeExpiryWhenVaultDown(t *testing.T) {
 	creds := s.Database(t, db.VaultURL(), db.User, db.Password, ttl, time.Hour)
 	p := vaultproxy.Start(t, s.Addr)
 	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: []Spec{{ID: "db", Path: creds}}})
-	h.m.client.SetAddress(p.Addr())
+	h.m.vault.client.SetAddress(p.Addr())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	if _, err := h.m.Start(ctx); err != nil {

@@ -23,7 +23,7 @@ func (m *Manager) revokeAll(ctx context.Context) error {
 	}
 	wg.Wait()
 	for _, t := range toks {
-		if err := m.revokeToken(ctx, t); err != nil {
+		if err := m.vault.revokeToken(ctx, t); err != nil {
 			cerr, _ := classify(err)
 			m.log.Warn("revoke token failed", "path", m.loginPath(), "error", cerr)
 			errs = append(errs, &Error{Op: "revoke", Path: "auth/token/revoke-self", Err: cerr})
@@ -39,7 +39,7 @@ const revokeConcurrency = 8
 
 // revokeOne revokes one held lease and reports it.
 func (m *Manager) revokeOne(ctx context.Context, h *held) error {
-	err := m.revokeLease(ctx, h)
+	err := m.vault.revokeLease(ctx, h)
 	if err == nil {
 		m.report(h.event(EventRevoked))
 		return nil

@@ -182,7 +182,7 @@ func (m *Manager) explainDenied(err error) error {
 			path = e.path
 		}
 	}
-	caps, cerr := m.capabilities(ctx, path)
+	caps, cerr := m.vault.capabilities(ctx, path)
 	if cerr != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func (m *Manager) setToken(t *token) {
 		old.hard = true
 		old.next = time.Time{}
 	}
-	m.client.SetToken(string(t.value))
+	m.vault.client.SetToken(string(t.value))
 	m.planToken(t, m.now())
 }
 

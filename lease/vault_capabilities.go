@@ -4,6 +4,6 @@ import "context"
 
 // capabilities returns the token's capabilities on path (best effort, for
 // error messages and Check).
-func (m *Manager) capabilities(ctx context.Context, path string) ([]string, error) {
-	return m.client.Sys().CapabilitiesSelfWithContext(ctx, path)
+func (v *vault) capabilities(ctx context.Context, path string) ([]string, error) {
+	return v.client.Sys().CapabilitiesSelfWithContext(ctx, path)
 }

@@ -18,10 +18,54 @@ import (
 	"golang.org/x/net/http2"
 )
 
+// vault is leash's connection to Vault: the clients, and the few
+// requests that need no Manager state (renewals and revocations of leases,
+// capabilities, mount lookups, unwrapping). Its methods return Vault's
+// answers; the token lifecycle and the entries decide what they mean.
+type vault struct {
+	client *api.Client // carries the current token
+	anon   *api.Client // no token: per-token clones
+	// login makes logins: anon, except for cert auth, where Vault reads
+	// the certificate of the connection the login arrives on, and a fresh
+	// connection presents the certificate now on disk.
+	login *api.Client
+
+	unwrapMu  sync.Mutex // guards the approle unwrap cache
+	wrapToken secretString
+	unwrapped secretString
+}
+
+// newVault builds the clients from env and cfg (validated).
+func newVault(env environ, cfg Config, log hclog.Logger) (*vault, error) {
+	allow, _ := parseRedirectAllow(cfg.RedirectAllow) // validate checked it
+	c, err := newClient(env, allow, false, log, cfg.OnRequest)
+	if err != nil {
+		return nil, err
+	}
+	if v, name := env.get("SKIP_VERIFY"); v != "" {
+		if skip, _ := strconv.ParseBool(v); skip { // newClient checked it parses
+			// Here, once: run and validate each build one Manager.
+			log.Warn(name + " is set: Vault's TLS certificate is not verified, so anyone on the network path can impersonate Vault and take leash's token and secrets; set VAULT_CACERT instead")
+		}
+	}
+	anon, err := c.Clone()
+	if err != nil {
+		return nil, err
+	}
+	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
+	v := &vault{client: c, anon: anon, login: anon}
+	if cfg.Auth.Method == "cert" {
+		if v.login, err = newClient(env, allow, true, log, cfg.OnRequest); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
 // clientWith returns a client carrying exactly tok ("" for none). A plain
 // Clone is not enough: api.NewClient picks up the process's VAULT_TOKEN.
-func (m *Manager) clientWith(tok string) (*api.Client, error) {
-	return withToken(m.anon, tok)
+func (v *vault) clientWith(tok string) (*api.Client, error) {
+	return withToken(v.anon, tok)
 }
 
 // withToken is clientWith on another base client.

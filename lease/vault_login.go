@@ -22,7 +22,7 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 	if err != nil {
 		return nil, err
 	}
-	sec, err := m.loginClient.Logical().WriteWithContext(ctx, m.loginPath(), body)
+	sec, err := m.vault.login.Logical().WriteWithContext(ctx, m.loginPath(), body)
 	if err != nil {
 		if cerr, transient := classify(err); !transient && errors.Is(cerr, ErrUnsupported) {
 			// Auth methods answer 400 for a wrong secret_id or a rejected JWT.
@@ -87,7 +87,7 @@ func (m *Manager) readUserToken() (secretString, error) {
 // expiry, renewability.
 func (m *Manager) lookupToken(ctx context.Context, t *token) error {
 	now := m.now()
-	c, err := m.clientWith(string(t.value))
+	c, err := m.vault.clientWith(string(t.value))
 	if err != nil {
 		return err
 	}
@@ -141,8 +141,8 @@ func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
 
 // readSecretID reads the secret_id file. Secret IDs are UUIDs; anything
 // else is taken as a response-wrapping token and unwrapped once (a wrapping
-// token is single-use, so the result is kept for later logins). The
-// caller holds authMu.
+// token is single-use, so the vault type keeps the result for later
+// logins). The caller holds authMu.
 func (m *Manager) readSecretID(ctx context.Context) (secretString, error) {
 	raw, err := readTrimmed(m.cfg.Auth.SecretIDFile)
 	if err != nil {
@@ -151,10 +151,19 @@ func (m *Manager) readSecretID(ctx context.Context) (secretString, error) {
 	if uuidRE.MatchString(raw) {
 		return secretString(raw), nil
 	}
-	if m.wrapToken == secretString(raw) && m.unwrapped != "" {
-		return m.unwrapped, nil
+	return m.vault.unwrapSecretID(ctx, raw)
+}
+
+// unwrapSecretID unwraps the response-wrapping token raw, once: a
+// wrapping token is single-use, so the secret_id is kept for later logins
+// with the same file content.
+func (v *vault) unwrapSecretID(ctx context.Context, raw string) (secretString, error) {
+	v.unwrapMu.Lock()
+	defer v.unwrapMu.Unlock()
+	if v.wrapToken == secretString(raw) && v.unwrapped != "" {
+		return v.unwrapped, nil
 	}
-	c, err := m.clientWith("") // Unwrap then authenticates with the wrapping token itself
+	c, err := v.clientWith("") // Unwrap then authenticates with the wrapping token itself
 	if err != nil {
 		return "", err
 	}
@@ -173,6 +182,6 @@ func (m *Manager) readSecretID(ctx context.Context) (secretString, error) {
 	if sid == "" {
 		return "", &Error{Op: "unwrap", Path: "sys/wrapping/unwrap", Err: errors.New("wrapped response holds no secret_id")}
 	}
-	m.wrapToken, m.unwrapped = secretString(raw), secretString(sid)
-	return m.unwrapped, nil
+	v.wrapToken, v.unwrapped = secretString(raw), secretString(sid)
+	return v.unwrapped, nil
 }

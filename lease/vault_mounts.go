@@ -18,7 +18,7 @@ func (m *Manager) resolve(ctx context.Context, e *entry) error {
 		e.resolved = true
 		return nil
 	}
-	info, err := m.mounts.lookup(ctx, e.path, m.lookupMount)
+	info, err := m.mounts.lookup(ctx, e.path, m.vault.lookupMount)
 	if err != nil {
 		return err
 	}
@@ -47,8 +47,8 @@ type mountInfo struct {
 // lookupMount asks sys/internal/ui/mounts about path. Only transient
 // failures are errors: an older Vault or a denied lookup leaves the path
 // as written, as the vault CLI does.
-func (m *Manager) lookupMount(ctx context.Context, path string) (mountInfo, error) {
-	sec, err := m.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
+func (v *vault) lookupMount(ctx context.Context, path string) (mountInfo, error) {
+	sec, err := v.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
 	if err != nil {
 		if _, transient := classify(err); transient {
 			return mountInfo{}, err

@@ -102,14 +102,14 @@ func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
 		for k, v := range e.spec.Params {
 			body[k] = v
 		}
-		sec, err = m.client.Logical().WriteWithContext(ctx, e.path, body)
+		sec, err = m.vault.client.Logical().WriteWithContext(ctx, e.path, body)
 	} else if e.spec.List {
-		sec, err = m.client.Logical().ListWithContext(ctx, e.path)
+		sec, err = m.vault.client.Logical().ListWithContext(ctx, e.path)
 		if err == nil && (sec == nil || sec.Data["keys"] == nil) {
 			sec = &api.Secret{Data: map[string]any{"keys": []any{}}} // Vault's 404 for an empty folder
 		}
 	} else {
-		sec, err = m.client.Logical().ReadWithContext(ctx, e.path)
+		sec, err = m.vault.client.Logical().ReadWithContext(ctx, e.path)
 	}
 	if err != nil {
 		return nil, err
@@ -139,7 +139,7 @@ func isCredsPath(path string) bool {
 func (m *Manager) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
 	path := strings.Trim(e.spec.Path, "/")
 	now := m.now()
-	sec, err := m.client.Logical().ReadWithContext(ctx, path)
+	sec, err := m.vault.client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
 		if _, transient := classify(err); transient {
 			return nil, err

@@ -12,7 +12,7 @@ func (m *Manager) renewToken(ctx context.Context, t *token) error {
 	// its token is renewed: that connection must present the certificate
 	// on disk now, as a login does, not one a pooled connection was set up
 	// with and which may have expired since.
-	c, err := withToken(m.loginClient, string(t.value))
+	c, err := withToken(m.vault.login, string(t.value))
 	if err != nil {
 		return err
 	}
@@ -35,12 +35,12 @@ func (m *Manager) renewToken(ctx context.Context, t *token) error {
 }
 
 // renewLease renews h asking for inc and returns the new duration.
-func (m *Manager) renewLease(ctx context.Context, h *held, inc time.Duration) (time.Duration, error) {
+func (v *vault) renewLease(ctx context.Context, h *held, inc time.Duration) (time.Duration, error) {
 	secs := int(inc / time.Second)
 	if h.childTok != "" {
 		// As the child token on the shared client, without a Clone per
 		// renewal (Clone re-runs vault/api's NewClient and DefaultConfig).
-		sec, err := m.anon.Auth().Token().RenewTokenAsSelfWithContext(ctx, string(h.childTok), secs)
+		sec, err := v.anon.Auth().Token().RenewTokenAsSelfWithContext(ctx, string(h.childTok), secs)
 		if err != nil {
 			return 0, err
 		}
@@ -49,7 +49,7 @@ func (m *Manager) renewLease(ctx context.Context, h *held, inc time.Duration) (t
 		}
 		return time.Duration(sec.Auth.LeaseDuration) * time.Second, nil
 	}
-	sec, err := m.client.Sys().RenewWithContext(ctx, string(h.leaseID), secs)
+	sec, err := v.client.Sys().RenewWithContext(ctx, string(h.leaseID), secs)
 	if err != nil {
 		return 0, err
 	}

@@ -234,7 +234,7 @@ func TestMountLookupsShared(t *testing.T) {
 
 	p := vaultproxy.Start(t, s.Addr)
 	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: specs})
-	h.m.client.SetAddress(p.Addr())
+	h.m.vault.client.SetAddress(p.Addr())
 	snap, err := h.m.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ path "sys/leases/revoke" { capabilities = ["update"] }`, creds, v1, v2))
 			h := newHarness(t, s, []string{"VAULT_TOKEN=" + tok}, Config{Specs: []Spec{
 				{ID: "db", Path: creds}, {ID: "v1", Path: v1 + "/creds/app"}, {ID: "v2", Path: v2 + "/creds/app"},
 			}})
-			h.m.client.SetAddress(p.Addr())
+			h.m.vault.client.SetAddress(p.Addr())
 			snap, err := h.m.Start(context.Background())
 			if err != nil {
 				t.Fatal(err)
