@@ -31,7 +31,7 @@ func (m *Manager) apply(e *entry, is *issued) {
 	e.rot = is.rotation
 	e.stale = 0
 	e.stuck = false
-	m.planEntry(e, is.secret.IssuedAt)
+	e.next = m.plan.entryNext(e, is.secret.IssuedAt)
 	exp, bound := e.expiry()
 	if bound {
 		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
@@ -53,7 +53,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	switch {
 	case exp.IsZero():
 		return m.refresh(ctx, e)
-	case e.renewing() && (e.failures == 0 || now.Before(m.rotatePoint(e))):
+	case e.renewing() && (e.failures == 0 || now.Before(m.plan.rotatePoint(e))):
 		m.renew(ctx, e)
 		return false
 	case e.renewing():
@@ -76,7 +76,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	if bound && e.lease.owner == m.tok {
 		// A new credential from the same token would die with it.
 		if !m.canLogin() {
-			e.next = m.lostAt(e) // nothing to do but report the loss then
+			e.next = m.plan.lostAt(e) // nothing to do but report the loss then
 			return false
 		}
 		if !m.relogin(ctx) {
@@ -101,7 +101,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 		m.entryFailed(e, "renew", cerr)
 		// Keep trying until the hand-over point; then rotate instead. A
 		// failed renewal never re-issues while the lease is valid (vault#10918).
-		if rp := m.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
+		if rp := m.plan.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
 			e.next = rp
 		}
 		return err
@@ -117,7 +117,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 	if ld < e.ttl {
 		e.maxed = true // max TTL ahead: hand over before it
 	}
-	m.planEntry(e, now)
+	e.next = m.plan.entryNext(e, now)
 	ev := e.event(EventRenewed)
 	ev.TTL, ev.Next = ld, e.next
 	ev.ExpiresAt, _ = e.expiry()
@@ -152,7 +152,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 	if err != nil {
 		cerr, _ := classify(err)
 		m.entryFailed(e, "refresh", cerr)
-		if later := m.now().Add(min(m.cfg.StaticRefresh, m.sched.retryMax)); e.next.Before(later) {
+		if later := m.now().Add(min(m.cfg.StaticRefresh, m.plan.sched.retryMax)); e.next.Before(later) {
 			e.next = later
 		}
 		return false
@@ -195,12 +195,12 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 // password reaches the child within a second or so.
 func (m *Manager) notRotated(e *entry, r *rotation) {
 	now := m.now()
-	if r.next.After(now.Add(m.sched.staticLag)) {
+	if r.next.After(now.Add(m.plan.sched.staticLag)) {
 		e.rot, e.stale = r, 0 // not due yet (a --static-refresh read), or moved
 	} else {
 		e.stale++
 	}
-	next, ok := m.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, m.rand())
+	next, ok := m.plan.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, m.rand())
 	e.next = next
 	if !ok && !e.stuck {
 		e.stuck = true
@@ -221,19 +221,19 @@ func (m *Manager) entryFailed(e *entry, op string, err error) {
 	now := m.now()
 	// The deadline that matters: the hand-over point while renewing can
 	// still keep the lease, else the loss. Retries get denser near it.
-	deadline := m.lostAt(e)
-	if rp := m.rotatePoint(e); e.renewing() && rp.After(now) {
+	deadline := m.plan.lostAt(e)
+	if rp := m.plan.rotatePoint(e); e.renewing() && rp.After(now) {
 		deadline = rp
 	}
 	var left time.Duration
 	if !deadline.IsZero() {
 		left = deadline.Sub(now)
 	}
-	d := m.sched.retry(e.failures, left, m.rand())
+	d := m.plan.sched.retry(e.failures, left, m.rand())
 	e.failures++
 	e.steady = false
 	e.next = now.Add(d)
-	if lost := m.lostAt(e); !lost.IsZero() && e.next.After(lost) {
+	if lost := m.plan.lostAt(e); !lost.IsZero() && e.next.After(lost) {
 		e.next = lost
 	}
 	ev := e.event(EventFailed)

@@ -212,7 +212,7 @@ func TestReloginAfterVaultRestart(t *testing.T) {
 		Specs:         []Spec{{ID: "app", Path: "kv/app"}},
 		StaticRefresh: 200 * time.Millisecond,
 	})
-	h.m.sched.retryMax = time.Second
+	h.m.plan.sched.retryMax = time.Second
 	if _, err := h.m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

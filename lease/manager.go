@@ -23,8 +23,8 @@ type Manager struct {
 	// The schedule's clock and randomness (r in [0,1)); tests replace them.
 	now  func() time.Time
 	rand func() float64
-	// sched holds the renewal, hand-over and retry parameters.
-	sched schedule
+	// plan holds the renewal, hand-over and retry parameters.
+	plan planner
 
 	authMu sync.Mutex // guards keptSecretID and serialises secret_id reads
 	// keptSecretID is the secret_id read from a file RemoveSecretIDFile
@@ -72,8 +72,9 @@ func New(cfg Config) (*Manager, error) {
 		rotates: make(chan rotateReq),
 		now:     time.Now,
 		rand:    rand.Float64,
-		sched:   defaultSchedule,
-		ledger:  newLedger(),
+		plan: planner{sched: defaultSchedule, rotateBefore: cfg.RotateBefore, rotateFraction: cfg.RotateFraction, switchTime: cfg.SwitchTime,
+			staticRefresh: cfg.StaticRefresh},
+		ledger: newLedger(),
 	}
 	for _, s := range cfg.Specs {
 		m.entries = append(m.entries, &entry{spec: s})

@@ -30,23 +30,37 @@ type entry struct {
 	stuck bool      // static role: warned that Vault did not rotate in time
 }
 
-// planToken sets when the token needs attention: a renewal while it can be
-// extended, else a new login before it expires (methods that can log in).
-func (m *Manager) planToken(t *token, now time.Time) {
-	switch {
-	case t.expires.IsZero():
-		t.next = time.Time{}
-	case !t.hard:
-		t.next = m.sched.renewAt(now, t.expires, t.r)
-	case m.canLogin():
-		t.next = m.sched.rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, now)
-	default:
-		t.next = time.Time{}
-	}
+// planner decides when an entry or a token needs attention next. Its
+// methods are pure: functions of the entry's or token's state, the
+// schedule and the configured margins, with the time passed in and the
+// jitter drawn at issue (entry.r, token.r); Run's loop and the entry
+// steps act on what they return.
+type planner struct {
+	sched          schedule
+	rotateBefore   time.Duration // Config.RotateBefore
+	rotateFraction float64       // Config.RotateFraction
+	switchTime     time.Duration // Config.SwitchTime
+	staticRefresh  time.Duration // Config.StaticRefresh, defaulted
 }
 
-func (m *Manager) rotateBefore(ttl time.Duration) time.Duration {
-	return m.sched.rotateBefore(ttl, m.cfg.RotateBefore, m.cfg.RotateFraction, m.cfg.SwitchTime)
+// tokenNext is when the token needs attention: a renewal while it can be
+// extended, else a new login before it expires (when leash can log in);
+// zero for nothing to do.
+func (p planner) tokenNext(t *token, canLogin bool, now time.Time) time.Time {
+	switch {
+	case t.expires.IsZero():
+		return time.Time{}
+	case !t.hard:
+		return p.sched.renewAt(now, t.expires, t.r)
+	case canLogin:
+		return p.sched.rotateAt(t.expires, p.margin(t.ttl), t.r, now)
+	}
+	return time.Time{}
+}
+
+// margin is the hand-over margin for a lease of duration ttl.
+func (p planner) margin(ttl time.Duration) time.Duration {
+	return p.sched.rotateBefore(ttl, p.rotateBefore, p.rotateFraction, p.switchTime)
 }
 
 // expiry is when the entry's credential stops working: the lease, the
@@ -67,7 +81,7 @@ func (e *entry) expiry() (exp time.Time, bound bool) {
 // or extended it: a small margin (schedule.lostBefore) before its expiry,
 // because Vault revokes it at expiry (for a database credential, drops the
 // role) and the child must have been told to stop by then. Zero: never.
-func (m *Manager) lostAt(e *entry) time.Time {
+func (p planner) lostAt(e *entry) time.Time {
 	exp, bound := e.expiry()
 	if exp.IsZero() {
 		return exp
@@ -76,16 +90,16 @@ func (m *Manager) lostAt(e *entry) time.Time {
 	if bound {
 		ttl = e.lease.owner.ttl // the token's life is what runs out
 	}
-	return exp.Add(-m.sched.lostBefore(ttl))
+	return exp.Add(-p.sched.lostBefore(ttl))
 }
 
 // rotatePoint is when to fetch a replacement for the entry.
-func (m *Manager) rotatePoint(e *entry) time.Time {
+func (p planner) rotatePoint(e *entry) time.Time {
 	exp, _ := e.expiry()
 	if exp.IsZero() {
 		return time.Time{}
 	}
-	return m.sched.rotateAt(exp, m.rotateBefore(e.ttl), e.r, m.sched.rotateNotBefore(e.cur.IssuedAt, e.ttl, m.cfg.SwitchTime))
+	return p.sched.rotateAt(exp, p.margin(e.ttl), e.r, p.sched.rotateNotBefore(e.cur.IssuedAt, e.ttl, p.switchTime))
 }
 
 // renewing reports whether the entry is kept alive by renewal rather than
@@ -95,14 +109,15 @@ func (e *entry) renewing() bool {
 	return e.lease != nil && e.renewable && !e.maxed && !bound
 }
 
-// planEntry sets the entry's next action after a success.
-func (m *Manager) planEntry(e *entry, now time.Time) {
+// entryNext is the entry's next action after a success at now.
+func (p planner) entryNext(e *entry, now time.Time) time.Time {
 	exp, _ := e.expiry()
 	switch {
 	case exp.IsZero() && e.rot != nil:
-		e.next, _ = m.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, e.r)
+		next, _ := p.sched.staticReadAt(now, e.rot.next, e.stale, p.staticRefresh, e.r)
+		return next
 	case exp.IsZero():
-		e.next = now.Add(m.cfg.StaticRefresh)
+		return now.Add(p.staticRefresh)
 	case e.renewing():
 		// Renew at two thirds, or at the hand-over point if that comes
 		// first: when Vault caps a renewal at max_ttl, what is left is then
@@ -117,17 +132,17 @@ func (m *Manager) planEntry(e *entry, now time.Time) {
 		// bounded by the margin without its jitter. Jittering every
 		// renewal cost 1.62 requests per lease per TTL instead of 1.5
 		// (issue 9).
-		r, bound := e.r, m.rotatePoint(e)
+		r, bound := e.r, p.rotatePoint(e)
 		if e.steady {
-			r, bound = 0, exp.Add(-m.rotateBefore(e.ttl))
+			r, bound = 0, exp.Add(-p.margin(e.ttl))
 		}
-		e.next = earliest(m.sched.renewAt(now, exp, r), bound)
-		if e.next.Before(now) {
-			e.next = now
+		next := earliest(p.sched.renewAt(now, exp, r), bound)
+		if next.Before(now) {
+			return now
 		}
-	default:
-		e.next = m.rotatePoint(e)
+		return next
 	}
+	return p.rotatePoint(e)
 }
 
 // warnTooShort warns once at start-up when leases are too short to leave
@@ -137,7 +152,7 @@ func (m *Manager) warnTooShort() {
 	var names []string
 	var shortest time.Duration
 	for _, e := range m.entries {
-		if exp, _ := e.expiry(); exp.IsZero() || !m.sched.tooShort(e.ttl, m.cfg.SwitchTime) {
+		if exp, _ := e.expiry(); exp.IsZero() || !m.plan.sched.tooShort(e.ttl, m.cfg.SwitchTime) {
 			continue
 		}
 		if len(e.spec.Outputs) == 0 {
@@ -156,6 +171,6 @@ func (m *Manager) warnTooShort() {
 		src = "the switch time " + m.cfg.SwitchTime.String()
 	}
 	m.log.Warn("lease too short for the child's switch time, which it needs before the old credential is lost and after the new one is issued; some hand-overs will leave the child less",
-		"outputs", names, "ttl", shortest.String(), "hand_over_before", m.rotateBefore(shortest).String(),
-		"needed", m.sched.switchFloor(shortest, m.cfg.SwitchTime).String(), "switch", src)
+		"outputs", names, "ttl", shortest.String(), "hand_over_before", m.plan.margin(shortest).String(),
+		"needed", m.plan.sched.switchFloor(shortest, m.cfg.SwitchTime).String(), "switch", src)
 }

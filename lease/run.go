@@ -68,7 +68,7 @@ func (m *Manager) scan(now time.Time) (next time.Time, lost *entry) {
 	}
 	for _, e := range m.entries {
 		next = earliest(next, e.next)
-		if at := m.lostAt(e); !at.IsZero() {
+		if at := m.plan.lostAt(e); !at.IsZero() {
 			next = earliest(next, at)
 			if lost == nil && !now.Before(at) {
 				lost = e
@@ -114,7 +114,7 @@ func (m *Manager) dueAt(now time.Time) []*entry {
 		}
 		at := e.next
 		if e.failures == 0 { // never shorten a retry backoff
-			at = at.Add(-m.sched.batch(e.ttl))
+			at = at.Add(-m.plan.sched.batch(e.ttl))
 		}
 		if !now.Before(at) {
 			due = append(due, e)
@@ -132,7 +132,7 @@ func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelF
 // counts as lost: a hung Vault must not keep leash waiting past it, when
 // the child has to be stopped (fail closed).
 func (m *Manager) entryCallCtx(ctx context.Context, e *entry) (context.Context, context.CancelFunc) {
-	if lost := m.lostAt(e); !lost.IsZero() {
+	if lost := m.plan.lostAt(e); !lost.IsZero() {
 		if left := lost.Sub(m.now()); left < 30*time.Second {
 			return context.WithTimeout(ctx, max(left, 0))
 		}

@@ -97,8 +97,8 @@ func TestHandOverLeavesSwitchTime(t *testing.T) {
 				}
 				m.now = func() time.Time { return t0 }
 				e := &entry{lease: &held{owner: &token{expires: t0.Add(2 * time.Hour)}}, leaseExp: t0.Add(ttl), ttl: ttl, r: r, cur: &Secret{IssuedAt: t0}}
-				m.planEntry(e, m.now())
-				left := m.lostAt(e).Sub(e.next)
+				e.next = m.plan.entryNext(e, m.now())
+				left := m.plan.lostAt(e).Sub(e.next)
 				short := defaultSchedule.tooShort(ttl, switched)
 				switch {
 				case e.next.Before(t0):
@@ -360,7 +360,7 @@ func TestPlanEntry(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := tt.e
 			e.cur = &Secret{IssuedAt: t0}
-			m.planEntry(&e, t0)
+			e.next = m.plan.entryNext(&e, t0)
 			if d := e.next.Sub(tt.want); d < -time.Millisecond || d > time.Millisecond { // float jitter
 				t.Fatalf("next = +%s, want +%s", e.next.Sub(t0), tt.want.Sub(t0))
 			}

@@ -113,7 +113,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	return func() error {
 		lookup.Wait()
 		if lookupErr == nil {
-			m.planToken(tok, m.now())
+			tok.next = m.plan.tokenNext(tok, m.canLogin(), m.now())
 			m.loggedIn(tok)
 		}
 		return lookupErr

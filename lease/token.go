@@ -41,7 +41,7 @@ func (m *Manager) setToken(t *token) {
 		old.next = time.Time{}
 	}
 	m.vault.client.SetToken(string(t.value))
-	m.planToken(t, m.now())
+	t.next = m.plan.tokenNext(t, m.canLogin(), m.now())
 }
 
 // warnTokenBound warns at startup when leases will die with a token that
@@ -68,7 +68,7 @@ func (m *Manager) warnTokenBound() {
 func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	var first time.Time
 	for _, e := range m.entries {
-		first = earliest(first, m.lostAt(e))
+		first = earliest(first, m.plan.lostAt(e))
 	}
 	if !first.IsZero() {
 		if left := first.Sub(m.now()); left < 30*time.Second {
@@ -81,13 +81,13 @@ func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.Ca
 // tokenStep renews the current token or logs in again.
 func (m *Manager) tokenStep(ctx context.Context, t *token) {
 	now := m.now()
-	if !t.hard && (t.failures == 0 || !m.canLogin() || now.Before(m.sched.rotateAt(t.expires, m.rotateBefore(t.ttl), t.r, t.issued))) {
+	if !t.hard && (t.failures == 0 || !m.canLogin() || now.Before(m.plan.sched.rotateAt(t.expires, m.plan.margin(t.ttl), t.r, t.issued))) {
 		c, cancel := m.tokenCallCtx(ctx)
 		err := m.renewToken(c, t)
 		cancel()
 		if err == nil {
 			t.failures = 0
-			m.planToken(t, m.now())
+			t.next = m.plan.tokenNext(t, m.canLogin(), m.now())
 			m.log.Debug("token renewed", "path", m.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second).String(), "expires", fmtTime(t.expires))
 			if t.hard {
 				if m.canLogin() {
@@ -118,7 +118,7 @@ func (m *Manager) tokenFailed(t *token, op string, err error) {
 	if !t.expires.IsZero() {
 		left = t.expires.Sub(m.now())
 	}
-	d := m.sched.retry(t.failures, left, m.rand())
+	d := m.plan.sched.retry(t.failures, left, m.rand())
 	t.failures++
 	t.next = m.now().Add(d)
 	if !t.expires.IsZero() && t.next.After(t.expires) {
@@ -155,7 +155,7 @@ func (m *Manager) replanAll() {
 	now := m.now()
 	for _, e := range m.entries {
 		if e.cur != nil && e.failures == 0 {
-			m.planEntry(e, now)
+			e.next = m.plan.entryNext(e, now)
 		}
 	}
 }
