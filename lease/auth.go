@@ -52,7 +52,7 @@ func (m *Manager) loginData(ctx context.Context) (map[string]any, error) {
 	case "approle":
 		roleID, err := readTrimmed(m.cfg.Auth.RoleIDFile)
 		if err != nil {
-			return nil, &Error{Op: "login", Path: m.loginPath(), Err: err}
+			return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: err}
 		}
 		secretID, err := m.approleSecretID(ctx)
 		if err != nil {
@@ -68,7 +68,7 @@ func (m *Manager) loginData(ctx context.Context) (map[string]any, error) {
 		// identity tokens rotate on disk.
 		jwt, err := readTrimmed(file)
 		if err != nil {
-			return nil, &Error{Op: "login", Path: m.loginPath(), Err: err}
+			return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: err}
 		}
 		return map[string]any{"role": m.cfg.Auth.Role, "jwt": jwt}, nil
 	case "cert":
@@ -91,8 +91,8 @@ func (m *Manager) loginData(ctx context.Context) (map[string]any, error) {
 }
 
 // canLogin reports whether leash can obtain a new token by itself.
-func (m *Manager) canLogin() bool {
-	switch m.cfg.Auth.Method {
+func (a AuthConfig) canLogin() bool {
+	switch a.Method {
 	case "approle", "kubernetes", "jwt", "cert", "aws", "gcp", "azure":
 		return true
 	}
@@ -103,29 +103,32 @@ func (m *Manager) canLogin() bool {
 // fails (revoked, or Vault lost its storage): by logging in, or by re-reading
 // --token-file, which a Vault Agent sink or an operator may have rewritten.
 // Unlike canLogin it does not schedule re-reads before expiry.
-func (m *Manager) canRefresh() bool {
-	return m.canLogin() || (m.isTokenMethod() && m.cfg.Auth.TokenFile != "")
+func (a AuthConfig) canRefresh() bool {
+	return a.canLogin() || (a.isTokenMethod() && a.TokenFile != "")
 }
 
-func (m *Manager) isTokenMethod() bool {
-	return m.cfg.Auth.Method == "" || m.cfg.Auth.Method == "token"
+func (a AuthConfig) isTokenMethod() bool {
+	return a.Method == "" || a.Method == "token"
 }
 
-func (m *Manager) authMount() string {
-	if m.cfg.Auth.Mount != "" {
-		return strings.Trim(m.cfg.Auth.Mount, "/")
+// mount is the auth mount path: Mount, else the method's name.
+func (a AuthConfig) mount() string {
+	if a.Mount != "" {
+		return strings.Trim(a.Mount, "/")
 	}
-	if m.cfg.Auth.Method == "" {
+	if a.Method == "" {
 		return "token"
 	}
-	return m.cfg.Auth.Method
+	return a.Method
 }
 
-func (m *Manager) loginPath() string {
-	if m.cfg.Auth.Method == "" || m.cfg.Auth.Method == "token" {
+// loginPath is what a login requests (the token method looks itself up);
+// errors and events name it.
+func (a AuthConfig) loginPath() string {
+	if a.isTokenMethod() {
 		return "auth/token/lookup-self"
 	}
-	return "auth/" + m.authMount() + "/login"
+	return "auth/" + a.mount() + "/login"
 }
 
 func readTrimmed(path string) (string, error) {

@@ -12,7 +12,7 @@ func (m *Manager) Check(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
 	defer cancel()
 	var tok *token
-	if err := m.retry(ctx, sctx, "login", m.loginPath(), func(c context.Context) error {
+	if err := m.retry(ctx, sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
 		t, err := m.login(c)
 		tok = t
 		return err

@@ -75,7 +75,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 	}
 	if bound && e.lease.owner == m.tok {
 		// A new credential from the same token would die with it.
-		if !m.canLogin() {
+		if !m.cfg.Auth.canLogin() {
 			e.next = m.plan.lostAt(e) // nothing to do but report the loss then
 			return false
 		}
@@ -213,7 +213,7 @@ func (m *Manager) notRotated(e *entry, r *rotation) {
 }
 
 func (m *Manager) entryFailed(e *entry, op string, err error) {
-	if errors.Is(err, ErrPermissionDenied) && m.canRefresh() && (m.tok.next.IsZero() || m.tok.next.After(m.now())) {
+	if errors.Is(err, ErrPermissionDenied) && m.cfg.Auth.canRefresh() && (m.tok.next.IsZero() || m.tok.next.After(m.now())) {
 		// The token may be gone (revoked, or Vault lost its storage): let
 		// the token step check it now and log in again if so.
 		m.tok.next = m.now()

@@ -128,10 +128,10 @@ func (m *Manager) Retire(old *Snapshot) {
 	for _, t := range toks {
 		if err := m.vault.revokeToken(ctx, t); err != nil {
 			cerr, _ := classify(err)
-			m.log.Warn("revoke old token failed", "path", m.loginPath(), "error", cerr)
+			m.log.Warn("revoke old token failed", "path", m.cfg.Auth.loginPath(), "error", cerr)
 			continue
 		}
-		m.log.Info("old token revoked", "path", m.loginPath())
+		m.log.Info("old token revoked", "path", m.cfg.Auth.loginPath())
 	}
 }
 

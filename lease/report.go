@@ -18,7 +18,7 @@ func (m *Manager) report(e Event, extra ...any) {
 	if m.cfg.OnEvent != nil {
 		m.cfg.OnEvent(e)
 	}
-	m.logEvent(e, m.eventLevel(e, nil), extra)
+	m.logEvent(e, e.level(nil), extra)
 }
 
 // reportFailure reports an EventFailed for err (already classified): a
@@ -30,10 +30,12 @@ func (m *Manager) reportFailure(e Event, err error, extra ...any) {
 	if m.cfg.OnEvent != nil {
 		m.cfg.OnEvent(e)
 	}
-	m.logEvent(e, m.eventLevel(e, err), extra)
+	m.logEvent(e, e.level(err), extra)
 }
 
-func (m *Manager) eventLevel(e Event, err error) hclog.Level {
+// level is the log level of e, failed with err (nil unless EventFailed);
+// Off: not logged.
+func (e Event) level(err error) hclog.Level {
 	switch e.Kind {
 	case EventLost:
 		return hclog.Off
@@ -56,7 +58,7 @@ func (m *Manager) logEvent(e Event, level hclog.Level, extra []any) {
 	if level == hclog.Off || !logs(m.log, level) {
 		return
 	}
-	m.log.Log(level, m.eventMessage(e), e.logArgs(extra)...)
+	m.log.Log(level, e.message(m.ledger.published()), e.logArgs(extra)...)
 }
 
 // logs reports whether l writes lines of level, so that a quiet logger
@@ -75,12 +77,12 @@ func logs(l hclog.Logger, level hclog.Level) bool {
 	return l.IsError()
 }
 
-// eventMessage is the log message of e. The messages are stable: people
-// and tests search logs for them.
-func (m *Manager) eventMessage(e Event) string {
+// message is the log message of e; afterStart tells a login from a new
+// one. The messages are stable: people and tests search logs for them.
+func (e Event) message(afterStart bool) string {
 	switch e.Kind {
 	case EventLogin:
-		if m.ledger.published() { // after Start
+		if afterStart {
 			return "logged in again"
 		}
 		return "logged in"

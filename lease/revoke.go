@@ -25,11 +25,11 @@ func (m *Manager) revokeAll(ctx context.Context) error {
 	for _, t := range toks {
 		if err := m.vault.revokeToken(ctx, t); err != nil {
 			cerr, _ := classify(err)
-			m.log.Warn("revoke token failed", "path", m.loginPath(), "error", cerr)
+			m.log.Warn("revoke token failed", "path", m.cfg.Auth.loginPath(), "error", cerr)
 			errs = append(errs, &Error{Op: "revoke", Path: "auth/token/revoke-self", Err: cerr})
 			continue
 		}
-		m.log.Info("token revoked", "path", m.loginPath())
+		m.log.Info("token revoked", "path", m.cfg.Auth.loginPath())
 	}
 	return errors.Join(errs...)
 }

@@ -78,9 +78,9 @@ func newStartup(ctx context.Context, timeout time.Duration) *startup {
 // start, st.fail); done waits for it and plans the token. Other methods
 // log in before it returns.
 func (m *Manager) startLogin(st *startup) (done func() error, err error) {
-	if !m.isTokenMethod() {
+	if !m.cfg.Auth.isTokenMethod() {
 		var tok *token
-		err := m.retry(st.outer, st.sctx, "login", m.loginPath(), func(c context.Context) error {
+		err := m.retry(st.outer, st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
 			t, err := m.login(c)
 			tok = t
 			return err
@@ -103,7 +103,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	var lookup sync.WaitGroup
 	var lookupErr error
 	lookup.Go(func() {
-		lookupErr = m.retry(st.outer, st.sctx, "login", m.loginPath(), func(c context.Context) error {
+		lookupErr = m.retry(st.outer, st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
 			return m.lookupToken(c, tok)
 		})
 		if lookupErr != nil {
@@ -113,7 +113,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	return func() error {
 		lookup.Wait()
 		if lookupErr == nil {
-			tok.next = m.plan.tokenNext(tok, m.canLogin(), m.now())
+			tok.next = m.plan.tokenNext(tok, m.cfg.Auth.canLogin(), m.now())
 			m.loggedIn(tok)
 		}
 		return lookupErr

@@ -23,7 +23,7 @@ type token struct {
 
 // loginEvent is the event of a login (or a token lookup) that gave t.
 func (m *Manager) loginEvent(t *token) Event {
-	return Event{Kind: EventLogin, Path: m.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next}
+	return Event{Kind: EventLogin, Path: m.cfg.Auth.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next}
 }
 
 func (m *Manager) loggedIn(t *token) {
@@ -41,14 +41,14 @@ func (m *Manager) setToken(t *token) {
 		old.next = time.Time{}
 	}
 	m.vault.client.SetToken(string(t.value))
-	t.next = m.plan.tokenNext(t, m.canLogin(), m.now())
+	t.next = m.plan.tokenNext(t, m.cfg.Auth.canLogin(), m.now())
 }
 
 // warnTokenBound warns at startup when leases will die with a token that
 // cannot be renewed or re-obtained (consul-template#1433).
 func (m *Manager) warnTokenBound() {
 	t := m.tok
-	if m.canLogin() || !t.hard || t.expires.IsZero() {
+	if m.cfg.Auth.canLogin() || !t.hard || t.expires.IsZero() {
 		return
 	}
 	for _, e := range m.entries {
@@ -81,32 +81,32 @@ func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.Ca
 // tokenStep renews the current token or logs in again.
 func (m *Manager) tokenStep(ctx context.Context, t *token) {
 	now := m.now()
-	if !t.hard && (t.failures == 0 || !m.canLogin() || now.Before(m.plan.sched.rotateAt(t.expires, m.plan.margin(t.ttl), t.r, t.issued))) {
+	if !t.hard && (t.failures == 0 || !m.cfg.Auth.canLogin() || now.Before(m.plan.sched.rotateAt(t.expires, m.plan.margin(t.ttl), t.r, t.issued))) {
 		c, cancel := m.tokenCallCtx(ctx)
 		err := m.renewToken(c, t)
 		cancel()
 		if err == nil {
 			t.failures = 0
-			t.next = m.plan.tokenNext(t, m.canLogin(), m.now())
-			m.log.Debug("token renewed", "path", m.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second).String(), "expires", fmtTime(t.expires))
+			t.next = m.plan.tokenNext(t, m.cfg.Auth.canLogin(), m.now())
+			m.log.Debug("token renewed", "path", m.cfg.Auth.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second).String(), "expires", fmtTime(t.expires))
 			if t.hard {
-				if m.canLogin() {
-					m.log.Info("token reached its max ttl; logging in again before it expires", "path", m.loginPath(), "expires", fmtTime(t.expires))
+				if m.cfg.Auth.canLogin() {
+					m.log.Info("token reached its max ttl; logging in again before it expires", "path", m.cfg.Auth.loginPath(), "expires", fmtTime(t.expires))
 				} else {
-					m.log.Warn("token reached its max ttl and cannot be re-obtained; its leases die with it", "path", m.loginPath(), "expires", fmtTime(t.expires))
+					m.log.Warn("token reached its max ttl and cannot be re-obtained; its leases die with it", "path", m.cfg.Auth.loginPath(), "expires", fmtTime(t.expires))
 				}
 				m.replanAll()
 			}
 			return
 		}
 		cerr, _ := classify(err)
-		if !(errors.Is(cerr, ErrPermissionDenied) && m.canRefresh()) {
+		if !(errors.Is(cerr, ErrPermissionDenied) && m.cfg.Auth.canRefresh()) {
 			m.tokenFailed(t, "renew token", cerr)
 			return
 		}
 		// The token is gone (revoked, or Vault lost it): log in again now.
 	}
-	if !m.canRefresh() {
+	if !m.cfg.Auth.canRefresh() {
 		t.next = time.Time{}
 		return
 	}
@@ -124,7 +124,7 @@ func (m *Manager) tokenFailed(t *token, op string, err error) {
 	if !t.expires.IsZero() && t.next.After(t.expires) {
 		t.next = t.expires
 	}
-	m.reportFailure(Event{Path: m.loginPath(), ExpiresAt: t.expires, Next: t.next, Op: op}, err, "attempt", t.failures, "backoff", d.String())
+	m.reportFailure(Event{Path: m.cfg.Auth.loginPath(), ExpiresAt: t.expires, Next: t.next, Op: op}, err, "attempt", t.failures, "backoff", d.String())
 }
 
 // relogin obtains a new token; leases of the old one are handed over in
@@ -138,10 +138,10 @@ func (m *Manager) relogin(ctx context.Context) bool {
 		m.tokenFailed(m.tok, "login", cerr)
 		return false
 	}
-	if !m.canLogin() && t.value == m.tok.value {
+	if !m.cfg.Auth.canLogin() && t.value == m.tok.value {
 		// --token-file still holds the same token: nothing new to switch
 		// to. The next permission-denied failure reads the file again.
-		m.log.Debug("token file unchanged", "path", m.loginPath())
+		m.log.Debug("token file unchanged", "path", m.cfg.Auth.loginPath())
 		m.tok.next = time.Time{}
 		return false
 	}

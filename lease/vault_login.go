@@ -15,23 +15,23 @@ import (
 // looks the user's token up to learn its ttl.
 func (m *Manager) login(ctx context.Context) (*token, error) {
 	now := m.now()
-	if m.isTokenMethod() {
+	if m.cfg.Auth.isTokenMethod() {
 		return m.userToken(ctx)
 	}
 	body, err := m.loginData(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sec, err := m.vault.login.Logical().WriteWithContext(ctx, m.loginPath(), body)
+	sec, err := m.vault.login.Logical().WriteWithContext(ctx, m.cfg.Auth.loginPath(), body)
 	if err != nil {
 		if cerr, transient := classify(err); !transient && errors.Is(cerr, ErrUnsupported) {
 			// Auth methods answer 400 for a wrong secret_id or a rejected JWT.
-			return nil, &Error{Op: "login", Path: m.loginPath(), Err: fmt.Errorf("%w: %w", ErrPermissionDenied, cerr)}
+			return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: fmt.Errorf("%w: %w", ErrPermissionDenied, cerr)}
 		}
 		return nil, err
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return nil, &Error{Op: "login", Path: m.loginPath(), Err: errors.New("vault returned no token")}
+		return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: errors.New("vault returned no token")}
 	}
 	t := &token{
 		value: secretString(sec.Auth.ClientToken), own: true,
@@ -146,7 +146,7 @@ func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
 func (m *Manager) readSecretID(ctx context.Context) (secretString, error) {
 	raw, err := readTrimmed(m.cfg.Auth.SecretIDFile)
 	if err != nil {
-		return "", &Error{Op: "login", Path: m.loginPath(), Err: err}
+		return "", &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: err}
 	}
 	if uuidRE.MatchString(raw) {
 		return secretString(raw), nil
