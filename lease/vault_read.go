@@ -160,54 +160,79 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now, Response: response(sec)}
 	out := &issued{secret: s}
 	tok := m.ledger.current() // fetches of Start run in parallel
-	switch {
-	case sec.Auth != nil && sec.Auth.ClientToken != "" && e.spec.Params != nil:
-		// auth/token/create and friends: the auth block is the credential.
-		a := sec.Auth
-		data := map[string]any{
-			"client_token": a.ClientToken, "accessor": a.Accessor, "policies": a.Policies,
-			"token_policies": a.TokenPolicies, "lease_duration": a.LeaseDuration,
-			"renewable": a.Renewable, "entity_id": a.EntityID, "orphan": a.Orphan,
+	if sec.Auth != nil && sec.Auth.ClientToken != "" && e.spec.Params != nil {
+		out.fromAuth(e, sec.Auth, tok)
+	} else if err := out.fromData(e, sec, tok, now); err != nil {
+		return nil, err
+	}
+	out.expire(now)
+	if err := out.hashData(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// fromAuth fills in a credential that is the auth block of the answer:
+// auth/token/create and friends. The token is renewed and revoked as
+// itself; an orphan does not die with leash's token.
+func (out *issued) fromAuth(e *entry, a *api.SecretAuth, tok *token) {
+	s := out.secret
+	data := map[string]any{
+		"client_token": a.ClientToken, "accessor": a.Accessor, "policies": a.Policies,
+		"token_policies": a.TokenPolicies, "lease_duration": a.LeaseDuration,
+		"renewable": a.Renewable, "entity_id": a.EntityID, "orphan": a.Orphan,
+	}
+	s.Data = Data{data}
+	s.Raw = Data{deepCopy(data)}
+	s.LeaseDuration = time.Duration(a.LeaseDuration) * time.Second
+	s.Renewable = a.Renewable
+	s.Fingerprint = fingerprint(a.Accessor)
+	out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, outputs: e.spec.Outputs, childTok: secretString(a.ClientToken), owner: tok}
+	if a.Orphan {
+		out.lease.owner = nil
+	}
+}
+
+// fromData fills in a credential from the answer's data: a lease, a KV
+// secret (v2: the inner data and its version), a certificate (its
+// NotAfter), or a static role (its rotation).
+func (out *issued) fromData(e *entry, sec *api.Secret, tok *token, now time.Time) error {
+	s := out.secret
+	raw := sec.Data
+	s.Raw = Data{raw}
+	inner := raw
+	if !e.spec.List && (e.kv == 2 || (e.kv == 0 && isKV2(raw))) {
+		inner, _ = raw["data"].(map[string]any)
+		if inner == nil {
+			return ErrNotFound // deleted or destroyed version
 		}
-		s.Data = Data{data}
-		s.Raw = Data{deepCopy(data)}
-		s.LeaseDuration = time.Duration(a.LeaseDuration) * time.Second
-		s.Renewable = a.Renewable
-		s.Fingerprint = fingerprint(a.Accessor)
-		out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, outputs: e.spec.Outputs, childTok: secretString(a.ClientToken), owner: tok}
-		if a.Orphan {
-			out.lease.owner = nil
-		}
-	default:
-		raw := sec.Data
-		s.Raw = Data{raw}
-		inner := raw
-		if !e.spec.List && (e.kv == 2 || (e.kv == 0 && isKV2(raw))) {
-			inner, _ = raw["data"].(map[string]any)
-			if inner == nil {
-				return nil, ErrNotFound // deleted or destroyed version
+		if md, ok := raw["metadata"].(map[string]any); ok {
+			if n, ok := md["version"].(json.Number); ok {
+				v, _ := n.Int64()
+				s.Version = int(v)
 			}
-			if md, ok := raw["metadata"].(map[string]any); ok {
-				if n, ok := md["version"].(json.Number); ok {
-					v, _ := n.Int64()
-					s.Version = int(v)
-				}
-			}
-		}
-		s.Data = Data{deepCopy(inner)}
-		if sec.LeaseID != "" {
-			s.LeaseDuration = time.Duration(sec.LeaseDuration) * time.Second
-			s.Renewable = sec.Renewable
-			s.Fingerprint = fingerprint(sec.LeaseID)
-			out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, outputs: e.spec.Outputs, leaseID: secretString(sec.LeaseID), owner: tok}
-		}
-		if c, ok := inner["certificate"].(string); ok {
-			out.notAfter = certNotAfter(c)
-		}
-		if sec.LeaseID == "" && e.kv == 0 && !e.spec.List {
-			out.rotation = staticRotation(inner, now)
 		}
 	}
+	s.Data = Data{deepCopy(inner)}
+	if sec.LeaseID != "" {
+		s.LeaseDuration = time.Duration(sec.LeaseDuration) * time.Second
+		s.Renewable = sec.Renewable
+		s.Fingerprint = fingerprint(sec.LeaseID)
+		out.lease = &held{fp: s.Fingerprint, id: s.ID, path: s.Path, outputs: e.spec.Outputs, leaseID: secretString(sec.LeaseID), owner: tok}
+	}
+	if c, ok := inner["certificate"].(string); ok {
+		out.notAfter = certNotAfter(c)
+	}
+	if sec.LeaseID == "" && e.kv == 0 && !e.spec.List {
+		out.rotation = staticRotation(inner, now)
+	}
+	return nil
+}
+
+// expire sets the lease's duration and expiry, counted from now, bounded
+// by a certificate's NotAfter.
+func (out *issued) expire(now time.Time) {
+	s := out.secret
 	if out.lease != nil {
 		out.ttl = s.LeaseDuration
 		out.renewable = s.Renewable
@@ -221,20 +246,25 @@ func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, erro
 			out.ttl = out.notAfter.Sub(now)
 		}
 	}
-	hashed := s.Data.m
+}
+
+// hashData hashes the secret's data, which tells a changed static secret
+// from an unchanged one.
+func (out *issued) hashData() error {
+	hashed := out.secret.Data.m
 	if out.rotation != nil {
 		// The ttl counts down with every read: only a new credential
 		// (password, last_vault_rotation) is a change.
-		s.NextRotation = out.rotation.next
+		out.secret.NextRotation = out.rotation.next
 		hashed = maps.Clone(hashed)
 		delete(hashed, "ttl")
 	}
 	b, err := json.Marshal(hashed)
 	if err != nil {
-		return nil, fmt.Errorf("hash secret data: %w", err)
+		return fmt.Errorf("hash secret data: %w", err)
 	}
 	out.hash = sha256.Sum256(b)
-	return out, nil
+	return nil
 }
 
 // response is sec less its data, for Secret.Response.
