@@ -14,4 +14,14 @@
 // Secret values live in Data, which cannot be printed or marshalled; logs
 // carry only names, paths, a lease fingerprint (short SHA-256 of the lease
 // id), ttl and expiry.
+//
+// Where things are: manager.go is the API (New, Updates, Retire, Close)
+// and startup.go, run.go and check.go its Start, Run and Check. entry.go
+// renews, rotates and refreshes one secret, token.go keeps leash's token
+// alive. plan.go and schedule.go are pure: when each secret and the token
+// need attention. ledger.go holds what leash must revoke, under its own
+// mutex. report.go turns every event into the log line. The vault_*.go
+// files are the Vault client and one file per kind of request, and with
+// vault_errors.go the only files that import vault/api; auth*.go build
+// the login of each method.
 package lease
