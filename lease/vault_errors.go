@@ -49,21 +49,31 @@ func classify(err error) (out error, transient bool) {
 	}
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
-		var certErr *tls.CertificateVerificationError
-		var unknownCA x509.UnknownAuthorityError
-		var hostErr x509.HostnameError
-		switch {
-		case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
-			// A wrong CA or server name does not fix itself: fail at once.
-			return fmt.Errorf("%w: %w", ErrTLS, stripURL(err)), false
-		case noAnswer(err):
-			// Connection refused, resets, timeouts: the network or a restarting Vault.
-			return stripURL(err), true
-		default:
-			// Our own sentinels and *Error, unreadable files, malformed replies.
-			return err, false
-		}
+		return classifyTransport(err)
 	}
+	return classifyResponse(re)
+}
+
+// classifyTransport is classify for an error without an HTTP answer.
+func classifyTransport(err error) (out error, transient bool) {
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
+		// A wrong CA or server name does not fix itself: fail at once.
+		return fmt.Errorf("%w: %w", ErrTLS, stripURL(err)), false
+	case noAnswer(err):
+		// Connection refused, resets, timeouts: the network or a restarting Vault.
+		return stripURL(err), true
+	default:
+		// Our own sentinels and *Error, unreadable files, malformed replies.
+		return err, false
+	}
+}
+
+// classifyResponse is classify for Vault's error answer re.
+func classifyResponse(re *api.ResponseError) (out error, transient bool) {
 	msg := vaultMessage(re.Errors)
 	switch {
 	case re.StatusCode == http.StatusForbidden:
