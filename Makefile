@@ -5,7 +5,7 @@ VAULT_BIN := $(CURDIR)/.cache/bin/vault
 CT_BIN    := $(CURDIR)/.cache/bin/consul-template
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 # net/http's bundled HTTP/2 client is dead weight in leash: its Vault
-# transport gets HTTP/2 from golang.org/x/net/http2 (lease/config.go), which
+# transport gets HTTP/2 from golang.org/x/net/http2 (lease/vault_client.go), which
 # vault/api links anyway. Leaving the bundle out makes the binary 0.33 MB
 # smaller and the peak RSS about 0.55 MB lower; a plain go build still works.
 # Tests build with the same tags (TestClientHTTP2OverTLS checks HTTP/2).
