@@ -8,13 +8,27 @@
 # leash then runs as PID 1: it forwards signals, reaps zombies and mirrors
 # the app's exit code, so no tini or dumb-init is needed.
 
-FROM golang:1.26-bookworm AS build
+# Multi-architecture: the build stage runs on the builder's own platform
+# and cross-compiles for each target, so no emulation is needed, e.g.
+#
+#   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7,linux/386 \
+#     --build-arg VERSION="$(git describe --tags --always --dirty)" \
+#     --build-arg COMMIT="$(git rev-parse HEAD)" -t ghcr.io/leash-dev/leash:TAG --push .
+FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -tags nethttpomithttp2 -ldflags "-s -w -X main.version=${VERSION}" -o /leash .
+ARG COMMIT=unknown
+# Set by BuildKit from --platform. GOARCH=arm cross-compiles for ARMv7
+# (Go's default GOARM off an ARM host), so ARMv5 and v6 are refused.
+ARG TARGETOS
+ARG TARGETARCH
+ARG TARGETVARIANT
+RUN if [ "$TARGETARCH" = arm ] && [ "${TARGETVARIANT:-v7}" != v7 ]; then echo "linux/arm/$TARGETVARIANT: only linux/arm/v7 is built" >&2; exit 1; fi
+ENV GOOS=${TARGETOS} GOARCH=${TARGETARCH}
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags nethttpomithttp2 -ldflags "-s -w -buildid= -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /leash .
 
 FROM scratch
 COPY --from=build /leash /leash

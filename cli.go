@@ -318,7 +318,7 @@ func dispatch(ctx context.Context, cli *CLI, kctx *kong.Context, log hclog.Logge
 	case strings.HasPrefix(cmd, "convert"):
 		return cli.Convert.run(os.Stdout)
 	case strings.HasPrefix(cmd, "version"):
-		fmt.Println("leash", version)
+		printVersion(os.Stdout)
 		return nil
 	}
 	return &usageError{fmt.Errorf("unknown command %q", kctx.Command())}

@@ -16,9 +16,6 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	// Libraries write to the standard logger only in debug modes, and those
 	// print what leash must never log: GODEBUG=http2debug=1 prints every
