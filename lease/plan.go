@@ -46,7 +46,7 @@ type planner struct {
 // tokenNext is when the token needs attention: a renewal while it can be
 // extended, else a new login before it expires (when leash can log in);
 // zero for nothing to do.
-func (p planner) tokenNext(t *token, canLogin bool, now time.Time) time.Time {
+func (p *planner) tokenNext(t *token, canLogin bool, now time.Time) time.Time {
 	switch {
 	case t.expires.IsZero():
 		return time.Time{}
@@ -59,7 +59,7 @@ func (p planner) tokenNext(t *token, canLogin bool, now time.Time) time.Time {
 }
 
 // margin is the hand-over margin for a lease of duration ttl.
-func (p planner) margin(ttl time.Duration) time.Duration {
+func (p *planner) margin(ttl time.Duration) time.Duration {
 	return p.sched.rotateBefore(ttl, p.rotateBefore, p.rotateFraction, p.switchTime)
 }
 
@@ -81,7 +81,7 @@ func (e *entry) expiry() (exp time.Time, bound bool) {
 // or extended it: a small margin (schedule.lostBefore) before its expiry,
 // because Vault revokes it at expiry (for a database credential, drops the
 // role) and the child must have been told to stop by then. Zero: never.
-func (p planner) lostAt(e *entry) time.Time {
+func (p *planner) lostAt(e *entry) time.Time {
 	exp, bound := e.expiry()
 	if exp.IsZero() {
 		return exp
@@ -94,7 +94,7 @@ func (p planner) lostAt(e *entry) time.Time {
 }
 
 // rotatePoint is when to fetch a replacement for the entry.
-func (p planner) rotatePoint(e *entry) time.Time {
+func (p *planner) rotatePoint(e *entry) time.Time {
 	exp, _ := e.expiry()
 	if exp.IsZero() {
 		return time.Time{}
@@ -110,7 +110,7 @@ func (e *entry) renewing() bool {
 }
 
 // entryNext is the entry's next action after a success at now.
-func (p planner) entryNext(e *entry, now time.Time) time.Time {
+func (p *planner) entryNext(e *entry, now time.Time) time.Time {
 	exp, _ := e.expiry()
 	switch {
 	case exp.IsZero() && e.rot != nil:
