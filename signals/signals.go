@@ -128,6 +128,7 @@ func Name(sig os.Signal) string {
 //   - RTMin (34), which the Go runtime reserves (musl's SIGSYNCCALL,
 //     golang/go#39343) and cannot catch: like 32 and 33 it keeps its default
 //     action, so it terminates leash (and, through Pdeathsig, the child).
+//     macOS has no real-time signals: there only 1-31 are forwardable.
 func Forwardable(sig os.Signal) bool {
 	s, ok := sig.(syscall.Signal)
 	if !ok {

@@ -10,8 +10,10 @@
 //   - Exactly one goroutine waits for each child, and the reaper (see
 //     signals.Reaper with Skip set to IsChild) cannot steal its status: IsChild
 //     is serialised with the fork.
-//   - The child gets SIGKILL if leash dies (Pdeathsig, set from a locked OS
-//     thread that lives as long as the child; golang/go#27505).
+//   - On Linux the child gets SIGKILL if leash dies (Pdeathsig, set from a
+//     locked OS thread that lives as long as the child; golang/go#27505).
+//     macOS has no parent-death signal (wait_darwin.go): there a leash that
+//     is SIGKILLed or crashes leaves its child running.
 //   - On a terminal where leash is in the foreground, the child's process group
 //     becomes the foreground group, so interactive programs and Ctrl-C work;
 //     leash takes the terminal back when the child exits.
