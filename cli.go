@@ -120,6 +120,11 @@ type Options struct {
 	StatusAddr      string        `name:"status-addr" env:"LEASH_STATUS_ADDR" placeholder:"ADDR" help:"Serve /healthz, /v1/leases and /metrics on a Unix socket path or loopback host:port."`
 
 	VaultRedirectAllow []string `name:"vault-redirect-allow" env:"LEASH_VAULT_REDIRECT_ALLOW" placeholder:"HOST[:PORT]" help:"Also follow Vault redirects to HOST (any port) or HOST:PORT; by default only to VAULT_ADDR's own scheme, host and port. Never from https to http. Repeatable or comma-separated."`
+
+	// fromFile are the flags whose values came from the config file (a
+	// kong resolver), by name; parseArgs sets it. settings reports a bad
+	// combination of them as a config error.
+	fromFile map[string]bool `kong:"-"`
 }
 
 // RunCmd is `leash run`, also the default command.
@@ -199,6 +204,13 @@ func parseArgs(args []string, fast bool, out, errw io.Writer) (*CLI, *kong.Conte
 			return nil, nil, err
 		}
 	}
+	fromFile := map[string]bool{}
+	for _, p := range kctx.Path {
+		if p.Resolved && p.Flag != nil {
+			fromFile[p.Flag.Name] = true
+		}
+	}
+	cli.Run.fromFile, cli.Validate.fromFile = fromFile, fromFile
 	if child != nil {
 		if !strings.HasPrefix(kctx.Command(), "run") {
 			return nil, nil, &usageError{fmt.Errorf("%s takes no command after --", strings.Fields(kctx.Command())[0])}
@@ -249,7 +261,9 @@ func parseModel(model any, args []string, out, errw io.Writer) (*kong.Context, e
 	if err != nil {
 		var ce *configError
 		if errors.As(err, &ce) {
-			return nil, err
+			// Without kong's "--flag=PLACEHOLDER: " in front: a config
+			// error names the file, the line and the key itself.
+			return nil, ce
 		}
 		return nil, &usageError{err}
 	}

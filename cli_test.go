@@ -100,6 +100,17 @@ func TestConfigFileErrors(t *testing.T) {
 		{"unterminated string", "auth = \"token\n", ":1:", "not terminated"},
 		{"unterminated list", "secret = [\"a=b/c\",\n", ":2:1", "list"},
 		{"nested list", "secret = [[\"a=b/c\"]]\n", ":1:1", "nested lists"},
+		// Values kong or leash rejects: the same file:line:column and key.
+		{"bad duration", "auth = \"token\"\nreload_grace = \"abc\"\n", ":2:1", `reload_grace: expected duration but got "abc"`},
+		{"number for a duration", "kill_timeout = 3\n", ":1:1", "kill_timeout: expected duration"},
+		{"list for a duration", "kill_timeout = [\"3s\"]\n", ":1:1", "kill_timeout: expected duration"},
+		{"bool for a string", "secret = [true]\n", ":1:1", "secret: "},
+		{"enum", "delivery = \"disk\"\n", ":1:1", `delivery: must be one of "memfd", "dir", not "disk"`},
+		{"unknown signal", "\nstop_signal = \"SIGNOPE\"\n", ":2:1", "stop_signal: "},
+		{"unknown reload signal", "reload_signal = \"KILLME\"\n", ":1:1", "reload_signal: "},
+		{"negative duration", "splay = \"-1s\"\n", ":1:1", "splay: -1s: must not be negative"},
+		{"bad rotate_before", "rotate_before = \"150%\"\n", ":1:1", "rotate_before: "},
+		{"unknown user", "user = \"leash-no-such-user\"\n", ":1:1", "user: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeConfig(t, tc.text)
@@ -108,7 +119,7 @@ func TestConfigFileErrors(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("err = %v, want a config error", err)
 			}
-			if msg := err.Error(); !strings.Contains(msg, p+tc.where) || !strings.Contains(msg, tc.what) {
+			if msg := err.Error(); !strings.HasPrefix(msg, p+tc.where) || !strings.Contains(msg, tc.what) {
 				t.Errorf("error %q: want %s%s and %q", msg, p, tc.where, tc.what)
 			}
 		})

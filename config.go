@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -195,10 +197,44 @@ func (c *hclConfig) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any
 		}
 	}
 	out, err := hclValue(a.val, true)
+	if err == nil {
+		err = checkFileValue(flag, out)
+	}
 	if err != nil {
 		return nil, configErrorf("%s: %s: %v", posString(c.filename, a.pos), a.name, err)
 	}
 	return out, nil
+}
+
+// checkFileValue decodes v as kong will and applies the checks settings
+// makes of the flag's value, so that a bad value in the file is reported
+// here, where its file and line are known (exit 78), rather than by kong
+// or settings as if it were a bad flag on the command line (exit 64).
+func checkFileValue(flag *kong.Flag, v any) error {
+	target := reflect.New(flag.Target.Type()).Elem()
+	scan := kong.Scan().PushTyped(v, kong.FlagValueToken)
+	if err := flag.Mapper.Decode(&kong.DecodeContext{Value: flag.Value, Scan: scan}, target); err != nil {
+		if l, ok := v.([]any); ok && target.Kind() == reflect.Slice {
+			// kong's own message for this is JSON's ("cannot unmarshal").
+			for _, e := range l {
+				if _, ok := e.(string); !ok {
+					return fmt.Errorf("want a list of strings, got %v", e)
+				}
+			}
+		}
+		return err
+	}
+	if enum := flag.EnumSlice(); flag.Enum != "" && target.Kind() == reflect.String && !slices.Contains(enum, target.String()) {
+		quoted := make([]string, len(enum))
+		for i, e := range enum {
+			quoted[i] = strconv.Quote(e)
+		}
+		return fmt.Errorf("must be one of %s, not %q", strings.Join(quoted, ", "), target.String())
+	}
+	if check := valueChecks[flag.Name]; check != nil {
+		return check(target.Interface())
+	}
+	return nil
 }
 
 // hclValue converts the value shapes flags accept: strings, numbers (as

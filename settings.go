@@ -45,31 +45,28 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 	}
 	d, f, err := parseRotateBefore(o.RotateBefore)
 	if err != nil {
-		return nil, &usageError{err}
+		return nil, &usageError{fmt.Errorf("--rotate-before %w", err)}
 	}
 	s.rotateDur, s.rotateFrac = time.Duration(d), f
 	if s.cred, err = lookupUser(o.User); err != nil {
-		return nil, &usageError{err}
+		return nil, &usageError{fmt.Errorf("--user %w", err)}
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--kill-timeout", o.KillTimeout}, {"--splay", o.Splay}, {"--stop-delay", o.StopDelay}, {"--static-refresh", o.StaticRefresh}, {"--startup-timeout", o.StartupTimeout}, {"--reload-grace", o.ReloadGrace}, {"--revoke-timeout", o.RevokeTimeout}} {
-		if d.v < 0 {
-			return nil, &usageError{fmt.Errorf("%s %s: must not be negative", d.name, d.v)}
+	}{{"--kill-timeout", o.KillTimeout}, {"--splay", o.Splay}, {"--stop-delay", o.StopDelay}, {"--static-refresh", o.StaticRefresh}, {"--startup-timeout", o.StartupTimeout}, {"--reload-grace", o.ReloadGrace}, {"--revoke-timeout", o.RevokeTimeout}, {"--drill-every", o.DrillEvery}} {
+		if err := nonNegative(d.v); err != nil {
+			return nil, &usageError{fmt.Errorf("%s %w", d.name, err)}
 		}
 	}
 	if o.RevokeTimeout == 0 && !o.NoRevoke {
-		return nil, &usageError{errors.New("--revoke-timeout 0s: must be positive (--no-revoke leaves leases and token in place)")}
-	}
-	if o.DrillEvery < 0 {
-		return nil, &usageError{fmt.Errorf("--drill-every %s: must not be negative", o.DrillEvery)}
+		return nil, o.flagError(errors.New("--revoke-timeout 0s: must be positive (--no-revoke leaves leases and token in place)"), "revoke-timeout")
 	}
 	if o.AuditKeyFile != "" && o.AuditFile == "" && !o.auditSyslog() {
-		return nil, &usageError{errors.New("--audit-key-file needs --audit-file or --audit-syslog")}
+		return nil, o.flagError(errors.New("--audit-key-file needs --audit-file or --audit-syslog"), "audit-key-file")
 	}
 	if o.Delivery != "dir" && o.Dir != "" {
-		return nil, &usageError{errors.New("--dir needs --delivery dir")}
+		return nil, o.flagError(errors.New("--dir needs --delivery dir"), "dir", "delivery")
 	}
 	if err := o.checkAuth(); err != nil {
 		return nil, err
@@ -81,6 +78,51 @@ func (o *Options) settings(env func(string) string) (*settings, error) {
 		}
 	}
 	return s, nil
+}
+
+// valueChecks are the checks settings makes of a single flag's value, by
+// flag name, for checkFileValue to make of a config file's values. Each
+// takes the flag's decoded value.
+var valueChecks = map[string]func(any) error{
+	"stop-signal":     checkSignal,
+	"reload-signal":   checkSignal,
+	"rotate-before":   func(v any) error { _, _, err := parseRotateBefore(v.(string)); return err },
+	"user":            func(v any) error { _, err := lookupUser(v.(string)); return err },
+	"kill-timeout":    checkNonNegative,
+	"splay":           checkNonNegative,
+	"stop-delay":      checkNonNegative,
+	"static-refresh":  checkNonNegative,
+	"startup-timeout": checkNonNegative,
+	"reload-grace":    checkNonNegative,
+	"revoke-timeout":  checkNonNegative,
+	"drill-every":     checkNonNegative,
+}
+
+func checkSignal(v any) error { _, err := signals.Parse(v.(string)); return err }
+
+func checkNonNegative(v any) error { return nonNegative(v.(time.Duration)) }
+
+func nonNegative(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%s: must not be negative", d)
+	}
+	return nil
+}
+
+// flagError is err, a problem with how flags combine, as a config error
+// naming the config file when one of flags has its value from the file
+// (exit 78), else as a usage error (exit 64).
+func (o *Options) flagError(err error, flags ...string) error {
+	for _, f := range flags {
+		if o.fromFile[f] {
+			file := string(o.Config)
+			if file == "" {
+				file = string(o.AgentConfig)
+			}
+			return configErrorf("%s: %w", file, err)
+		}
+	}
+	return &usageError{err}
 }
 
 // auditSyslog reports whether the audit records go to the system log.

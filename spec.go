@@ -233,13 +233,13 @@ func parseRotateBefore(s string) (dur int64, frac float64, err error) {
 	if pct, ok := strings.CutSuffix(s, "%"); ok {
 		f, err := strconv.ParseFloat(pct, 64)
 		if err != nil || f <= 0 || f >= 100 {
-			return 0, 0, fmt.Errorf("--rotate-before %q: a percentage must be between 0 and 100, exclusive", s)
+			return 0, 0, fmt.Errorf("%q: a percentage must be between 0 and 100, exclusive", s)
 		}
 		return 0, f / 100, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, 0, fmt.Errorf("--rotate-before %q: want a positive duration (30s) or a percentage (25%%)", s)
+		return 0, 0, fmt.Errorf("%q: want a positive duration (30s) or a percentage (25%%)", s)
 	}
 	return int64(d), 0, nil
 }
@@ -255,7 +255,7 @@ func lookupUser(spec string) (*syscall.Credential, error) {
 	u, err := user.Lookup(uname)
 	if err != nil {
 		if _, numErr := strconv.ParseUint(uname, 10, 32); numErr != nil {
-			return nil, fmt.Errorf("--user %q: %w", spec, err)
+			return nil, fmt.Errorf("%q: %w", spec, err)
 		}
 		u, err = user.LookupId(uname)
 		if err != nil {
@@ -281,14 +281,14 @@ func lookupUser(spec string) (*syscall.Credential, error) {
 	}
 	if hasGroup {
 		if gname == "" {
-			return nil, fmt.Errorf("--user %q: empty GROUP after ':'", spec)
+			return nil, fmt.Errorf("%q: empty GROUP after ':'", spec)
 		}
 		if n, err := strconv.ParseUint(gname, 10, 32); err == nil {
 			cred.Gid = uint32(n)
 		} else {
 			g, err := user.LookupGroup(gname)
 			if err != nil {
-				return nil, fmt.Errorf("--user %q: %w", spec, err)
+				return nil, fmt.Errorf("%q: %w", spec, err)
 			}
 			n, _ := strconv.ParseUint(g.Gid, 10, 32)
 			cred.Gid = uint32(n)
