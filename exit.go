@@ -43,6 +43,13 @@ func childStatus(e *supervisor.ExitError) int {
 	return e.Code
 }
 
+// unavailableError is a service a command needs that does not answer (a
+// running leash's status server): exit 69 (EX_UNAVAILABLE).
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
+
 // classify maps leash's own errors to sysexits-style codes and a hint.
 func classify(err error) (int, string) {
 	var (
@@ -59,6 +66,8 @@ func classify(err error) (int, string) {
 		return exitUsage, "run 'leash --help' for usage"
 	case errors.As(err, &ce):
 		return exitConfig, ""
+	case errors.As(err, new(*unavailableError)):
+		return exitUnavailable, ""
 	case errors.As(err, &ab):
 		return exitAuditBroken, ""
 	case errors.As(err, &re):

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +18,11 @@ import (
 
 // run prints the lease table of a running leash.
 func (c *StatusCmd) run(ctx context.Context, w io.Writer) error {
+	if !strings.Contains(c.StatusAddr, "/") {
+		if _, _, err := net.SplitHostPort(c.StatusAddr); err != nil {
+			return &usageError{fmt.Errorf("--status-addr %q: want a Unix socket path or host:port", c.StatusAddr)}
+		}
+	}
 	client, base := status.Client(c.StatusAddr)
 	if c.Check {
 		return c.check(ctx, client, base, w)
@@ -25,7 +33,13 @@ func (c *StatusCmd) run(ctx context.Context, w io.Writer) error {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("leash status: %w (is leash running with --status-addr %s?)", err, c.StatusAddr)
+		// "dial unix PATH: connect: ..." rather than also the URL, which
+		// for a socket names a made-up host.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return &unavailableError{fmt.Errorf("leash status: %w (is leash running with --status-addr %s?)", err, c.StatusAddr)}
 	}
 	defer resp.Body.Close()
 	var body struct{ Leases []status.Lease }
