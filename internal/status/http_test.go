@@ -191,42 +191,59 @@ func TestStatusServerDisplacesIdleConnection(t *testing.T) {
 
 // The attack of issue 24: twice as many loopback connections as the server
 // has room for, each trickling its headers a byte at a time and
-// reconnecting as soon as it is dropped. Health probes are still answered.
-// The timeouts are an hour here, so only displacement can let them in.
+// reconnecting as soon as it finds it was dropped. Health probes are still
+// answered. The timeouts are an hour here, so only displacement can let
+// them in.
+//
+// A probe is displaced in turn once slots-1 newer connections have come in
+// while the server had not yet read its request; the attackers reconnect
+// when a write fails, so that takes about slots-1 of their write intervals
+// divided among the slots attackers dropped at a time: about one interval
+// (trickleEvery). At 20 ms that was shorter than a loaded machine may take
+// to schedule the probe's handler, and probes were displaced (1 in 3 runs
+// under 4 busy loops on 2 cores); real slowloris clients write every few
+// seconds, and a second is generous here.
 func TestStatusServerHealthUnderTrickleAttack(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	const slots = 8
+	const (
+		slots        = 8
+		trickleEvery = time.Second
+	)
 	serveTestRoutes(t, l, func(s *server) { s.headerTimeout, s.timeout, s.maxConns = time.Hour, time.Hour, slots })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	var connected sync.WaitGroup // each attacker's first connection
-	connected.Add(2 * slots)
+	// dropped has an attacker's connection each time it finds the server
+	// closed it: the server was full and displaced it.
+	dropped := make(chan struct{}, 1024)
 	for range 2 * slots {
 		wg.Go(func() {
-			first := sync.OnceFunc(connected.Done)
-			defer first()
 			for ctx.Err() == nil {
 				var d net.Dialer
 				c, err := d.DialContext(ctx, "tcp", addr)
 				if err != nil {
 					continue
 				}
-				first()
 				stopClose := context.AfterFunc(ctx, func() { c.Close() })
 				for _, b := range []byte("GET /doc HTTP/1.1\r\nX-Slow: " + strings.Repeat("a", 10000)) {
 					if _, err := c.Write([]byte{b}); err != nil {
+						if ctx.Err() == nil {
+							select {
+							case dropped <- struct{}{}:
+							default:
+							}
+						}
 						break
 					}
 					select {
 					case <-ctx.Done():
-					case <-time.After(20 * time.Millisecond):
+					case <-time.After(trickleEvery):
 					}
 				}
 				stopClose()
@@ -234,7 +251,14 @@ func TestStatusServerHealthUnderTrickleAttack(t *testing.T) {
 			}
 		})
 	}
-	connected.Wait() // the probes come after every attacker
+	// The probes come once the attackers fill the server: it has been
+	// displacing them (2*slots connected, slots room). Seen by a write
+	// failing, a drop takes up to two write intervals to show.
+	select {
+	case <-dropped:
+	case <-time.After(time.Minute):
+		t.Fatal("no attacker was dropped in a minute: the server never filled up")
+	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	for i := range 8 {
 		resp, err := client.Get("http://" + addr + "/doc")
