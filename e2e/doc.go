@@ -10,5 +10,5 @@
 // by line and leash's stderr into a locked buffer, and lets a test wait on
 // audit events (the lease.EventKind vocabulary and leash's child events).
 // Files are by theme: process, seed, faults, rotation, badinput, secrecy,
-// auth, observability, audit, soak, script.
+// auth, observability, audit, agent (Vault Agent configs), soak, script.
 package e2e

@@ -86,6 +86,7 @@ const (
 	evRenewed    = "renewed"
 	evRotated    = "rotated"
 	evChanged    = "changed"
+	evRetired    = "retired"
 	evRevoked    = "revoked"
 	evFailed     = "failed"
 	evLost       = "lost"

@@ -15,6 +15,13 @@ import (
 // onDiskFS reports whether path is on disk: always, on macOS.
 func onDiskFS(string) bool { return true }
 
+// memDir skips: macOS has no tmpfs for a test to write to.
+func memDir(t testing.TB) string {
+	t.Helper()
+	t.Skip("macOS has no tmpfs or ramfs")
+	return ""
+}
+
 // pidGone waits until pid has exited, with a kqueue NOTE_EXIT event.
 func pidGone(t testing.TB, pid int, limit time.Duration) bool {
 	t.Helper()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -34,4 +35,31 @@ func pidGone(t testing.TB, pid int, limit time.Duration) bool {
 		}
 		return err == nil && n == 1
 	}
+}
+
+// memDir returns an empty directory on a file system of its own in
+// memory, as a Kubernetes emptyDir with medium Memory is: a tmpfs mounted
+// for the test when it runs as root (and may mount), else a directory
+// under /dev/shm when that is a tmpfs. Otherwise the test is skipped.
+func memDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if os.Geteuid() == 0 {
+		err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=4m,mode=0700")
+		if err == nil {
+			// Registered after TempDir's removal, so it runs before it.
+			t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+			return dir
+		}
+		t.Logf("mount a tmpfs: %v; trying /dev/shm", err)
+	}
+	if onDiskFS("/dev/shm") {
+		t.Skip("not root (or may not mount), and /dev/shm is not a tmpfs: no memory file system to write to")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "leash-test-")
+	if err != nil {
+		t.Skipf("no directory under /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
