@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 type buildFirst struct{ m *testing.M }
 
 func (b buildFirst) Run() int {
+	testchild.RequireSIGHUP() // the helper modes have returned by now
 	dir, err := os.MkdirTemp("", "leash-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

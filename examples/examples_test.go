@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 	"gopkg.in/yaml.v3"
@@ -29,6 +30,8 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	// The examples reload on SIGHUP through leash.
+	testchild.RequireSIGHUP()
 	dir, err := os.MkdirTemp("", "leash-examples-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(superviseMain())
 	}
 	testchild.Main()
+	testchild.RequireSIGHUP()
 	// Helper children are -race binaries too: spare them the race runtime's
 	// one-second sleep at exit.
 	if os.Getenv("GORACE") == "" {

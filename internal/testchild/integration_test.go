@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(initMain())
 	}
 	testchild.Main()
+	testchild.RequireSIGHUP()
 	if os.Getenv("GORACE") == "" {
 		os.Setenv("GORACE", "atexit_sleep_ms=0") // helpers are -race binaries too
 	}
@@ -391,5 +393,23 @@ func TestReaperVersusInstantExit(t *testing.T) {
 		if err := sup.Run(context.Background()); err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
+	}
+}
+
+// A test binary started with SIGHUP ignored, as under nohup, stops before
+// any test runs, saying why, instead of failing the signal tests one by one
+// (RequireSIGHUP in TestMain). Mode sigconf ignores SIGHUP and executes the
+// test binary again, this time to run its (no) tests.
+func TestRequireSIGHUP(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, self, "-test.run=^$")
+	cmd.Env = append(childEnv(), testchild.EnvMode+"=sigconf", testchild.EnvNext+"=")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.TrimSpace(string(out)) != testchild.SIGHUPIgnoredMessage {
+		t.Fatalf("with SIGHUP ignored: %v, output %q; want exit status 2 and %q", err, out, testchild.SIGHUPIgnoredMessage)
 	}
 }
