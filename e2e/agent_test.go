@@ -463,8 +463,8 @@ auto_auth {
 }
 
 // agentTemplates is a config of template stanzas: contents and source,
-// error_on_missing_key both ways, perms, delimiters, KV and PostgreSQL
-// credentials.
+// error_on_missing_key both ways, perms (a string and an HCL number, both
+// octal for Vault Agent), delimiters, KV and PostgreSQL credentials.
 const agentTemplates = agentApprole + `template {
   destination = "@MEM@/app.env"
   contents = <<EOT
@@ -493,7 +493,7 @@ template {
 }
 template {
   destination = "@MEM@/pretty.json"
-  perms       = "0600"
+  perms       = 0600
   contents    = "{{ with secret \"@KV@/data/app\" }}{{ .Data.data | toJSONPretty }}{{ end }}"
 }
 template {
@@ -710,70 +710,97 @@ func TestAgentEnvTemplateMatchesVaultAgent(t *testing.T) {
 
 // exec {} with restart_on_secret_changes = "always" and a
 // restart_stop_signal: a changed KV secret (re-read every second, as
-// template_config's static_secret_render_interval asks) rewrites the
-// destination, then the child gets SIGUSR2, exits, and is started again
-// on the new bytes. No command after --: exec's runs.
+// template_config's static_secret_render_interval asks) gets the child
+// SIGUSR2, and once it has exited it is started again with the new value.
+// Vault Agent, on the same file, does the same, line for line: its child
+// prints $ROT, leash's the file $ROT_FILE. No command after --: exec's
+// runs.
 func TestAgentExecRestartAlways(t *testing.T) {
 	t.Parallel()
 	f := newAgentFixture(t, testvault.Shared(t), false, 0)
-	f.srv.Write(t, f.kv+"/data/rot", map[string]any{"data": map[string]any{"v": "v1"}})
-	dest := filepath.Join(f.mem, "rot.txt")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	command := hclList("sh", "-c", `cat "$0"; echo; exec env LEASH_TESTCHILD=signals "$1"`, dest, self)
+	script := `if [ -n "$ROT_FILE" ]; then cat "$ROT_FILE"; else printf %s "$ROT"; fi; echo; exec env LEASH_TESTCHILD=signals "$0"`
 	config, _ := f.config(t, "agent.hcl", agentApprole+`template_config {
   static_secret_render_interval = "1s"
 }
-template {
-  destination = "@MEM@/rot.txt"
-  contents    = "{{ with secret \"@KV@/data/rot\" }}{{ .Data.data.v }}{{ end }}"
+env_template "ROT" {
+  contents = "{{ with secret \"@KV@/data/rot\" }}{{ .Data.data.v }}{{ end }}"
 }
 exec {
   command                   = @COMMAND@
   restart_on_secret_changes = "always"
   restart_stop_signal       = "SIGUSR2"
 }
-`, "@COMMAND@", command)
+`, "@COMMAND@", hclList("sh", "-c", script, self))
+	usr2, term := fmt.Sprintf("sig %d", syscall.SIGUSR2), fmt.Sprintf("sig %d", syscall.SIGTERM)
+	// next is the child's next line; Vault Agent's own output (its
+	// configuration banner, on the same stdout) is skipped.
+	next := func(p *Leash, agent bool) string {
+		t.Helper()
+		for {
+			l := p.Next(90 * time.Second)
+			switch {
+			case !agent, l == "v1", l == "v2", l == "ready", strings.HasPrefix(l, "sig "):
+				return l
+			}
+		}
+	}
+	check := func(who string, p *Leash, agent bool) {
+		t.Helper()
+		for _, want := range []string{"v1", "ready"} {
+			if l := next(p, agent); l != want {
+				t.Fatalf("%s: child said %q, want %q", who, l, want)
+			}
+		}
+		f.srv.Write(t, f.kv+"/data/rot", map[string]any{"data": map[string]any{"v": "v2"}})
+		for _, want := range []string{usr2, "v2", "ready"} {
+			if l := next(p, agent); l != want {
+				t.Fatalf("%s: after the change the child said %q, want %q", who, l, want)
+			}
+		}
+		p.Signal(syscall.SIGTERM)
+		if l := next(p, agent); l != term && l != usr2 {
+			t.Errorf("%s: child said %q after SIGTERM", who, l)
+		}
+		if code := p.Exit(60 * time.Second); code != 0 {
+			t.Errorf("%s exited %d", who, code)
+		}
+	}
+
+	f.srv.Write(t, f.kv+"/data/rot", map[string]any{"data": map[string]any{"v": "v1"}})
+	agent := exec.Command(testvault.Require(t), "agent", "-config="+config, "-log-level=warn")
+	agent.Env = agentEnv("HOME=" + t.TempDir())
+	check("vault agent", StartCmd(t, agent), true)
+
+	f.srv.Write(t, f.kv+"/data/rot", map[string]any{"data": map[string]any{"v": "v1"}})
 	lp := startAgent(t, "--agent-config", config)
-	lp.Out.Expect("v1")
-	lp.Out.Expect("ready")
-	f.srv.Write(t, f.kv+"/data/rot", map[string]any{"data": map[string]any{"v": "v2"}})
-	lp.Out.Expect(fmt.Sprintf("sig %d", syscall.SIGUSR2))
-	lp.Out.Expect("v2")
-	lp.Out.Expect("ready")
-	lp.Signal(syscall.SIGTERM)
-	if l := lp.Next(60 * time.Second); l != fmt.Sprintf("sig %d", syscall.SIGTERM) && l != fmt.Sprintf("sig %d", syscall.SIGUSR2) {
-		t.Errorf("child said %q after leash's SIGTERM", l)
-	}
-	if code := lp.Exit(60 * time.Second); code != 0 {
-		t.Errorf("leash exited %d", code)
-	}
+	check("leash", lp, false)
 }
 
 // exec {} with restart_on_secret_changes = "never": a new database
 // credential (at half its lease, as template_config's
-// lease_renewal_threshold = 0.5 asks) rewrites the destination and the old
-// one is revoked at once, the child neither restarted nor signalled; it
-// finds the new credential when it reads the file again.
+// lease_renewal_threshold = 0.5 asks) replaces the bytes of $DB_FILE and
+// the old one is revoked at once, the child neither restarted nor
+// signalled; it finds the new credential when it reads the file again.
+// (Vault Agent's child keeps its old environment, and credential, until
+// the lease expires.)
 func TestAgentExecRestartNever(t *testing.T) {
 	t.Parallel()
 	f := newAgentFixture(t, testvault.Shared(t), true, 10*time.Second)
-	dest := filepath.Join(f.mem, "db.json")
-	command := hclList(append([]string{"env", "DEST=" + dest}, watchArgs(t, "DEST")...)...)
 	config, _ := f.config(t, "agent.hcl", agentApprole+`template_config {
   lease_renewal_threshold = 0.5
 }
-template {
-  destination = "@MEM@/db.json"
-  contents    = "{{ with secret \"@CREDS@\" }}{{ .Data | toJSON }}{{ end }}"
+env_template "DB" {
+  contents = "{{ with secret \"@CREDS@\" }}{{ .Data | toJSON }}{{ end }}"
 }
 exec {
   command                   = @COMMAND@
   restart_on_secret_changes = "never"
 }
-`, "@COMMAND@", command)
+`, "@COMMAND@", hclList(watchArgs(t, "DB_FILE")...))
 	type creds struct{ Username, Password string }
 	parse := func(b []byte) creds {
 		var c creds
@@ -786,14 +813,8 @@ exec {
 	_, b := lp.Ready()
 	first := parse(b)
 	lp.WaitEvent(evRetired, 1, 90*time.Second, nil) // the first credential, once replaced
-	b, err := os.ReadFile(dest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := parse(b)
-	if next.Username == first.Username || f.db.RoleExists(t, first.Username) || !f.db.RoleExists(t, next.Username) {
-		t.Errorf("after the hand-over: %s replaced by %s, the first still exists: %v; want a new role and the old one dropped",
-			first.Username, next.Username, f.db.RoleExists(t, first.Username))
+	if f.db.RoleExists(t, first.Username) {
+		t.Errorf("the first credential's role %s still exists after the hand-over", first.Username)
 	}
 	// The child was told nothing: its next line answers this SIGHUP.
 	lp.Signal(syscall.SIGHUP)
@@ -802,8 +823,9 @@ exec {
 	if !ok {
 		t.Fatalf("child said %q, want its reload (no restart, no signal before)", l)
 	}
-	if b, _ := base64.StdEncoding.DecodeString(reload); parse(b).Username == first.Username {
-		t.Errorf("the child still reads the first credential")
+	b, _ = base64.StdEncoding.DecodeString(reload)
+	if c := parse(b); c.Username == first.Username || !f.db.RoleExists(t, c.Username) {
+		t.Errorf("the child reads %s after the hand-over from %s; want a new, live credential", c.Username, first.Username)
 	}
 	lp.Signal(syscall.SIGTERM)
 	if l := lp.Next(60 * time.Second); l != "term" {
