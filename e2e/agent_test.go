@@ -463,7 +463,8 @@ auto_auth {
 }
 
 // agentTemplates is a config of template stanzas: contents and source,
-// error_on_missing_key both ways, perms (a string and an HCL number, both
+// a heredoc, an indented heredoc and a quoted string holding ${...}
+// literally (HCL 1 has no interpolation), error_on_missing_key both ways, perms (a string and an HCL number, both
 // octal for Vault Agent), delimiters, KV and PostgreSQL credentials.
 const agentTemplates = agentApprole + `template {
   destination = "@MEM@/app.env"
@@ -502,8 +503,23 @@ template {
 {{ with secret "@CREDS@" }}[db]
 user={{ .Data.username }}
 password={{ .Data.password }}
+lease={{ .LeaseDuration }} {{ .Renewable }}
 {{ end }}
 EOT
+}
+template {
+  destination = "@MEM@/indented.sh"
+  contents = <<-EOT
+    {{ with secret "@KV@/data/app" -}}
+    export PATH=${PATH}:/opt/app
+    export APP_USER='{{ .Data.data.user }}' APP_B64={{ base64Encode .Data.data.password }}
+      # version {{ .Data.metadata.version }}
+    {{- end }}
+    EOT
+}
+template {
+  destination = "@MEM@/quoted.txt"
+  contents    = "${HOME} {{ with secret \"@KV@/data/app\" }}{{ .Data.data | toYAML }}{{ end }}\ttab"
 }
 `
 
@@ -516,7 +532,7 @@ literal = "{{ not an action }}"
 `
 
 // agentOutputs are agentTemplates' destinations.
-var agentOutputs = []string{"app.env", "app.conf", "missing.txt", "pretty.json", "db.ini"}
+var agentOutputs = []string{"app.env", "app.conf", "missing.txt", "pretty.json", "db.ini", "indented.sh", "quoted.txt"}
 
 // maskCreds replaces what Vault issues anew per login in rendered database
 // credentials: the random part and time of the user name, the password.
@@ -530,7 +546,8 @@ func maskCreds(s string) string {
 // from the same config file against the same Vault; only the database
 // user name's random part and the password, issued anew per login, are
 // masked. Modes: perms are honoured by both; without perms Vault Agent
-// writes 0644 and leash 0400 (documented).
+// writes 0644 and leash 0400 (documented). leash -c on what leash convert
+// prints gives the same bytes and modes as --agent-config.
 func TestAgentTemplatesMatchVaultAgent(t *testing.T) {
 	t.Parallel()
 	f := newAgentFixture(t, testvault.Shared(t), true, time.Hour)
@@ -552,37 +569,55 @@ func TestAgentTemplatesMatchVaultAgent(t *testing.T) {
 		os.Remove(p)
 	}
 
-	out := filepath.Join(f.dir, "leash-out")
-	if err := os.Mkdir(out, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	script := `cd "$0" && for f in ` + strings.Join(agentOutputs, " ") + `; do stat -c "%n %a" "$f"; cp "$f" "$1/"; done`
-	modes, stderr := Output(t, agentCommand(t, "--agent-config", config, "--", "sh", "-c", script, f.mem, out))
-	leashModes := map[string]os.FileMode{}
-	for _, l := range strings.Split(strings.TrimSpace(string(modes)), "\n") {
-		var n string
-		var m uint32
-		if _, err := fmt.Sscanf(l, "%s %o", &n, &m); err != nil {
-			t.Fatalf("child said %q", l)
+	// leash, on the agent config and on what leash convert makes of it.
+	run := func(args ...string) (map[string][]byte, map[string]os.FileMode, string) {
+		t.Helper()
+		out := filepath.Join(f.dir, "leash-out")
+		os.RemoveAll(out)
+		if err := os.Mkdir(out, 0o700); err != nil {
+			t.Fatal(err)
 		}
-		leashModes[n] = os.FileMode(m)
+		script := `cd "$0" && for f in ` + strings.Join(agentOutputs, " ") + `; do stat -c "%n %a" "$f"; cp "$f" "$1/"; done`
+		stdout, stderr := Output(t, agentCommand(t, append(args, "--", "sh", "-c", script, f.mem, out)...))
+		files, modes := map[string][]byte{}, map[string]os.FileMode{}
+		for _, l := range strings.Split(strings.TrimSpace(string(stdout)), "\n") {
+			var n string
+			var m uint32
+			if _, err := fmt.Sscanf(l, "%s %o", &n, &m); err != nil {
+				t.Fatalf("child said %q", l)
+			}
+			modes[n] = os.FileMode(m)
+			b, err := os.ReadFile(filepath.Join(out, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[n] = b
+		}
+		return files, modes, stderr
 	}
+	leash, leashModes, stderr := run("--agent-config", config)
+	converted, _ := Output(t, agentCommand(t, "convert", config))
+	native := filepath.Join(f.dir, "native.hcl")
+	f.writeFile(t, native, string(converted))
+	fromNative, nativeModes, _ := run("-c", native)
 	for _, n := range agentOutputs {
-		b, err := os.ReadFile(filepath.Join(out, n))
-		if err != nil {
-			t.Errorf("%s: leash: %v", n, err)
-			continue
-		}
+		b := leash[n]
 		if ml, ma := maskCreds(string(b)), maskCreds(string(agent[n])); ml != ma {
 			t.Errorf("%s differs (masked):\nleash:       %q\nVault Agent: %q", n, ml, ma)
+		} else if os.Getenv("LEASH_AGENT_SHOW") != "" {
+			t.Logf("%s: %q", n, ml)
 		}
 		if n == "db.ini" && maskCreds(string(b)) == string(b) {
 			t.Errorf("db.ini: nothing masked in %q; the comparison would not see the credentials", b)
+		}
+		if ml, mn := maskCreds(string(b)), maskCreds(string(fromNative[n])); ml != mn || leashModes[n] != nativeModes[n] {
+			t.Errorf("%s: leash -c CONVERTED gives %q mode %04o; --agent-config %q mode %04o", n, mn, nativeModes[n], ml, leashModes[n])
 		}
 	}
 	for n, want := range map[string][2]os.FileMode{
 		"app.conf": {0o440, 0o440}, "pretty.json": {0o600, 0o600}, // perms
 		"app.env": {0o400, 0o644}, "db.ini": {0o400, 0o644}, "missing.txt": {0o400, 0o644}, // the defaults
+		"indented.sh": {0o400, 0o644}, "quoted.txt": {0o400, 0o644},
 	} {
 		if leashModes[n] != want[0] || agentModes[n] != want[1] {
 			t.Errorf("%s: mode %04o under leash, %04o under Vault Agent; want %04o and %04o", n, leashModes[n], agentModes[n], want[0], want[1])
