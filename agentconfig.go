@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/hashicorp/hcl/hcl/ast"
 	"github.com/hashicorp/hcl/hcl/parser"
+	"github.com/hashicorp/hcl/hcl/token"
 	"github.com/leash-dev/leash/render"
 )
 
@@ -72,7 +74,20 @@ const vaultAgentKillTimeout = 30 * time.Second
 // isAgentConfig reports whether src looks like a Vault Agent config: a
 // top-level block named like one of its stanzas.
 func isAgentConfig(src []byte) bool {
-	file, err := parser.ParseDontErrorOnDuplicateKeys(bytes.TrimPrefix(src, []byte("\uFEFF")))
+	src = bytes.TrimPrefix(src, []byte("\uFEFF"))
+	if _, ok := jsonStart(src); ok {
+		var top map[string]json.RawMessage
+		if json.Unmarshal(src, &top) != nil {
+			return false
+		}
+		for k, v := range top {
+			if v = bytes.TrimSpace(v); len(v) > 0 && (v[0] == '{' || v[0] == '[') && slices.Contains(agentStanzas, k) {
+				return true
+			}
+		}
+		return false
+	}
+	file, err := parser.ParseDontErrorOnDuplicateKeys(src)
 	if err != nil {
 		return false
 	}
@@ -91,6 +106,13 @@ func isAgentConfig(src []byte) bool {
 		}
 	}
 	return false
+}
+
+// jsonStart returns the offset of src's first byte when it is the '{'
+// a JSON config starts with (Vault Agent reads JSON too).
+func jsonStart(src []byte) (int, bool) {
+	i := len(src) - len(bytes.TrimLeft(src, " \t\r\n"))
+	return i, i < len(src) && src[i] == '{'
 }
 
 // agentParser walks one file.
@@ -138,6 +160,12 @@ func (p *agentParser) note(from, format string, args ...any) {
 // errors naming the file, line and column.
 func parseAgentConfig(name string, src []byte) (*agentConfig, error) {
 	src = bytes.TrimPrefix(src, []byte("\uFEFF"))
+	if i, ok := jsonStart(src); ok {
+		// HCL 1's JSON parser keeps no positions, and errors here name
+		// lines, so JSON is refused rather than translated blindly.
+		pos := token.Pos{Line: bytes.Count(src[:i], []byte("\n")) + 1, Column: i - bytes.LastIndexByte(src[:i], '\n')}
+		return nil, configErrorf("%s: a Vault Agent config in JSON: leash reads the HCL form only; write it as HCL, with the same keys (\"vault\": {\"address\": ...} is vault { address = ... }, a list of template objects is one template { } stanza each)", posString(name, pos))
+	}
 	file, err := parser.Parse(src)
 	if err != nil {
 		var pe *parser.PosError

@@ -150,6 +150,7 @@ func TestAgentConfigErrors(t *testing.T) {
 		{"template_config unknown", method + "template_config { nope = 1 }\n", ":9:19: template_config: unknown key \"nope\""},
 		{"lease_renewal_threshold", method + "template_config { lease_renewal_threshold = 1.5 }\n", ":9:19: lease_renewal_threshold: want a fraction"},
 		{"syntax", "vault {\n  address = \n", ":"},
+		{"json", "\n  {\"vault\": {\"address\": \"http://127.0.0.1:8200\"}}\n", ":2:3: a Vault Agent config in JSON: leash reads the HCL form only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,6 +218,15 @@ func TestAgentConfigChecks(t *testing.T) {
 	}
 	if _, err := settingsOf("-c", env, "--agent-config", env); err == nil {
 		t.Error("-c and --agent-config together: accepted")
+	}
+	// A JSON agent config given to -c is recognised, and refused as such
+	// rather than as a native config's syntax error.
+	js := write("agent.json", `{"vault": {"address": "http://127.0.0.1:8200"}, "auto_auth": {"method": [{"type": "approle"}]}}`)
+	if _, _, err := parseCLI([]string{"-c", js, "--", "true"}); err == nil || !strings.Contains(err.Error(), js+":1:1: a Vault Agent config in JSON") {
+		t.Errorf("-c with a JSON agent config: err = %v", err)
+	}
+	if _, _, err := parseCLI([]string{"-c", write("native.json", `{"secret": ["a=kv/a"]}`), "--", "true"}); err == nil || strings.Contains(err.Error(), "Vault Agent") {
+		t.Errorf("-c with JSON that is no agent config: err = %v, want the native config's syntax error", err)
 	}
 }
 
