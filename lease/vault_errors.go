@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"strings"
@@ -108,8 +109,13 @@ func leaseGone(msgs []string) bool {
 }
 
 // stripURL drops the request URL from url.Error: paths are not secret but
-// the message is shorter and stable without it.
+// the message is shorter and stable without it. A file error is kept
+// whole: *fs.PathError has a Timeout method too, and its path (a role_id
+// or secret_id file) is what the operator must fix.
 func stripURL(err error) error {
+	if errors.As(err, new(*fs.PathError)) {
+		return err
+	}
 	type unwrapper interface{ Unwrap() error }
 	var ue interface {
 		error

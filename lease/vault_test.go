@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -461,6 +463,33 @@ func TestStartUnreachable(t *testing.T) {
 	_, err = m.Start(context.Background())
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Start: %v, want ErrUnreachable", err)
+	}
+}
+
+// A credential file that cannot be read fails the login with an error
+// naming the file: a missing secret_id file (Vault Agent's
+// remove_secret_id_file_after_reading has removed it, and leash runs
+// again) is the file to fix, not Vault.
+func TestStartCredentialFileNamed(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	a := s.AppRole(t, []string{"default"}, time.Hour, time.Hour, false)
+	dir := t.TempDir()
+	roleID, secretID := filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id")
+	if err := os.WriteFile(roleID, []byte(a.RoleID), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, nil, Config{
+		Auth:           AuthConfig{Method: "approle", Mount: a.Mount, RoleIDFile: roleID, SecretIDFile: secretID},
+		Specs:          []Spec{{ID: "a", Path: "secret/a"}},
+		StartupTimeout: time.Second,
+	})
+	_, err := h.m.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), secretID) {
+		t.Fatalf("Start: %v, want an error naming %s", err, secretID)
+	}
+	if !strings.Contains(h.log.String(), secretID) {
+		t.Errorf("the retry warnings do not name %s:\n%s", secretID, h.log)
 	}
 }
 
