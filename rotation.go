@@ -52,8 +52,11 @@ type rotation struct {
 	// none); drillEvery, when positive, runs a drill about that often.
 	calls      chan controlCall
 	drillEvery time.Duration
-	outputs    []render.Output     // to map `leash rotate NAME` to secrets
-	discovered map[string][]string // and the secrets a template asked for at start
+	outputs    []render.Output // to map `leash rotate NAME` to secrets
+	// discovered is, by output, what its template reads that parsing did
+	// not find (paths computed from what Vault returned), as of the last
+	// hand-over; settle keeps it.
+	discovered map[string][]string
 }
 
 // controlCall is a control request waiting for the rotation loop; reply
@@ -115,6 +118,14 @@ func jitter(d time.Duration) time.Duration {
 // retires at once, without the reload grace. It returns the snapshot the
 // child uses now and whether next was applied.
 func (rt *rotation) handOver(ctx context.Context, cur, next *lease.Snapshot, drill bool) (*lease.Snapshot, bool) {
+	next, err := rt.settle(ctx, next)
+	if err != nil {
+		if ctx.Err() == nil {
+			rt.log.Error("fetching the secrets the templates now ask for failed; keeping the current ones", "error", err)
+			rt.rec.RotationFailed(true)
+		}
+		return cur, false
+	}
 	changed, err := rt.out.Update(renderSecrets(next), rt.onRotate != "restart")
 	if err != nil && ctx.Err() != nil {
 		return cur, false // shutting down: the outputs are already closed

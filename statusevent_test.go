@@ -21,6 +21,7 @@ func TestStatusEventKinds(t *testing.T) {
 		{lease.EventUnchanged, status.KindUnchanged},
 		{lease.EventFailed, status.KindFailed},
 		{lease.EventLost, status.KindLost},
+		{lease.EventDropped, status.KindDropped},
 	} {
 		if string(k.lease) != k.status {
 			t.Errorf("lease kind %q, status kind %q", k.lease, k.status)

@@ -15,10 +15,20 @@ import (
 // is returned as from Start; what is already held stays held (Close
 // revokes it).
 func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
+	if err := m.addEntries(ctx, specs); err != nil {
+		return nil, err
+	}
+	s, _ := m.ledger.publish(m.entries) // main's snapshot: not an update for Run
+	return s, nil
+}
+
+// addEntries fetches the specs not held yet and appends them to the
+// entries, for Add and Track.
+func (m *Manager) addEntries(ctx context.Context, specs []Spec) error {
 	var added []*entry
 	for _, s := range specs {
 		if s.ID == "" || s.Path == "" {
-			return nil, fmt.Errorf("lease: spec %q: ID and Path are required", s.ID)
+			return fmt.Errorf("lease: spec %q: ID and Path are required", s.ID)
 		}
 		if m.has(s.ID) {
 			continue
@@ -28,7 +38,7 @@ func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
 		m.entries = append(m.entries, e)
 	}
 	if len(added) == 0 {
-		return m.ledger.last(), nil
+		return nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
 	defer cancel()
@@ -58,10 +68,9 @@ func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
 		if errors.Is(err, ErrPermissionDenied) {
 			err = m.explainDenied(err)
 		}
-		return nil, err
+		return err
 	}
-	s, _ := m.ledger.publish(m.entries) // main's snapshot: not an update for Run
-	return s, nil
+	return nil
 }
 
 func (m *Manager) has(id string) bool {

@@ -19,9 +19,13 @@ const (
 	// each refresh would be noise.
 	EventUnchanged EventKind = "unchanged"
 	EventRetired   EventKind = "retired" // an old lease was revoked after the hand-over
-	EventRevoked   EventKind = "revoked" // a held lease was revoked at shutdown (leash's own token, and a lease revoked with it, are only logged)
-	EventFailed    EventKind = "failed"  // a Vault operation failed (it is retried)
-	EventLost      EventKind = "lost"    // a credential expired with no replacement
+	// EventDropped: templates no longer ask for the secret (a path
+	// computed from a value that changed); it is no longer renewed or
+	// re-read, and its lease is retired once the child has switched.
+	EventDropped EventKind = "dropped"
+	EventRevoked EventKind = "revoked" // a held lease was revoked at shutdown (leash's own token, and a lease revoked with it, are only logged)
+	EventFailed  EventKind = "failed"  // a Vault operation failed (it is retried)
+	EventLost    EventKind = "lost"    // a credential expired with no replacement
 )
 
 // Event is one lease event, for the audit trail, health and metrics. It

@@ -184,3 +184,12 @@ func (l *ledger) prune(now time.Time, current func(*held) bool) {
 		// A current credential past its expiry stays: Run reports its loss.
 	}
 }
+
+// release marks h as held by no later snapshot: Track dropped its entry,
+// so the next Retire of a snapshot holding it revokes it, even one older
+// than the snapshots Track published while it fetched.
+func (l *ledger) release(h *held) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h.lastSeq = 0
+}

@@ -19,6 +19,7 @@ type Manager struct {
 	log     hclog.Logger
 	updates chan *Snapshot
 	rotates chan rotateReq // Rotate's requests for Run
+	tracks  chan trackReq  // Track's requests for Run
 
 	// The schedule's clock and randomness (r in [0,1)); tests replace them.
 	now  func() time.Time
@@ -70,6 +71,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg: cfg, env: env, vault: v, log: log,
 		updates: make(chan *Snapshot, 1),
 		rotates: make(chan rotateReq),
+		tracks:  make(chan trackReq),
 		now:     time.Now,
 		rand:    rand.Float64,
 		plan: planner{sched: defaultSchedule, rotateBefore: cfg.RotateBefore, rotateFraction: cfg.RotateFraction, switchTime: cfg.SwitchTime,

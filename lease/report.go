@@ -101,6 +101,8 @@ func (e Event) message(afterStart bool) string {
 		return "secret changed"
 	case EventUnchanged:
 		return "secret unchanged"
+	case EventDropped:
+		return "secret no longer used; its lease is revoked once the child has switched"
 	case EventRenewed, EventRotated, EventRetired, EventRevoked, EventLost:
 		return "lease " + string(e.Kind)
 	case EventFailed:

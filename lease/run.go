@@ -53,6 +53,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		case req := <-m.rotates:
 			snap, err := m.rotateNow(ctx, req.names)
 			req.done <- rotateResult{snap, err}
+		case req := <-m.tracks:
+			snap, err := m.track(ctx, req.add, req.drop)
+			req.done <- rotateResult{snap, err}
 		}
 		stepped = true
 	}

@@ -181,10 +181,20 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 // as when parsing; execution errors end the pass with what was found
 // (they are the render's to report).
 func (t *Template) Discover(secrets map[string]Secret) []Ref {
+	missing, _ := t.Calls(secrets)
+	return missing
+}
+
+// Calls executes the template as [Template.Discover] does and returns,
+// besides the calls of secrets it lacks (missing), the ID of every call
+// it made that parsing did not find (computed): what it reads now. A
+// secret found at start that is in neither is no longer asked for, since
+// the value feeding its path changed. A template without computed calls
+// returns nothing.
+func (t *Template) Calls(secrets map[string]Secret) (missing []Ref, computed []string) {
 	if !t.computed {
-		return nil
+		return nil, nil
 	}
-	var refs []Ref
 	seen := map[string]bool{}
 	var used []Values
 	get := func(fn, path string, params []string) (Secret, bool) {
@@ -192,12 +202,18 @@ func (t *Template) Discover(secrets map[string]Secret) []Ref {
 		if err != nil {
 			return Secret{}, false
 		}
-		if s, ok := secrets[r.ID()]; ok {
+		id := r.ID()
+		if !seen[id] {
+			seen[id] = true
+			if !slices.ContainsFunc(t.refs, func(k Ref) bool { return k.ID() == id }) {
+				computed = append(computed, id)
+			}
+		}
+		if s, ok := secrets[id]; ok {
 			return s, true
 		}
-		if !seen[r.ID()] {
-			seen[r.ID()] = true
-			refs = append(refs, r)
+		if !slices.ContainsFunc(missing, func(k Ref) bool { return k.ID() == id }) {
+			missing = append(missing, r)
 		}
 		return Secret{}, false
 	}
@@ -225,7 +241,7 @@ func (t *Template) Discover(secrets map[string]Secret) []Ref {
 			return []string{}, nil
 		},
 	}, &used)
-	return refs
+	return missing, computed
 }
 
 // discover finds the paths of fetch calls with computed arguments
@@ -457,7 +473,7 @@ func (t *Template) render(w *buffer, secrets map[string]Secret) error {
 		s, ok := secrets[r.ID()]
 		if !ok {
 			if t.computed && !slices.ContainsFunc(t.refs, func(k Ref) bool { return k.ID() == r.ID() }) {
-				return Secret{}, fmt.Errorf("secret %q was not fetched: its path is computed from what Vault returned, and leash fetches such paths only before the child starts, not when the values feeding them change", r.ID())
+				return Secret{}, fmt.Errorf("secret %q was not fetched: its path is computed from what Vault returned, and fetching it failed or has not happened yet", r.ID())
 			}
 			return Secret{}, fmt.Errorf("secret %q was not fetched", r.ID())
 		}

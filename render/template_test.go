@@ -582,6 +582,16 @@ func TestTemplateComputedPaths(t *testing.T) {
 	if got := tmpl.Discover(secrets); len(got) != 0 {
 		t.Fatalf("Discover with kv/A = %v, want nothing", got)
 	}
+	// Calls names what the template reads beyond its Refs: kv/A, and
+	// kv/Z once kv/a's value points there (kv/A is then unused).
+	if missing, uses := tmpl.Calls(secrets); len(missing) != 0 || !slices.Equal(uses, []string{"kv/A"}) {
+		t.Fatalf("Calls = %v, %q; want nothing missing, kv/A used", missing, uses)
+	}
+	secrets["kv/a"] = Secret{Raw: NewValues(map[string]any{"v": "Z"})}
+	if missing, uses := tmpl.Calls(secrets); len(missing) != 1 || missing[0].ID() != "kv/Z" || !slices.Equal(uses, []string{"kv/Z"}) {
+		t.Fatalf("Calls after kv/a changed = %v, %q; want kv/Z missing and used", missing, uses)
+	}
+	secrets["kv/a"] = Secret{Raw: NewValues(map[string]any{"v": "A"})}
 	// Without the secret-fed line everything renders.
 	tmpl, err = ParseTemplate("test.tmpl", text[:strings.LastIndex(text, "\n")], env)
 	if err != nil {

@@ -30,6 +30,7 @@ const (
 	KindUnchanged = "unchanged" // a re-read that found nothing new: state only, not audited
 	KindFailed    = "failed"
 	KindLost      = "lost"
+	KindDropped   = "dropped" // no template asks for it any more
 )
 
 // LeaseEvent is one lease manager event, field for field lease.Event's.
@@ -172,6 +173,10 @@ func (r *Recorder) apply(e LeaseEvent) {
 		if e.Kind == KindFailed {
 			r.counters[series(MetricFailures, "name", "", "outputs", "", "op", e.Op)]++
 		}
+		return
+	}
+	if e.Kind == KindDropped {
+		delete(r.leases, e.ID)
 		return
 	}
 	l := r.leases[e.ID]

@@ -1,0 +1,63 @@
+package lease
+
+import (
+	"context"
+	"slices"
+)
+
+// trackReq is a Track call waiting for Run.
+type trackReq struct {
+	add  []Spec
+	drop []string
+	done chan<- rotateResult // buffered: Run never waits for the caller
+}
+
+// Track changes, while Run runs, which secrets the Manager keeps: it
+// fetches the specs of add it does not hold yet (as Add does before Run)
+// and stops renewing and re-reading the secrets whose Spec.ID is in drop.
+// Main uses it for templates whose secret paths are computed from what
+// Vault returned: when such a value changes, the template asks for other
+// paths. Track publishes the snapshot with the change, on Updates too, and
+// returns it. A dropped secret's lease is not revoked here: Retire of a
+// snapshot that still holds it revokes it once the child has switched,
+// as after a rotation. If a fetch fails, Track returns its error and
+// drops nothing; what was fetched stays held for the next call. Track
+// waits for Run to take the request and finish it; ctx cancels the wait.
+func (m *Manager) Track(ctx context.Context, add []Spec, drop []string) (*Snapshot, error) {
+	done := make(chan rotateResult, 1)
+	select {
+	case m.tracks <- trackReq{add: add, drop: drop, done: done}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-done:
+		return r.snap, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// track is Track's work, in Run's goroutine.
+func (m *Manager) track(ctx context.Context, add []Spec, drop []string) (*Snapshot, error) {
+	n := len(m.entries)
+	if err := m.addEntries(ctx, add); err != nil {
+		// An entry that got nothing has no credential to renew or to
+		// hand over: forget it, so that the next call fetches it again.
+		m.entries = append(m.entries[:n], slices.DeleteFunc(m.entries[n:], func(e *entry) bool { return e.cur == nil })...)
+		return nil, err
+	}
+	for _, id := range drop {
+		i := slices.IndexFunc(m.entries, func(e *entry) bool { return e.spec.ID == id })
+		if i < 0 {
+			continue
+		}
+		e := m.entries[i]
+		m.report(e.event(EventDropped))
+		m.entries = slices.Delete(m.entries, i, i+1)
+		if e.lease != nil {
+			m.ledger.release(e.lease)
+		}
+	}
+	return m.emit(), nil
+}
