@@ -89,6 +89,9 @@ func classify(err error) (int, string) {
 			return exitNoPerm, "check the auth method's role and the credentials leash logs in with (--auth, --auth-mount, --auth-role)"
 		}
 		return exitNoPerm, "check the Vault policy attached to leash's token"
+	case errors.Is(err, lease.ErrTooLarge):
+		// A secret too large to be one, or not Vault answering.
+		return exitConfig, "check the secret at that path, and what answers at VAULT_ADDR"
 	case errors.Is(err, lease.ErrNotFound), errors.Is(err, lease.ErrUnsupported):
 		// A path or parameters Vault does not accept: the configuration is wrong.
 		return exitConfig, "check the secret's path and parameters"

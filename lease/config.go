@@ -131,7 +131,17 @@ type Config struct {
 	// each retry), whether it succeeded or not. Like OnEvent it is called
 	// synchronously and must not block.
 	OnRequest func(time.Duration)
+	// MaxResponse bounds the bytes leash reads of any one Vault answer,
+	// errors included; a longer one fails with ErrTooLarge. 0:
+	// DefaultMaxResponse.
+	MaxResponse int64
 }
+
+// DefaultMaxResponse is twice Vault's default max_request_size (32 MiB):
+// above any secret a Vault with default settings can store, and far
+// below what an endless answer would make leash allocate (about seven
+// times the body: vault/api buffers it twice and decodes it into maps).
+const DefaultMaxResponse = 64 << 20
 
 // DefaultServiceAccountTokenFile is where Kubernetes mounts the pod's token.
 const DefaultServiceAccountTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"

@@ -147,7 +147,7 @@ func TestTokenSourcesAndUnixSocket(t *testing.T) {
 func TestClientHTTP2OverTLS(t *testing.T) {
 	t.Parallel()
 	s := testvault.NewTLS(t)
-	c, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert}, nil, false, hclog.NewNullLogger(), nil)
+	c, err := newClient(environ{"VAULT_ADDR": s.Addr, "VAULT_CACERT": s.CACert}, nil, false, DefaultMaxResponse, hclog.NewNullLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

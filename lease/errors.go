@@ -31,6 +31,9 @@ var (
 	// azure) could not be obtained from its credential source or metadata
 	// endpoint (exit 69 in main). The error names the source.
 	ErrNoIdentity = errors.New("cloud identity not available")
+	// ErrTooLarge: Vault's answer was longer than Config.MaxResponse (exit
+	// 78 in main). The rest of it was not read.
+	ErrTooLarge = errors.New("vault's answer is too large")
 )
 
 // RedirectError reports a redirect leash refused to follow: to another

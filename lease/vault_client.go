@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,7 +39,11 @@ type vault struct {
 // newVault builds the clients from env and cfg (validated).
 func newVault(env environ, cfg Config, log hclog.Logger) (*vault, error) {
 	allow, _ := parseRedirectAllow(cfg.RedirectAllow) // validate checked it
-	c, err := newClient(env, allow, false, log, cfg.OnRequest)
+	maxBody := cfg.MaxResponse
+	if maxBody <= 0 {
+		maxBody = DefaultMaxResponse
+	}
+	c, err := newClient(env, allow, false, maxBody, log, cfg.OnRequest)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +60,7 @@ func newVault(env environ, cfg Config, log hclog.Logger) (*vault, error) {
 	anon.ClearToken() // Clone runs api.NewClient, which reads the process VAULT_TOKEN
 	v := &vault{client: c, anon: anon, login: anon}
 	if cfg.Auth.Method == "cert" {
-		if v.login, err = newClient(env, allow, true, log, cfg.OnRequest); err != nil {
+		if v.login, err = newClient(env, allow, true, maxBody, log, cfg.OnRequest); err != nil {
 			return nil, err
 		}
 	}
@@ -86,10 +91,10 @@ func withToken(base *api.Client, tok string) (*api.Client, error) {
 // (api.DefaultConfig + the environment), but from env rather than the
 // process environment so tests and main can choose what leash sees. With
 // fresh, every request dials a new connection. Redirects are followed only
-// to Vault's own address or a host in allow (see redirectGuard). log
-// receives warnings about the client certificate; observe (if not nil)
-// every request's duration.
-func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observe func(time.Duration)) (*api.Client, error) {
+// to Vault's own address or a host in allow (see redirectGuard). No answer
+// is read past maxBody bytes (see limitBody). log receives warnings about
+// the client certificate; observe (if not nil) every request's duration.
+func newClient(env environ, allow []string, fresh bool, maxBody int64, log hclog.Logger, observe func(time.Duration)) (*api.Client, error) {
 	tr, err := cleanTransport(fresh)
 	if err != nil {
 		return nil, err
@@ -111,9 +116,9 @@ func newClient(env environ, allow []string, fresh bool, log hclog.Logger, observ
 	}
 	// After ConfigureTLS, which needs the *http.Transport itself. The
 	// guard is outermost: each hop it follows is a round trip timed apart.
-	var rt http.RoundTripper = tr
+	var rt http.RoundTripper = &limitBody{next: tr, max: maxBody}
 	if observe != nil {
-		rt = &timedTransport{next: tr, observe: observe}
+		rt = &timedTransport{next: rt, observe: observe}
 	}
 	base, err := url.Parse(*addr)
 	if err != nil {
@@ -297,6 +302,59 @@ func (t *timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	t.observe(time.Since(start))
 	return resp, err
+}
+
+// limitBody bounds every answer's body: vault/api reads bodies whole, with
+// no limit, so without it an endless answer (from a proxy, or whatever
+// answers at VAULT_ADDR) grows leash's memory until the kernel kills it,
+// and the startup timeout reports Vault unreachable if it comes first.
+type limitBody struct {
+	next http.RoundTripper
+	max  int64
+}
+
+func (t *limitBody) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.ContentLength > t.max {
+		resp.Body.Close()
+		return nil, tooLarge(t.max)
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: t.max, max: t.max}
+	return resp, nil
+}
+
+func tooLarge(max int64) error {
+	return fmt.Errorf("%w: longer than %d MiB", ErrTooLarge, max>>20)
+}
+
+// limitedBody fails a read past its limit with ErrTooLarge, rather than
+// ending early as io.LimitReader does, which would read as a cut-off
+// answer.
+type limitedBody struct {
+	io.ReadCloser
+	left int64 // bytes still allowed
+	max  int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more says whether the answer ends at the limit.
+		var one [1]byte
+		n, err := b.ReadCloser.Read(one[:])
+		if n > 0 {
+			return 0, tooLarge(b.max)
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // cleanTransport is DefaultConfig's transport, made afresh. HTTP/2 over TLS
