@@ -42,8 +42,12 @@ func parseSecretFlag(s string) (render.Output, render.Ref, error) {
 	}
 	path, query, hasQuery := strings.Cut(rest, "?")
 	path = strings.Trim(path, "/")
-	if path == "" || strings.Contains(path, "//") || hasDotSegment(path) || strings.ContainsAny(path, "\x00 \t\n") {
-		return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: bad Vault path %q", s, path)
+	if err := render.ValidatePath(path); err != nil {
+		return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: bad Vault path: %w", s, err)
+	}
+	if strings.ContainsAny(path, " ") {
+		// A space is Vault's to take, but here more likely a slip.
+		return render.Output{}, render.Ref{}, fmt.Errorf("--secret %q: bad Vault path %q: a space", s, path)
 	}
 	ref := render.Ref{Path: path}
 	if hasQuery {
@@ -70,15 +74,6 @@ func parseSecretFlag(s string) (render.Output, render.Ref, error) {
 		out.Kind = render.Dotenv
 	}
 	return out, ref, nil
-}
-
-func hasDotSegment(path string) bool {
-	for _, seg := range strings.Split(path, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
 }
 
 // buildPlan checks every output, template and pointer. Errors are config

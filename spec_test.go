@@ -112,7 +112,7 @@ func FuzzParseSecretFlag(f *testing.F) {
 		if render.ValidateName(out.Name) != nil {
 			t.Fatalf("accepted invalid name %q", out.Name)
 		}
-		if ref.Path == "" || hasDotSegment(ref.Path) {
+		if render.ValidatePath(ref.Path) != nil {
 			t.Fatalf("accepted bad path %q", ref.Path)
 		}
 	})

@@ -40,3 +40,29 @@ func EnvName(name string) string {
 	r := strings.NewReplacer(".", "_", "-", "_")
 	return strings.ToUpper(r.Replace(name)) + "_FILE"
 }
+
+// ValidatePath reports whether path (without leading or trailing '/') can
+// be sent to Vault as written: no "." or ".." segment, which vault/api
+// resolves (path.Join) so that Vault serves another path than the one
+// written, reviewed and shown in the status and audit trail
+// ("secret/../sys/mounts" reads sys/mounts); no empty segment; no control
+// character. A '%' is sent literally, never decoded.
+func ValidatePath(path string) error {
+	if path == "" {
+		return errors.New("path is empty")
+	}
+	for _, seg := range strings.Split(path, "/") {
+		switch seg {
+		case "":
+			return fmt.Errorf("path %q: empty segment (\"//\")", path)
+		case ".", "..":
+			return fmt.Errorf("path %q: %q segment (Vault would be asked for another path than written)", path, seg)
+		}
+	}
+	for _, r := range path {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("path %q: control character %q", path, r)
+		}
+	}
+	return nil
+}

@@ -423,8 +423,8 @@ func secretRef(fn string, args []parse.Node) (Ref, error) {
 
 func parseSecretArgs(fn, path string, params []string) (Ref, error) {
 	path = strings.Trim(strings.TrimSpace(path), "/")
-	if path == "" {
-		return Ref{}, fmt.Errorf("`%s` path is empty", fn)
+	if err := ValidatePath(path); err != nil {
+		return Ref{}, fmt.Errorf("`%s` %w", fn, err)
 	}
 	r := Ref{Path: path}
 	if fn == "secrets" {

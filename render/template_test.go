@@ -609,3 +609,29 @@ func TestTemplateComputedPaths(t *testing.T) {
 		t.Fatalf("empty computed path: err = %v", err)
 	}
 }
+
+// A template's paths follow --secret's rule (ValidatePath): a "." or ".."
+// segment, which vault/api would resolve so that Vault serves another path
+// than written, an empty segment or a control character is an error naming
+// the template and the call, literal or computed.
+func TestTemplateBadPaths(t *testing.T) {
+	env := func(k string) string { return map[string]string{"P": "kv/../sys/mounts"}[k] }
+	for _, tc := range []struct{ text, want string }{
+		{`{{ with secret "secret/../sys/mounts" }}{{ end }}`, `test.tmpl:1:8: ` + "`secret`" + ` path "secret/../sys/mounts": ".." segment`},
+		{`{{ with secret "kv/./app" }}{{ end }}`, `"." segment`},
+		{`{{ with secret "kv//app" }}{{ end }}`, `empty segment`},
+		{`{{ with pkiCert "pki/issue/../../sys/policy/x" "common_name=a" }}{{ end }}`, "`pkiCert` path"},
+		{`{{ range secrets "kv/.." }}{{ end }}`, "`secrets` path"},
+		{"{{ with secret \"kv/a\x1b[2Jb\" }}{{ end }}", `control character '\x1b'`},
+		{`{{ with secret (env "P") }}{{ end }}`, `a computed ` + "`secret`" + ` call: ` + "`secret`" + ` path "kv/../sys/mounts": ".." segment`},
+	} {
+		_, err := ParseTemplate("test.tmpl", tc.text, env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	// "%2e%2e" is not a dot segment: it is sent as written, "%252e%252e".
+	if _, err := ParseTemplate("test.tmpl", `{{ with secret "kv/%2e%2e/app" }}{{ end }}`, env); err != nil {
+		t.Errorf("percent in a path: %v", err)
+	}
+}
