@@ -178,7 +178,7 @@ func vaultAgent(t *testing.T, config string, exitAfterAuth bool) {
 	if exitAfterAuth {
 		args = append(args, "-exit-after-auth")
 	}
-	ctx := ctxTimeout(t, 3*time.Minute)
+	ctx := ctxTimeout(t, 2*time.Minute)
 	cmd := exec.CommandContext(ctx, testvault.Require(t), args...)
 	cmd.Env = agentEnv("HOME=" + t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -203,7 +203,7 @@ func dbLine(b []byte, key string) string {
 // at exactly the destination, mode 0400, and they log in to PostgreSQL;
 // the secret_id file is removed after reading (Vault Agent's default); no
 // token is written anywhere; on exit the file is removed and the lease
-// revoked.
+// revoked. Vault Agent renders the same bytes from the same file.
 func TestAgentIssueConfig(t *testing.T) {
 	t.Parallel()
 	f := newAgentFixture(t, testvault.Shared(t), true, time.Hour)
@@ -281,6 +281,18 @@ EOT
 	if ids := leaseIDs(t, f.srv, f.creds); len(ids) != 0 || f.db.RoleExists(t, user) {
 		t.Errorf("after exit: %d leases left, role exists %v; want the credentials revoked", len(ids), f.db.RoleExists(t, user))
 	}
+
+	// Vault Agent renders the same bytes from the same file (its own
+	// credentials: the user name's random part and the password masked).
+	f.resetSecretID(t)
+	vaultAgent(t, config, true)
+	a, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ml, ma := maskCreds(string(b)), maskCreds(string(a)); ml != ma || ml == string(b) {
+		t.Errorf("leash and Vault Agent differ (masked):\nleash:       %q\nVault Agent: %q", ml, ma)
+	}
 }
 
 // A destination on disk is a config error naming the template's
@@ -317,7 +329,8 @@ func TestAgentDestinationOnDisk(t *testing.T) {
 
 // Every auto_auth method leash takes over, each logging in to the real
 // Vault (kubernetes through testvault's fake TokenReview API, cert over
-// TLS) and rendering a KV template to a tmpfs destination.
+// TLS) and rendering a KV template to a tmpfs destination; Vault Agent
+// renders the same bytes from each file.
 func TestAgentAuthMethods(t *testing.T) {
 	t.Parallel()
 	srv := testvault.Shared(t)
@@ -327,9 +340,19 @@ func TestAgentAuthMethods(t *testing.T) {
 }
 `
 	want := "app:" + agentApp["password"].(string)
-	run := func(t *testing.T, f *agentFixture, config string) {
+	// run runs Vault Agent and then leash on config: each must render
+	// the destination, with the same bytes.
+	run := func(t *testing.T, f *agentFixture, config string, flags ...string) {
 		t.Helper()
-		out, stderr := Output(t, agentCommand(t, "--agent-config", config, "--", "sh", "-c", `cat "$0"`, filepath.Join(f.mem, "app.txt")))
+		dest := filepath.Join(f.mem, "app.txt")
+		vaultAgent(t, config, true)
+		b, err := os.ReadFile(dest)
+		if err != nil || string(b) != want {
+			t.Errorf("vault agent rendered %q (%v), want %q", b, err, want)
+		}
+		os.Remove(dest)
+		args := append(append([]string{"--agent-config", config}, flags...), "--", "sh", "-c", `cat "$0"`, dest)
+		out, stderr := Output(t, agentCommand(t, args...))
 		if string(out) != want {
 			t.Errorf("the child read %q, want %q; stderr:\n%s", out, want, stderr)
 		}
@@ -362,12 +385,11 @@ auto_auth {
 		j := srv.JWT(t, []string{f.policy}, time.Hour, time.Hour)
 		jwt := filepath.Join(f.dir, "jwt")
 		f.writeFile(t, jwt, j.Token(t, time.Hour))
-		config, _ := f.config(t, "agent.hcl", `vault { address = "@ADDR@" }
+		const method = `vault { address = "@ADDR@" }
 auto_auth {
   method {
     type       = "jwt"
     mount_path = "auth/@JWT@"
-    wrap_ttl   = "5m"
     config = {
       role = "@ROLE@"
       path = "@FILE@"
@@ -375,10 +397,31 @@ auto_auth {
     }
   }
 }
-`+tmpl, "@JWT@", j.Mount, "@ROLE@", j.Role, "@FILE@", jwt)
+`
+		more := []string{"@JWT@", j.Mount, "@ROLE@", j.Role, "@FILE@", jwt}
+		config, _ := f.config(t, "agent.hcl", method+tmpl, more...)
 		run(t, f, config)
 		if _, err := os.Stat(jwt); err != nil {
 			t.Errorf("the JWT file: %v", err)
+		}
+		// wrap_ttl wraps the token for a sink (Vault Agent's templates
+		// then get the wrapped token and fail): leash drops both.
+		wrapped, _ := f.config(t, "wrapped.hcl", `vault { address = "@ADDR@" }
+auto_auth {
+  method "jwt" {
+    mount_path = "auth/@JWT@"
+    wrap_ttl   = "5m"
+    config     = { role = "@ROLE@", path = "@FILE@" }
+  }
+  sink "file" { config = { path = "@MEM@/token" } }
+}
+`+tmpl, more...)
+		out, stderr := Output(t, agentCommand(t, "--agent-config", wrapped, "--ignore-sinks", "--", "sh", "-c", `cat "$0"`, filepath.Join(f.mem, "app.txt")))
+		if string(out) != want {
+			t.Errorf("with wrap_ttl and a sink: the child read %q; stderr:\n%s", out, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(f.mem, "token")); !os.IsNotExist(err) {
+			t.Errorf("the sink's file exists (%v): leash wrote its token", err)
 		}
 	})
 	s.run("kubernetes", func(t *testing.T) {
@@ -418,6 +461,28 @@ auto_auth {
 			t.Fatal(err)
 		}
 		f.writeFile(t, filepath.Join(caDir, "vault-ca.pem"), string(ca))
+		more := []string{"@CA_DIR@", caDir, "@CA@", tls.CACert, "@CERT@", c.Mount, "@ROLE@", c.Role, "@CLIENT_CERT@", c.CertFile, "@CLIENT_KEY@", c.KeyFile}
+		// The client certificate in vault {}: Vault Agent's cert method
+		// then logs in with the vault {} client, ca_path and all.
+		config, _ := f.config(t, "agent.hcl", `vault {
+  address         = "@ADDR@"
+  ca_path         = "@CA_DIR@"
+  tls_server_name = "localhost"
+  client_cert     = "@CLIENT_CERT@"
+  client_key      = "@CLIENT_KEY@"
+}
+auto_auth {
+  method "cert" {
+    mount_path = "auth/@CERT@"
+    config     = { name = "@ROLE@" }
+  }
+}
+`+tmpl, more...)
+		run(t, f, config)
+
+		// The client certificate in the method's config (Vault Agent's
+		// login client then takes its CA from there only; leash has one
+		// set of TLS settings for every request).
 		const method = `auto_auth {
   method "cert" {
     mount_path = "auth/@CERT@"
@@ -429,15 +494,6 @@ auto_auth {
   }
 }
 `
-		more := []string{"@CA_DIR@", caDir, "@CA@", tls.CACert, "@CERT@", c.Mount, "@ROLE@", c.Role, "@CLIENT_CERT@", c.CertFile, "@CLIENT_KEY@", c.KeyFile}
-		config, _ := f.config(t, "agent.hcl", `vault {
-  address         = "@ADDR@"
-  ca_path         = "@CA_DIR@"
-  tls_server_name = "localhost"
-}
-`+method+tmpl, more...)
-		run(t, f, config)
-
 		wrong, _ := f.config(t, "wrong-name.hcl", `vault {
   address         = "@ADDR@"
   ca_cert         = "@CA@"
@@ -448,7 +504,6 @@ auto_auth {
 		if code == 0 || !strings.Contains(stderr, "wrong.example.test") {
 			t.Errorf("tls_server_name %q: exit %d, want a failure naming it; stderr:\n%s", "wrong.example.test", code, stderr)
 		}
-
 		skip, _ := f.config(t, "skip-verify.hcl", `vault {
   address         = "@ADDR@"
   tls_skip_verify = true
@@ -464,8 +519,9 @@ auto_auth {
 
 // agentTemplates is a config of template stanzas: contents and source,
 // a heredoc, an indented heredoc and a quoted string holding ${...}
-// literally (HCL 1 has no interpolation), error_on_missing_key both ways, perms (a string and an HCL number, both
-// octal for Vault Agent), delimiters, KV and PostgreSQL credentials.
+// literally (HCL 1 has no interpolation), error_on_missing_key both ways,
+// perms (a string and an HCL number, both octal for Vault Agent),
+// delimiters, KV and PostgreSQL credentials.
 const agentTemplates = agentApprole + `template {
   destination = "@MEM@/app.env"
   contents = <<EOT
@@ -538,7 +594,7 @@ var agentOutputs = []string{"app.env", "app.conf", "missing.txt", "pretty.json",
 // credentials: the random part and time of the user name, the password.
 func maskCreds(s string) string {
 	s = regexp.MustCompile(`(v-approle-+app-)[A-Za-z0-9]{20}-[0-9]+`).ReplaceAllString(s, "${1}<random>-<time>")
-	return regexp.MustCompile(`(?m)(password=)[A-Za-z0-9-]{20}$`).ReplaceAllString(s, "${1}<password>")
+	return regexp.MustCompile(`(?m)((?:password|DB_PASS)=)[A-Za-z0-9-]{20}$`).ReplaceAllString(s, "${1}<password>")
 }
 
 // The template stanzas render to the same bytes under leash and under
