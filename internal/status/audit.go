@@ -38,7 +38,8 @@ type Record struct {
 	Lease   string    `json:"lease,omitempty"`
 	TTL     float64   `json:"ttl_seconds,omitempty"`
 	Expires time.Time `json:"expires,omitzero"`
-	Outcome string    `json:"outcome"` // OutcomeOK or OutcomeError
+	Op      string    `json:"op,omitempty"` // failed: the operation (renew, rotate, refresh, login, renew token, retire, revoke)
+	Outcome string    `json:"outcome"`      // OutcomeOK or OutcomeError
 	Error   string    `json:"error,omitempty"`
 	// Chain, Version and PID are set in audit_start only.
 	Chain   string `json:"chain,omitempty"`
@@ -58,6 +59,13 @@ const (
 	EventChildRestart = "child_restart"
 	EventRotateNow    = "rotate_now" // leash rotate
 	EventDrill        = "drill"      // leash rotate --drill, --drill-every
+	// EventControlRefused: the control socket turned a request down (a
+	// peer that is neither leash's user nor root, or a malformed request);
+	// its error says why. Nothing was rotated.
+	EventControlRefused = "control_refused"
+	// EventStaleDirRemoved: a private directory of a leash that was
+	// killed (--delivery dir) was removed at start-up; path names it.
+	EventStaleDirRemoved = "stale_dir_removed"
 )
 
 // Record outcomes.

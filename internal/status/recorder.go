@@ -159,7 +159,7 @@ func (r *Recorder) LeaseEvent(e LeaseEvent) {
 		return
 	}
 	rec := Record{Time: e.Time, Event: e.Kind, Name: e.ID, Outputs: e.Outputs, Path: e.Path, Lease: e.Fingerprint,
-		TTL: e.TTL.Seconds(), Expires: e.ExpiresAt, Outcome: OutcomeOK}
+		TTL: e.TTL.Seconds(), Expires: e.ExpiresAt, Op: e.Op, Outcome: OutcomeOK}
 	if e.Err != "" {
 		rec.Outcome, rec.Error = OutcomeError, e.Err
 	}
@@ -285,6 +285,15 @@ func (r *Recorder) RotateNow(err error) { r.note(EventRotateNow, err) }
 // Drill audits a rotation drill (`leash rotate --drill`, --drill-every)
 // with its outcome.
 func (r *Recorder) Drill(err error) { r.note(EventDrill, err) }
+
+// ControlRefused audits a control request turned down, with why.
+func (r *Recorder) ControlRefused(why error) { r.note(EventControlRefused, why) }
+
+// StaleDirRemoved audits the removal of a killed leash's private
+// directory at start-up.
+func (r *Recorder) StaleDirRemoved(path string) {
+	r.record(Record{Time: time.Now(), Event: EventStaleDirRemoved, Path: path, Outcome: OutcomeOK})
+}
 
 func (r *Recorder) count(key string) {
 	r.mu.Lock()

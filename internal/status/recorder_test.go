@@ -25,6 +25,16 @@ func TestRecordBytes(t *testing.T) {
 	if string(b) != want {
 		t.Errorf("record\n%s\nwant\n%s", b, want)
 	}
+	// op (failed records only) came later, between expires and outcome:
+	// records without one keep their bytes.
+	b, err = json.Marshal(Record{Run: "r", Seq: 3, Prev: "p", Time: at, Event: "failed", Name: "db", Lease: "fp", Op: "renew", Outcome: OutcomeError, Error: "e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wantFailed = `{"run":"r","seq":3,"prev":"p","time":"2026-12-03T12:00:00Z","event":"failed","name":"db","lease":"fp","op":"renew","outcome":"error","error":"e"}`
+	if string(b) != wantFailed {
+		t.Errorf("record\n%s\nwant\n%s", b, wantFailed)
+	}
 }
 
 // What the Recorder writes to its audit file verifies, keyed and not; a
@@ -43,7 +53,10 @@ func TestRecorderAuditVerifies(t *testing.T) {
 		now := time.Now()
 		r.LeaseEvent(LeaseEvent{Time: now, Kind: KindIssued, ID: "db", Fingerprint: "fp", TTL: time.Minute, ExpiresAt: now.Add(time.Minute)})
 		r.LeaseEvent(LeaseEvent{Time: now, Kind: KindUnchanged, ID: "kv"})
+		r.LeaseEvent(LeaseEvent{Time: now, Kind: KindFailed, ID: "db", Fingerprint: "fp", Op: "renew", Err: "connection refused"})
+		r.StaleDirRemoved("/dev/shm/leash-1")
 		r.ChildStarted(nil)
+		r.ControlRefused(errors.New("uid 65534 is neither leash's uid 0 nor root"))
 		r.Reloaded(errors.New("no such process"))
 		r.ChildExited(nil)
 		if err := r.Close(); err != nil {
@@ -59,13 +72,18 @@ func TestRecorderAuditVerifies(t *testing.T) {
 			if err := json.Unmarshal([]byte(line), &rec); err != nil {
 				t.Fatal(err)
 			}
-			events = append(events, rec.Event+":"+rec.Outcome)
+			ev := rec.Event + ":" + rec.Outcome
+			if rec.Op != "" || rec.Path != "" {
+				ev += ":" + rec.Op + rec.Path
+			}
+			events = append(events, ev)
 		}
-		if got, want := strings.Join(events, " "), "audit_start:ok issued:ok child_start:ok child_reload:error child_exit:ok audit_end:ok"; got != want {
+		want := "audit_start:ok issued:ok failed:error:renew stale_dir_removed:ok:/dev/shm/leash-1 child_start:ok control_refused:error child_reload:error child_exit:ok audit_end:ok"
+		if got := strings.Join(events, " "); got != want {
 			t.Errorf("events %s, want %s", got, want)
 		}
 		runs, _, err := Verify(bytes.NewReader(raw), key, "")
-		if err != nil || len(runs) != 1 || runs[0].Records != 6 || !runs[0].Ended {
+		if err != nil || len(runs) != 1 || runs[0].Records != 9 || !runs[0].Ended {
 			t.Errorf("Verify = %+v, %v", runs, err)
 		}
 	}
