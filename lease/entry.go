@@ -68,8 +68,10 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 			return false
 		}
 		if noAnswer(err) {
-			m.log.Debug("vault did not answer; renewing again before trying a new credential",
-				e.keys("lease", e.cur.Fingerprint, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())...)
+			ev := e.event(EventKept)
+			ev.Next = e.next
+			ev.ExpiresAt, _ = e.expiry()
+			m.report(ev, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())
 			return false
 		}
 	}

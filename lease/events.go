@@ -26,6 +26,11 @@ const (
 	EventRevoked EventKind = "revoked" // a held lease was revoked at shutdown (leash's own token, and a lease revoked with it, are only logged)
 	EventFailed  EventKind = "failed"  // a Vault operation failed (it is retried)
 	EventLost    EventKind = "lost"    // a credential expired with no replacement
+	// EventKept: past its hand-over point a lease's renewal got no answer
+	// from Vault, so leash keeps the lease and renews again rather than
+	// fetch a new credential, which Vault could not issue either
+	// (vault#10918). Next is the next renewal.
+	EventKept EventKind = "kept"
 )
 
 // Event is one lease event, for the audit trail, health and metrics. It
@@ -40,6 +45,6 @@ type Event struct {
 	ExpiresAt   time.Time     // when the credential stops working (zero: never)
 	Next        time.Time     // next renewal, hand-over or re-read (zero: none planned)
 	Rotation    time.Time     // static role: when Vault rotates its credential next (else zero)
-	Op          string        // failed: the operation (renew, rotate, refresh, login, retire, revoke)
+	Op          string        // failed: the operation (renew, rotate, refresh, login, renew token, retire, revoke)
 	Err         string        // failed: the error text, which names paths, never secrets
 }

@@ -44,6 +44,8 @@ func (e Event) level(err error) hclog.Level {
 			return hclog.Off // notRotated says why a static role is read again
 		}
 		return hclog.Trace
+	case EventKept:
+		return hclog.Debug // the failed renewal before it is the warning
 	case EventFailed:
 		permanent := errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported)
 		if permanent && e.ID != "" && e.Op != "retire" && e.Op != "revoke" {
@@ -103,6 +105,8 @@ func (e Event) message(afterStart bool) string {
 		return "secret unchanged"
 	case EventDropped:
 		return "secret no longer used; its lease is revoked once the child has switched"
+	case EventKept:
+		return "vault did not answer; renewing again before trying a new credential"
 	case EventRenewed, EventRotated, EventRetired, EventRevoked, EventLost:
 		return "lease " + string(e.Kind)
 	case EventFailed:

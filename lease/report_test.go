@@ -46,6 +46,8 @@ func TestReportDerivesTheLogLine(t *testing.T) {
 		{Event{Op: "login", Path: "auth/approle/login"}, ErrPermissionDenied, nil, "[WARN]  login failed: path=auth/approle/login error=\"permission denied\""},
 		{Event{Kind: EventLogin, Path: "auth/approle/login", TTL: time.Hour}, nil, nil, "[INFO]  logged in: path=auth/approle/login ttl=1h0m0s"},
 		{with(db, func(e *Event) { e.Kind = EventLost }), nil, nil, ""},
+		{with(db, func(e *Event) { e.Kind, e.Next = EventKept, exp }), nil, []any{"backoff", "2s"},
+			"[DEBUG] vault did not answer; renewing again before trying a new credential: name=db outputs=[\"db.json\"] path=database/creds/app lease=ab12 next=2026-01-01T01:00:00Z backoff=2s"},
 	}
 	for _, tt := range tests {
 		before := buf.String()
