@@ -30,6 +30,9 @@ type privateDir struct {
 	path   string
 	owner  int // uid expected on files we wrote
 	log    hclog.Logger
+	// removed names the stale directories cleanStale removed (for the
+	// caller's audit trail, which is not open yet when New runs).
+	removed []string
 }
 
 var staleName = regexp.MustCompile(`^leash-[0-9]+-[0-9a-f]+$`)
@@ -427,6 +430,7 @@ func (d *privateDir) cleanStale() {
 			d.log.Warn("remove stale private dir", "path", sub.Name(), "error", err)
 		} else {
 			d.log.Info("removed stale private dir", "path", sub.Name())
+			d.removed = append(d.removed, sub.Name())
 		}
 	}
 }

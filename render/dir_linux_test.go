@@ -408,6 +408,9 @@ func TestDirStaleCleanup(t *testing.T) {
 	if _, err := os.Lstat(stale); !os.IsNotExist(err) {
 		t.Fatalf("stale dir kept: %v", err)
 	}
+	if got := r.Removed(); len(got) != 1 || got[0] != stale {
+		t.Errorf("Removed() = %q, want [%s]", got, stale)
+	}
 	for _, d := range []string{live, other} {
 		if _, err := os.Lstat(d); err != nil {
 			t.Fatalf("%s removed: %v", d, err)

@@ -333,6 +333,16 @@ func (r *Renderer) Files() []*os.File {
 	return files
 }
 
+// Removed returns the stale private directories (left by a leash that was
+// killed, so it could not clean up) New removed in Dir mode; nil in Memfd
+// mode.
+func (r *Renderer) Removed() []string {
+	if r.dir == nil {
+		return nil
+	}
+	return r.dir.removed
+}
+
 // Path returns where the child finds output name: /dev/fd/N in Memfd
 // mode, DIR/NAME in Dir mode.
 func (r *Renderer) Path(name string) (string, error) {
