@@ -161,8 +161,10 @@ func peerUID(c net.Conn) (int, error) {
 }
 
 // serveControl answers control requests on l with handle, one connection
-// at a time (a rotation is one at a time anyway), until ctx is done.
-func serveControl(ctx context.Context, l net.Listener, handle func(context.Context, controlRequest) controlReply, log hclog.Logger) error {
+// at a time (a rotation is one at a time anyway), until ctx is done. It
+// tells refused about each request it turns down, with the reason the
+// peer is given.
+func serveControl(ctx context.Context, l net.Listener, handle func(context.Context, controlRequest) controlReply, refused func(error), log hclog.Logger) error {
 	var (
 		mu   sync.Mutex
 		conn net.Conn
@@ -195,7 +197,7 @@ func serveControl(ctx context.Context, l net.Listener, handle func(context.Conte
 			c.Close()
 			return nil
 		}
-		serveControlConn(ctx, c, handle, log)
+		serveControlConn(ctx, c, handle, refused, log)
 		mu.Lock()
 		conn = nil
 		mu.Unlock()
@@ -203,11 +205,15 @@ func serveControl(ctx context.Context, l net.Listener, handle func(context.Conte
 	}
 }
 
-func serveControlConn(ctx context.Context, c net.Conn, handle func(context.Context, controlRequest) controlReply, log hclog.Logger) {
+func serveControlConn(ctx context.Context, c net.Conn, handle func(context.Context, controlRequest) controlReply, refused func(error), log hclog.Logger) {
 	reply := func(r controlReply) {
 		b, _ := json.Marshal(r)
 		_ = c.SetWriteDeadline(time.Now().Add(controlReadLimit))
 		_, _ = c.Write(append(b, '\n'))
+	}
+	refuse := func(why string) {
+		refused(errors.New(why))
+		reply(controlReply{Error: why})
 	}
 	// The request is read before the peer is checked: closing with it
 	// unread would reset the connection, and the refusal would be lost.
@@ -217,16 +223,16 @@ func serveControlConn(ctx context.Context, c net.Conn, handle func(context.Conte
 	uid, err := peerUID(c)
 	if err != nil || (uid != os.Geteuid() && uid != 0) {
 		log.Warn("control connection refused", "uid", uid, "error", err)
-		reply(controlReply{Error: fmt.Sprintf("refused: uid %d is neither leash's uid %d nor root", uid, os.Geteuid())})
+		refuse(fmt.Sprintf("refused: uid %d is neither leash's uid %d nor root", uid, os.Geteuid()))
 		return
 	}
 	if rerr != nil {
-		reply(controlReply{Error: "no request line within 5s and 4 KiB"})
+		refuse("no request line within 5s and 4 KiB")
 		return
 	}
 	var req controlRequest
 	if err := json.Unmarshal(line, &req); err != nil || req.Op != "rotate" {
-		reply(controlReply{Error: "malformed request: want {\"op\":\"rotate\",...}"})
+		refuse("malformed request: want {\"op\":\"rotate\",...}")
 		return
 	}
 	log.Info("rotation requested", "uid", uid, "names", strings.Join(req.Names, ","), "drill", req.Drill)

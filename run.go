@@ -115,7 +115,15 @@ func (r *runner) prepare() error {
 	if err := r.openOutputs(); err != nil {
 		return err
 	}
-	return r.startRecording()
+	if err := r.startRecording(); err != nil {
+		return err
+	}
+	// Cleaned up before the audit trail could open (a bad output must
+	// fail before anything is written), audited now.
+	for _, dir := range r.out.Removed() {
+		r.rec.StaleDirRemoved(dir)
+	}
+	return nil
 }
 
 // leaveRelative makes every relative path absolute against the directory

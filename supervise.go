@@ -56,7 +56,7 @@ func (r *runner) superviseChild() error {
 		})
 		if r.control != nil {
 			g.Go(func() error {
-				if err := serveControl(ctx, r.control, rt.request, r.log.Named("control")); err != nil {
+				if err := serveControl(ctx, r.control, rt.request, r.rec.ControlRefused, r.log.Named("control")); err != nil {
 					r.log.Error("control socket stopped", "error", err)
 				}
 				return nil
