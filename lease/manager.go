@@ -21,9 +21,7 @@ type Manager struct {
 	rotates chan rotateReq // Rotate's requests for Run
 	tracks  chan trackReq  // Track's requests for Run
 
-	// The schedule's clock and randomness (r in [0,1)); tests replace them.
-	now  func() time.Time
-	rand func() float64
+	clock // the schedule's clock and randomness; tests replace them
 	// plan holds the renewal, hand-over and retry parameters.
 	plan planner
 
@@ -41,6 +39,7 @@ type Manager struct {
 	tok     *token   // current token
 
 	ledger *ledger // what leash holds, for Retire and Close
+	reporter
 }
 
 // New validates cfg and builds a client from its environment. It does not
@@ -72,16 +71,24 @@ func New(cfg Config) (*Manager, error) {
 		updates: make(chan *Snapshot, 1),
 		rotates: make(chan rotateReq),
 		tracks:  make(chan trackReq),
-		now:     time.Now,
-		rand:    rand.Float64,
+		clock:   clock{now: time.Now, rand: rand.Float64},
 		plan: planner{sched: defaultSchedule, rotateBefore: cfg.RotateBefore, rotateFraction: cfg.RotateFraction, switchTime: cfg.SwitchTime,
 			staticRefresh: cfg.StaticRefresh},
 		ledger: newLedger(),
 	}
+	m.reporter = reporter{onEvent: cfg.OnEvent, log: log, clock: &m.clock, ledger: m.ledger}
 	for _, s := range cfg.Specs {
 		m.entries = append(m.entries, &entry{spec: s})
 	}
 	return m, nil
+}
+
+// clock is where the Manager and its parts take the time and the jitter
+// (r in [0,1)) from. The parts hold a pointer to the Manager's, so a test
+// that replaces now or rand after New replaces them everywhere.
+type clock struct {
+	now  func() time.Time
+	rand func() float64
 }
 
 // ScrubEnv returns which of CredentialVars are set in the environment the

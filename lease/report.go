@@ -7,30 +7,39 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
+// reporter hands the Manager's events to Config.OnEvent and the log. The
+// Manager and its token lifecycle share one.
+type reporter struct {
+	onEvent func(Event) // Config.OnEvent; nil: none
+	log     hclog.Logger
+	clock   *clock
+	ledger  *ledger // whether a snapshot is out: tells a login from a new one
+}
+
 // report delivers e to Config.OnEvent, stamped with the manager's clock,
 // and logs it: one call, one line, derived from the event (the message
 // from its kind, the keys from its fields in a fixed order), so the audit
 // trail and the log cannot tell different stories. extra adds key/value
 // pairs the event does not carry (version, attempt, backoff). EventLost is
 // not logged: Run's caller says why leash stops.
-func (m *Manager) report(e Event, extra ...any) {
-	e.Time = m.now()
-	if m.cfg.OnEvent != nil {
-		m.cfg.OnEvent(e)
+func (r *reporter) report(e Event, extra ...any) {
+	e.Time = r.clock.now()
+	if r.onEvent != nil {
+		r.onEvent(e)
 	}
-	m.logEvent(e, e.level(nil), extra)
+	r.logEvent(e, e.level(nil), extra)
 }
 
 // reportFailure reports an EventFailed for err (already classified): a
 // permanent failure to keep a credential alive is an error, the rest
 // (transient failures, token and clean-up operations) warnings.
-func (m *Manager) reportFailure(e Event, err error, extra ...any) {
+func (r *reporter) reportFailure(e Event, err error, extra ...any) {
 	e.Kind, e.Err = EventFailed, err.Error()
-	e.Time = m.now()
-	if m.cfg.OnEvent != nil {
-		m.cfg.OnEvent(e)
+	e.Time = r.clock.now()
+	if r.onEvent != nil {
+		r.onEvent(e)
 	}
-	m.logEvent(e, e.level(err), extra)
+	r.logEvent(e, e.level(err), extra)
 }
 
 // level is the log level of e, failed with err (nil unless EventFailed);
@@ -56,11 +65,11 @@ func (e Event) level(err error) hclog.Level {
 	return hclog.Info
 }
 
-func (m *Manager) logEvent(e Event, level hclog.Level, extra []any) {
-	if level == hclog.Off || !logs(m.log, level) {
+func (r *reporter) logEvent(e Event, level hclog.Level, extra []any) {
+	if level == hclog.Off || !logs(r.log, level) {
 		return
 	}
-	m.log.Log(level, e.message(m.ledger.published()), e.logArgs(extra)...)
+	r.log.Log(level, e.message(r.ledger.published()), e.logArgs(extra)...)
 }
 
 // logs reports whether l writes lines of level, so that a quiet logger
