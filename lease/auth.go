@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // CredentialVars returns the names of the environment variables that hold
@@ -43,24 +46,42 @@ var authFieldDesc = map[string]string{
 	"Role": "a role", "RoleIDFile": "a role_id file", "SecretIDFile": "a secret_id file", "JWTFile": "a JWT file",
 }
 
+// auth logs in with the configured method and reads the token the user
+// gave: it turns files, cloud identities and Vault's answers into tokens,
+// and holds the little state that needs (the secret_id of a removed file,
+// the ec2 nonce). Its methods are safe for concurrent use.
+type auth struct {
+	cfg   AuthConfig
+	env   environ
+	vault *vault
+	log   hclog.Logger
+	clock *clock
+
+	mu sync.Mutex // guards keptSecretID and serialises secret_id reads
+	// keptSecretID is the secret_id read from a file RemoveSecretIDFile
+	// deleted.
+	keptSecretID secretString
+	ec2Nonce     ec2Nonce // aws ec2 logins' client nonce (auth_aws_ec2.go)
+}
+
 // loginData is the body of a login with the configured method (not the
 // token method, which logs in by looking the user's token up). Files are
 // read again at every login: projected tokens and secret_ids rotate on
 // disk.
-func (m *Manager) loginData(ctx context.Context) (map[string]any, error) {
-	switch m.cfg.Auth.Method {
+func (au *auth) loginData(ctx context.Context) (map[string]any, error) {
+	switch au.cfg.Method {
 	case "approle":
-		roleID, err := readTrimmed(m.cfg.Auth.RoleIDFile)
+		roleID, err := readTrimmed(au.cfg.RoleIDFile)
 		if err != nil {
-			return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: err}
+			return nil, &Error{Op: "login", Path: au.cfg.loginPath(), Err: err}
 		}
-		secretID, err := m.approleSecretID(ctx)
+		secretID, err := au.approleSecretID(ctx)
 		if err != nil {
 			return nil, err
 		}
 		return map[string]any{"role_id": roleID, "secret_id": string(secretID)}, nil
 	case "kubernetes", "jwt":
-		file := m.cfg.Auth.JWTFile
+		file := au.cfg.JWTFile
 		if file == "" {
 			file = DefaultServiceAccountTokenFile
 		}
@@ -68,26 +89,26 @@ func (m *Manager) loginData(ctx context.Context) (map[string]any, error) {
 		// identity tokens rotate on disk.
 		jwt, err := readTrimmed(file)
 		if err != nil {
-			return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: err}
+			return nil, &Error{Op: "login", Path: au.cfg.loginPath(), Err: err}
 		}
-		return map[string]any{"role": m.cfg.Auth.Role, "jwt": jwt}, nil
+		return map[string]any{"role": au.cfg.Role, "jwt": jwt}, nil
 	case "cert":
 		body := map[string]any{}
-		if m.cfg.Auth.Role != "" {
-			body["name"] = m.cfg.Auth.Role
+		if au.cfg.Role != "" {
+			body["name"] = au.cfg.Role
 		}
 		return body, nil
 	case "aws":
-		if m.cfg.Auth.AWSType == "ec2" {
-			return m.awsEC2LoginData(ctx)
+		if au.cfg.AWSType == "ec2" {
+			return au.awsEC2LoginData(ctx)
 		}
-		return m.awsLoginData(ctx)
+		return au.awsLoginData(ctx)
 	case "gcp":
-		return m.gcpLoginData(ctx)
+		return au.gcpLoginData(ctx)
 	case "azure":
-		return m.azureLoginData(ctx)
+		return au.azureLoginData(ctx)
 	}
-	return nil, fmt.Errorf("unknown auth method %q", m.cfg.Auth.Method) // validate rejects it
+	return nil, fmt.Errorf("unknown auth method %q", au.cfg.Method) // validate rejects it
 }
 
 // canLogin reports whether leash can obtain a new token by itself.

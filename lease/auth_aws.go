@@ -68,8 +68,8 @@ func (a AuthConfig) CredentialVars() []string {
 // ECS container credentials, EC2 instance metadata (IMDSv2). The chain is
 // built again for every login, so credentials rotated on disk or by the
 // metadata services are always the current ones.
-func (m *Manager) awsLoginData(ctx context.Context) (map[string]any, error) {
-	region := m.cfg.Auth.AWSRegion
+func (au *auth) awsLoginData(ctx context.Context) (map[string]any, error) {
+	region := au.cfg.AWSRegion
 	stsURL := "https://sts.amazonaws.com/"
 	if region == "" {
 		region = awsDefaultRegion
@@ -90,14 +90,14 @@ func (m *Manager) awsLoginData(ctx context.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, &cloudError{Source: "aws credentials from " + src, Err: err}
 	}
-	m.log.Debug("aws credentials retrieved", "source", src, "expires", creds.CanExpire)
+	au.log.Debug("aws credentials retrieved", "source", src, "expires", creds.CanExpire)
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, stsURL, strings.NewReader(stsBody))
 	if err != nil {
 		return nil, fmt.Errorf("aws sts request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
-	if v := m.cfg.Auth.AWSServerID; v != "" {
+	if v := au.cfg.AWSServerID; v != "" {
 		req.Header.Set(awsServerIDHeader, v)
 	}
 	sum := sha256.Sum256([]byte(stsBody))
@@ -115,8 +115,8 @@ func (m *Manager) awsLoginData(ctx context.Context) (map[string]any, error) {
 		"iam_request_body":        b64([]byte(stsBody)),
 		"iam_request_headers":     b64(headers),
 	}
-	if m.cfg.Auth.Role != "" {
-		body["role"] = m.cfg.Auth.Role // else Vault takes the IAM principal's name
+	if au.cfg.Role != "" {
+		body["role"] = au.cfg.Role // else Vault takes the IAM principal's name
 	}
 	return body, nil
 }

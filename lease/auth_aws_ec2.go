@@ -54,7 +54,7 @@ func imdsEndpoint() string {
 // (the SDK's client: a session token from PUT /latest/api/token, then the
 // GET with it; its IMDSv1 fallback is off with
 // AWS_EC2_METADATA_V1_DISABLED=true) at every login.
-func (m *Manager) awsEC2LoginData(ctx context.Context) (map[string]any, error) {
+func (au *auth) awsEC2LoginData(ctx context.Context) (map[string]any, error) {
 	src := "EC2 instance metadata (" + imdsEndpoint() + ") /latest/dynamic/instance-identity/pkcs7"
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
@@ -77,13 +77,13 @@ func (m *Manager) awsEC2LoginData(ctx context.Context) (map[string]any, error) {
 	if pkcs7 == "" {
 		return nil, &cloudError{Source: src, Err: errors.New("empty answer")}
 	}
-	nonce, err := m.ec2Nonce.get()
+	nonce, err := au.ec2Nonce.get()
 	if err != nil {
 		return nil, fmt.Errorf("aws ec2 login nonce: %w", err)
 	}
 	body := map[string]any{"pkcs7": pkcs7, "nonce": nonce}
-	if m.cfg.Auth.Role != "" {
-		body["role"] = m.cfg.Auth.Role // else Vault takes the AMI id
+	if au.cfg.Role != "" {
+		body["role"] = au.cfg.Role // else Vault takes the AMI id
 	}
 	return body, nil
 }

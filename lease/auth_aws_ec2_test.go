@@ -52,7 +52,7 @@ func TestAWSEC2LoginReusesTheNonce(t *testing.T) {
 	if reads < 2 || refused != 0 || described == 0 {
 		t.Fatalf("IMDS reads %d (refused without the IMDSv2 token %d), DescribeInstances %d: want a read per login over IMDSv2 and Vault asking EC2", reads, refused, described)
 	}
-	nonce := h.m.ec2Nonce.v
+	nonce := h.m.auth.ec2Nonce.v
 	if nonce == "" || strings.Contains(h.log.String(), nonce) {
 		t.Fatalf("nonce %q empty or in the trace log", nonce)
 	}

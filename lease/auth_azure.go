@@ -24,8 +24,8 @@ const (
 
 // azureLoginData fetches a managed-identity token at every login and
 // returns the login fields.
-func (m *Manager) azureLoginData(ctx context.Context) (map[string]any, error) {
-	a := m.cfg.Auth
+func (au *auth) azureLoginData(ctx context.Context) (map[string]any, error) {
+	a := au.cfg
 	base := strings.TrimRight(firstNonEmpty(a.AzureIMDS, azureIMDS), "/")
 	q := url.Values{"api-version": {azureTokenAPIVersion}, "resource": {firstNonEmpty(a.AzureResource, azureDefaultResource)}}
 	if a.AzureClientID != "" {

@@ -78,11 +78,11 @@ func gcpIdentityURL(sa, role string) string {
 // gcpLoginData returns the login fields of the configured type, with a
 // token or JWT obtained now: they are valid for minutes (iam) or an hour
 // (gce), and leash logs in again well after that.
-func (m *Manager) gcpLoginData(ctx context.Context) (map[string]any, error) {
-	if m.cfg.Auth.GCPType == "iam" {
-		return m.gcpIAMLoginData(ctx)
+func (au *auth) gcpLoginData(ctx context.Context) (map[string]any, error) {
+	if au.cfg.GCPType == "iam" {
+		return au.gcpIAMLoginData(ctx)
 	}
-	u := gcpIdentityURL(m.cfg.Auth.GCPServiceAccount, m.cfg.Auth.Role)
+	u := gcpIdentityURL(au.cfg.GCPServiceAccount, au.cfg.Role)
 	body, err := metadataGet(ctx, u, "Metadata-Flavor", "Google")
 	if err != nil {
 		return nil, err
@@ -91,14 +91,14 @@ func (m *Manager) gcpLoginData(ctx context.Context) (map[string]any, error) {
 	if strings.Count(jwt, ".") != 2 {
 		return nil, &cloudError{Source: "metadata server " + strings.Split(u, "?")[0], Err: errors.New("answer is not a JWT")}
 	}
-	return map[string]any{"role": m.cfg.Auth.Role, "jwt": jwt}, nil
+	return map[string]any{"role": au.cfg.Role, "jwt": jwt}, nil
 }
 
 // gcpIAMLoginData: an access token from Application Default Credentials
 // (found again at every login, so a rotated key file is read afresh), then
 // signJwt as the service account.
-func (m *Manager) gcpIAMLoginData(ctx context.Context) (map[string]any, error) {
-	a := m.cfg.Auth
+func (au *auth) gcpIAMLoginData(ctx context.Context) (map[string]any, error) {
+	a := au.cfg
 	// The token source keeps this context for its requests (a key file's
 	// token endpoint, the metadata server): bound them.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -107,7 +107,7 @@ func (m *Manager) gcpIAMLoginData(ctx context.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.log.Debug("gcp access token obtained", "source", src, "service_account", sa)
+	au.log.Debug("gcp access token obtained", "source", src, "service_account", sa)
 
 	claims, err := json.Marshal(map[string]any{
 		"sub": sa, "aud": "vault/" + a.Role, "exp": time.Now().Add(gcpJWTLifetime).Unix(),

@@ -13,7 +13,7 @@ func (m *Manager) Check(ctx context.Context) error {
 	defer cancel()
 	var tok *token
 	if err := m.retry(ctx, sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
-		t, err := m.login(c)
+		t, err := m.auth.login(c)
 		tok = t
 		return err
 	}); err != nil {

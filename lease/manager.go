@@ -3,7 +3,6 @@ package lease
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,11 +24,7 @@ type Manager struct {
 	// plan holds the renewal, hand-over and retry parameters.
 	plan planner
 
-	authMu sync.Mutex // guards keptSecretID and serialises secret_id reads
-	// keptSecretID is the secret_id read from a file RemoveSecretIDFile
-	// deleted.
-	keptSecretID secretString
-	ec2Nonce     ec2Nonce // aws ec2 logins' client nonce (auth_aws_ec2.go)
+	auth *auth // logins and the user's token
 
 	// entries, tok and the schedule fields of tokens belong to the
 	// goroutine running Start, Run or Check.
@@ -76,6 +71,7 @@ func New(cfg Config) (*Manager, error) {
 			staticRefresh: cfg.StaticRefresh},
 		ledger: newLedger(),
 	}
+	m.auth = &auth{cfg: cfg.Auth, env: env, vault: v, log: log, clock: &m.clock}
 	m.reporter = reporter{onEvent: cfg.OnEvent, log: log, clock: &m.clock, ledger: m.ledger}
 	for _, s := range cfg.Specs {
 		m.entries = append(m.entries, &entry{spec: s})

@@ -81,7 +81,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	if !m.cfg.Auth.isTokenMethod() {
 		var tok *token
 		err := m.retry(st.outer, st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
-			t, err := m.login(c)
+			t, err := m.auth.login(c)
 			tok = t
 			return err
 		})
@@ -92,7 +92,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 		m.loggedIn(tok)
 		return func() error { return nil }, nil
 	}
-	v, err := m.readUserToken()
+	v, err := m.auth.readUserToken()
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	var lookupErr error
 	lookup.Go(func() {
 		lookupErr = m.retry(st.outer, st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
-			return m.lookupToken(c, tok)
+			return m.auth.lookupToken(c, tok)
 		})
 		if lookupErr != nil {
 			st.fail() // the fetches cannot be trusted without a valid token

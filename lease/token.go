@@ -131,7 +131,7 @@ func (m *Manager) tokenFailed(t *token, op string, err error) {
 // time because their expiry is now bound by it.
 func (m *Manager) relogin(ctx context.Context) bool {
 	c, cancel := m.tokenCallCtx(ctx)
-	t, err := m.login(c)
+	t, err := m.auth.login(c)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)

@@ -13,30 +13,30 @@ import (
 
 // login obtains a token with the configured method. For the token method it
 // looks the user's token up to learn its ttl.
-func (m *Manager) login(ctx context.Context) (*token, error) {
-	now := m.now()
-	if m.cfg.Auth.isTokenMethod() {
-		return m.userToken(ctx)
+func (au *auth) login(ctx context.Context) (*token, error) {
+	now := au.clock.now()
+	if au.cfg.isTokenMethod() {
+		return au.userToken(ctx)
 	}
-	body, err := m.loginData(ctx)
+	body, err := au.loginData(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sec, err := m.vault.login.Logical().WriteWithContext(ctx, m.cfg.Auth.loginPath(), body)
+	sec, err := au.vault.login.Logical().WriteWithContext(ctx, au.cfg.loginPath(), body)
 	if err != nil {
 		if cerr, transient := classify(err); !transient && errors.Is(cerr, ErrUnsupported) {
 			// Auth methods answer 400 for a wrong secret_id or a rejected JWT.
-			return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: fmt.Errorf("%w: %w", ErrPermissionDenied, cerr)}
+			return nil, &Error{Op: "login", Path: au.cfg.loginPath(), Err: fmt.Errorf("%w: %w", ErrPermissionDenied, cerr)}
 		}
 		return nil, err
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return nil, &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: errors.New("vault returned no token")}
+		return nil, &Error{Op: "login", Path: au.cfg.loginPath(), Err: errors.New("vault returned no token")}
 	}
 	t := &token{
 		value: secretString(sec.Auth.ClientToken), own: true,
 		renewable: sec.Auth.Renewable, ttl: time.Duration(sec.Auth.LeaseDuration) * time.Second,
-		issued: now, r: m.rand(),
+		issued: now, r: au.clock.rand(),
 	}
 	if t.ttl > 0 {
 		t.expires = now.Add(t.ttl)
@@ -47,32 +47,32 @@ func (m *Manager) login(ctx context.Context) (*token, error) {
 
 // userToken reads the token the user gave (a file, VAULT_TOKEN/BAO_TOKEN, or
 // ~/.vault-token) and looks it up.
-func (m *Manager) userToken(ctx context.Context) (*token, error) {
-	v, err := m.readUserToken()
+func (au *auth) userToken(ctx context.Context) (*token, error) {
+	v, err := au.readUserToken()
 	if err != nil {
 		return nil, err
 	}
 	t := &token{value: v}
-	if err := m.lookupToken(ctx, t); err != nil {
+	if err := au.lookupToken(ctx, t); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
 // readUserToken returns the token the user gave, without contacting Vault.
-func (m *Manager) readUserToken() (secretString, error) {
+func (au *auth) readUserToken() (secretString, error) {
 	var v string
 	switch {
-	case m.cfg.Auth.TokenFile != "":
-		s, err := readTrimmed(m.cfg.Auth.TokenFile)
+	case au.cfg.TokenFile != "":
+		s, err := readTrimmed(au.cfg.TokenFile)
 		if err != nil {
 			return "", &Error{Op: "login", Path: "token", Err: err}
 		}
 		v = s
-	case m.env.val("TOKEN") != "":
-		v = m.env.val("TOKEN")
+	case au.env.val("TOKEN") != "":
+		v = au.env.val("TOKEN")
 	default:
-		f := homeTokenFile(m.env)
+		f := homeTokenFile(au.env)
 		if f != "" {
 			v, _ = readTrimmed(f)
 		}
@@ -85,9 +85,9 @@ func (m *Manager) readUserToken() (secretString, error) {
 
 // lookupToken asks Vault about t's value and fills in what it says: ttl,
 // expiry, renewability.
-func (m *Manager) lookupToken(ctx context.Context, t *token) error {
-	now := m.now()
-	c, err := m.vault.clientWith(string(t.value))
+func (au *auth) lookupToken(ctx context.Context, t *token) error {
+	now := au.clock.now()
+	c, err := au.vault.clientWith(string(t.value))
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (m *Manager) lookupToken(ctx context.Context, t *token) error {
 	if err != nil {
 		return err
 	}
-	t.issued, t.r = now, m.rand()
+	t.issued, t.r = now, au.clock.rand()
 	t.renewable, t.ttl, t.expires = false, 0, time.Time{}
 	if sec != nil {
 		t.renewable, _ = sec.TokenIsRenewable()
@@ -119,23 +119,23 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // approleSecretID returns the secret_id to log in with. With
 // RemoveSecretIDFile the file is deleted once read, and what it held is
 // kept for the logins after, while no new file appears.
-func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
-	m.authMu.Lock()
-	defer m.authMu.Unlock()
-	if !m.cfg.Auth.RemoveSecretIDFile {
-		return m.readSecretID(ctx)
+func (au *auth) approleSecretID(ctx context.Context) (secretString, error) {
+	au.mu.Lock()
+	defer au.mu.Unlock()
+	if !au.cfg.RemoveSecretIDFile {
+		return au.readSecretID(ctx)
 	}
-	sid, err := m.readSecretID(ctx)
-	if errors.Is(err, fs.ErrNotExist) && m.keptSecretID != "" {
-		return m.keptSecretID, nil
+	sid, err := au.readSecretID(ctx)
+	if errors.Is(err, fs.ErrNotExist) && au.keptSecretID != "" {
+		return au.keptSecretID, nil
 	}
 	if err != nil {
 		return "", err
 	}
-	if err := os.Remove(m.cfg.Auth.SecretIDFile); err != nil {
-		m.log.Warn("cannot remove the secret_id file after reading it", "path", m.cfg.Auth.SecretIDFile, "error", err)
+	if err := os.Remove(au.cfg.SecretIDFile); err != nil {
+		au.log.Warn("cannot remove the secret_id file after reading it", "path", au.cfg.SecretIDFile, "error", err)
 	}
-	m.keptSecretID = sid
+	au.keptSecretID = sid
 	return sid, nil
 }
 
@@ -143,15 +143,15 @@ func (m *Manager) approleSecretID(ctx context.Context) (secretString, error) {
 // else is taken as a response-wrapping token and unwrapped once (a wrapping
 // token is single-use, so the vault type keeps the result for later
 // logins). The caller holds authMu.
-func (m *Manager) readSecretID(ctx context.Context) (secretString, error) {
-	raw, err := readTrimmed(m.cfg.Auth.SecretIDFile)
+func (au *auth) readSecretID(ctx context.Context) (secretString, error) {
+	raw, err := readTrimmed(au.cfg.SecretIDFile)
 	if err != nil {
-		return "", &Error{Op: "login", Path: m.cfg.Auth.loginPath(), Err: err}
+		return "", &Error{Op: "login", Path: au.cfg.loginPath(), Err: err}
 	}
 	if uuidRE.MatchString(raw) {
 		return secretString(raw), nil
 	}
-	return m.vault.unwrapSecretID(ctx, raw)
+	return au.vault.unwrapSecretID(ctx, raw)
 }
 
 // unwrapSecretID unwraps the response-wrapping token raw, once: a
