@@ -19,7 +19,7 @@ func (m *Manager) Check(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	m.setToken(tok)
+	m.tokens.set(tok)
 	defer func() {
 		if tok.own {
 			m.vault.revokeToken(context.WithoutCancel(ctx), tok)

@@ -75,7 +75,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 			return false
 		}
 	}
-	if bound && e.lease.owner == m.tok {
+	if bound && e.lease.owner == m.tokens.cur {
 		// A new credential from the same token would die with it.
 		if !m.cfg.Auth.canLogin() {
 			e.next = m.plan.lostAt(e) // nothing to do but report the loss then
@@ -83,7 +83,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 		}
 		if !m.relogin(ctx) {
 			e.failures++
-			e.next = earliest(m.tok.next, exp)
+			e.next = earliest(m.tokens.cur.next, exp)
 			return false
 		}
 	}
@@ -215,10 +215,10 @@ func (m *Manager) notRotated(e *entry, r *rotation) {
 }
 
 func (m *Manager) entryFailed(e *entry, op string, err error) {
-	if errors.Is(err, ErrPermissionDenied) && m.cfg.Auth.canRefresh() && (m.tok.next.IsZero() || m.tok.next.After(m.now())) {
+	if errors.Is(err, ErrPermissionDenied) && m.cfg.Auth.canRefresh() {
 		// The token may be gone (revoked, or Vault lost its storage): let
 		// the token step check it now and log in again if so.
-		m.tok.next = m.now()
+		m.tokens.recheck()
 	}
 	now := m.now()
 	// The deadline that matters: the hand-over point while renewing can

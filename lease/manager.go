@@ -26,12 +26,12 @@ type Manager struct {
 
 	auth *auth // logins and the user's token
 
-	// entries, tok and the schedule fields of tokens belong to the
-	// goroutine running Start, Run or Check.
+	// tokens (the token lifecycle), entries and their schedule fields
+	// belong to the goroutine running Start, Run or Check.
+	tokens  *tokens
 	entries []*entry // in Spec order
 	mounts  mountLookups
 	due     []*entry // step's scratch list, kept to allocate once
-	tok     *token   // current token
 
 	ledger *ledger // what leash holds, for Retire and Close
 	reporter
@@ -73,6 +73,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.auth = &auth{cfg: cfg.Auth, env: env, vault: v, log: log, clock: &m.clock}
 	m.reporter = reporter{onEvent: cfg.OnEvent, log: log, clock: &m.clock, ledger: m.ledger}
+	m.tokens = &tokens{auth: m.auth, vault: v, plan: &m.plan, ledger: m.ledger, rep: &m.reporter, log: log, clock: &m.clock}
 	for _, s := range cfg.Specs {
 		m.entries = append(m.entries, &entry{spec: s})
 	}

@@ -16,7 +16,7 @@ func TestRetireKeepsLeasesOfNewerSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := &token{}
-	m.tok = tok
+	m.tokens.cur = tok
 	m.ledger.cur = tok
 	a, b := m.entries[0], m.entries[1]
 	issue := func(e *entry, fp string) {

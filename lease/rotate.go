@@ -71,7 +71,7 @@ func (m *Manager) rotateNow(ctx context.Context, names []string) (*Snapshot, err
 	changed := false
 	for _, e := range pick {
 		m.log.Info("rotation requested", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint)
-		if _, bound := e.expiry(); bound && e.lease.owner == m.tok && m.cfg.Auth.canLogin() && !m.relogin(ctx) {
+		if _, bound := e.expiry(); bound && e.lease.owner == m.tokens.cur && m.cfg.Auth.canLogin() && !m.relogin(ctx) {
 			// A new credential from the same token would die with it
 			// (as in entryStep); relogin logged why.
 			errs = append(errs, fmt.Errorf("rotate %s: logging in again failed", e.spec.ID))

@@ -66,8 +66,8 @@ func (m *Manager) Run(ctx context.Context) error {
 // held-lease expiry (to prune it); and the first entry, in Spec order,
 // whose credential counts as lost at now.
 func (m *Manager) scan(now time.Time) (next time.Time, lost *entry) {
-	if m.tok != nil {
-		next = m.tok.next
+	if t := m.tokens.cur; t != nil {
+		next = t.next
 	}
 	for _, e := range m.entries {
 		next = earliest(next, e.next)
@@ -87,8 +87,8 @@ func (m *Manager) scan(now time.Time) (next time.Time, lost *entry) {
 // share one wake-up rather than one each.
 func (m *Manager) step(ctx context.Context) {
 	m.ledger.prune(m.now(), m.isCurrent)
-	if t := m.tok; !t.next.IsZero() && !m.now().Before(t.next) {
-		m.tokenStep(ctx, t)
+	if t := m.tokens.cur; !t.next.IsZero() && !m.now().Before(t.next) {
+		m.tokenStep(ctx)
 	}
 	due := m.dueAt(m.now())
 	changed := false
@@ -127,7 +127,8 @@ func (m *Manager) dueAt(now time.Time) []*entry {
 	return due
 }
 
-func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+// callCtx bounds one request to Vault.
+func callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, 30*time.Second)
 }
 
@@ -140,5 +141,5 @@ func (m *Manager) entryCallCtx(ctx context.Context, e *entry) (context.Context, 
 			return context.WithTimeout(ctx, max(left, 0))
 		}
 	}
-	return m.callCtx(ctx)
+	return callCtx(ctx)
 }

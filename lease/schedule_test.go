@@ -414,7 +414,7 @@ func TestScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.tok = &token{next: t0.Add(time.Hour)}
+	m.tokens.cur = &token{next: t0.Add(time.Hour)}
 	a := &entry{spec: Spec{ID: "a"}, next: t0.Add(40 * time.Second), leaseExp: t0.Add(time.Minute), lease: &held{}}
 	b := &entry{spec: Spec{ID: "b"}, next: t0.Add(30 * time.Second), leaseExp: t0.Add(20 * time.Second), lease: &held{}}
 	c := &entry{spec: Spec{ID: "c"}, next: t0.Add(50 * time.Second), leaseExp: t0.Add(10 * time.Second), lease: &held{}}

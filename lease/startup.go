@@ -88,8 +88,8 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 		if err != nil {
 			return nil, err
 		}
-		m.setToken(tok)
-		m.loggedIn(tok)
+		m.tokens.set(tok)
+		m.tokens.loggedIn(tok)
 		return func() error { return nil }, nil
 	}
 	v, err := m.auth.readUserToken()
@@ -99,7 +99,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	// Installed now so the fetches use it and their leases name it as
 	// owner; planned again once the lookup has said when it expires.
 	tok := &token{value: v}
-	m.setToken(tok)
+	m.tokens.set(tok)
 	var lookup sync.WaitGroup
 	var lookupErr error
 	lookup.Go(func() {
@@ -113,8 +113,8 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	return func() error {
 		lookup.Wait()
 		if lookupErr == nil {
-			tok.next = m.plan.tokenNext(tok, m.cfg.Auth.canLogin(), m.now())
-			m.loggedIn(tok)
+			m.tokens.replan(tok)
+			m.tokens.loggedIn(tok)
 		}
 		return lookupErr
 	}, nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // token is a Vault token leash uses: the user's, or one it logged in for.
@@ -21,33 +23,197 @@ type token struct {
 	leases    int // held leases it owns
 }
 
-// loginEvent is the event of a login (or a token lookup) that gave t.
-func (m *Manager) loginEvent(t *token) Event {
-	return Event{Kind: EventLogin, Path: m.cfg.Auth.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next}
+// tokens is the token lifecycle: which token is current, when it is
+// renewed or replaced by a new login, and what a failure does to that
+// plan. Like the entries, it belongs to the goroutine running Start, Run
+// or Check. What a new token means for the entries (their expiry may now
+// be bound by it) is the Manager's: step and relogin report that the
+// entries need planning again.
+type tokens struct {
+	auth   *auth
+	vault  *vault
+	plan   *planner
+	ledger *ledger
+	rep    *reporter
+	log    hclog.Logger
+	clock  *clock
+
+	cur *token // current token
 }
 
-func (m *Manager) loggedIn(t *token) {
-	m.report(m.loginEvent(t), "renewable", t.renewable)
+// event is the event of a login (or a token lookup) that gave t.
+func (ts *tokens) event(t *token) Event {
+	return Event{Kind: EventLogin, Path: ts.auth.cfg.loginPath(), TTL: t.ttl, ExpiresAt: t.expires, Next: t.next}
 }
 
-// setToken makes t current. The previous token stops being renewed and its
+// loggedIn reports the start's login.
+func (ts *tokens) loggedIn(t *token) {
+	ts.rep.report(ts.event(t), "renewable", t.renewable)
+}
+
+// set makes t current. The previous token stops being renewed and its
 // leases count as ending with it.
-func (m *Manager) setToken(t *token) {
-	old := m.tok
-	m.tok = t
-	m.ledger.setCurrent(t)
+func (ts *tokens) set(t *token) {
+	old := ts.cur
+	ts.cur = t
+	ts.ledger.setCurrent(t)
 	if old != nil {
 		old.hard = true
 		old.next = time.Time{}
 	}
-	m.vault.client.SetToken(string(t.value))
-	t.next = m.plan.tokenNext(t, m.cfg.Auth.canLogin(), m.now())
+	ts.vault.client.SetToken(string(t.value))
+	ts.replan(t)
+}
+
+// replan plans t's next renewal or login from now.
+func (ts *tokens) replan(t *token) {
+	t.next = ts.plan.tokenNext(t, ts.auth.cfg.canLogin(), ts.clock.now())
+}
+
+// recheck has the current token checked at the next step, unless that is
+// planned already: an entry's request was denied, and the token may be
+// gone (revoked, or Vault lost its storage).
+func (ts *tokens) recheck() {
+	if now := ts.clock.now(); ts.cur.next.IsZero() || ts.cur.next.After(now) {
+		ts.cur.next = now
+	}
+}
+
+// callCtx bounds a token request also by lossAt, the earliest moment a
+// credential counts as lost (zero: none), so that a hung token renewal
+// cannot delay a fail-closed stop.
+func (ts *tokens) callCtx(ctx context.Context, lossAt time.Time) (context.Context, context.CancelFunc) {
+	if !lossAt.IsZero() {
+		if left := lossAt.Sub(ts.clock.now()); left < 30*time.Second {
+			return context.WithTimeout(ctx, max(left, 0))
+		}
+	}
+	return callCtx(ctx)
+}
+
+// step renews the current token t or logs in again; lossAt bounds the
+// requests (callCtx). It reports whether the entries need planning again:
+// t's expiry became final, or a new token replaced it.
+func (ts *tokens) step(ctx context.Context, t *token, lossAt time.Time) (replan bool) {
+	a := ts.auth.cfg
+	now := ts.clock.now()
+	if !t.hard && (t.failures == 0 || !a.canLogin() || now.Before(ts.plan.sched.rotateAt(t.expires, ts.plan.margin(t.ttl), t.r, t.issued))) {
+		c, cancel := ts.callCtx(ctx, lossAt)
+		err := ts.renew(c, t)
+		cancel()
+		if err == nil {
+			t.failures = 0
+			ts.replan(t)
+			ts.log.Debug("token renewed", "path", a.loginPath(), "ttl", t.expires.Sub(ts.clock.now()).Round(time.Second).String(), "expires", fmtTime(t.expires))
+			if !t.hard {
+				return false
+			}
+			if a.canLogin() {
+				ts.log.Info("token reached its max ttl; logging in again before it expires", "path", a.loginPath(), "expires", fmtTime(t.expires))
+			} else {
+				ts.log.Warn("token reached its max ttl and cannot be re-obtained; its leases die with it", "path", a.loginPath(), "expires", fmtTime(t.expires))
+			}
+			return true
+		}
+		cerr, _ := classify(err)
+		if !(errors.Is(cerr, ErrPermissionDenied) && a.canRefresh()) {
+			ts.failed(t, "renew token", cerr)
+			return false
+		}
+		// The token is gone (revoked, or Vault lost it): log in again now.
+	}
+	if !a.canRefresh() {
+		t.next = time.Time{}
+		return false
+	}
+	return ts.relogin(ctx, lossAt)
+}
+
+// renew renews t, asking for its original ttl.
+func (ts *tokens) renew(ctx context.Context, t *token) error {
+	ld, renewable, err := ts.vault.renewToken(ctx, t)
+	if err != nil {
+		return err
+	}
+	t.expires = ts.clock.now().Add(ld)
+	t.renewable = renewable
+	if ld < t.ttl || !t.renewable {
+		t.hard = true // max TTL reached: only a new login extends leash's life
+	}
+	return nil
+}
+
+// failed plans the retry of a failed request for t and reports it.
+func (ts *tokens) failed(t *token, op string, err error) {
+	now := ts.clock.now()
+	var left time.Duration
+	if !t.expires.IsZero() {
+		left = t.expires.Sub(now)
+	}
+	d := ts.plan.sched.retry(t.failures, left, ts.clock.rand())
+	t.failures++
+	t.next = now.Add(d)
+	if !t.expires.IsZero() && t.next.After(t.expires) {
+		t.next = t.expires
+	}
+	ts.rep.reportFailure(Event{Path: ts.auth.cfg.loginPath(), ExpiresAt: t.expires, Next: t.next, Op: op}, err, "attempt", t.failures, "backoff", d.String())
+}
+
+// relogin obtains a new token and makes it current; lossAt bounds the
+// login (callCtx). It reports whether it did: the leases of the old token
+// then need planning again, as their expiry is now bound by it.
+func (ts *tokens) relogin(ctx context.Context, lossAt time.Time) bool {
+	c, cancel := ts.callCtx(ctx, lossAt)
+	t, err := ts.auth.login(c)
+	cancel()
+	if err != nil {
+		cerr, _ := classify(err)
+		ts.failed(ts.cur, "login", cerr)
+		return false
+	}
+	if !ts.auth.cfg.canLogin() && t.value == ts.cur.value {
+		// --token-file still holds the same token: nothing new to switch
+		// to. The next permission-denied failure reads the file again.
+		ts.log.Debug("token file unchanged", "path", ts.auth.cfg.loginPath())
+		ts.cur.next = time.Time{}
+		return false
+	}
+	ts.set(t)
+	ts.rep.report(ts.event(t))
+	return true
+}
+
+// tokenStep has the token lifecycle renew or replace the current token.
+func (m *Manager) tokenStep(ctx context.Context) {
+	if m.tokens.step(ctx, m.tokens.cur, m.firstLoss()) {
+		m.replanAll()
+	}
+}
+
+// relogin logs in again and plans the entries anew; false if the login
+// failed or gave no new token.
+func (m *Manager) relogin(ctx context.Context) bool {
+	if !m.tokens.relogin(ctx, m.firstLoss()) {
+		return false
+	}
+	m.replanAll()
+	return true
+}
+
+// firstLoss is the earliest moment an entry's credential counts as lost
+// (zero: none), which bounds token requests.
+func (m *Manager) firstLoss() time.Time {
+	var first time.Time
+	for _, e := range m.entries {
+		first = earliest(first, m.plan.lostAt(e))
+	}
+	return first
 }
 
 // warnTokenBound warns at startup when leases will die with a token that
 // cannot be renewed or re-obtained (consul-template#1433).
 func (m *Manager) warnTokenBound() {
-	t := m.tok
+	t := m.tokens.cur
 	if m.cfg.Auth.canLogin() || !t.hard || t.expires.IsZero() {
 		return
 	}
@@ -60,95 +226,6 @@ func (m *Manager) warnTokenBound() {
 				"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint, "expires", fmtTime(t.expires))
 		}
 	}
-}
-
-// tokenCallCtx bounds a token request also by the earliest moment a
-// credential counts as lost, so a hung token renewal cannot delay a
-// fail-closed stop.
-func (m *Manager) tokenCallCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	var first time.Time
-	for _, e := range m.entries {
-		first = earliest(first, m.plan.lostAt(e))
-	}
-	if !first.IsZero() {
-		if left := first.Sub(m.now()); left < 30*time.Second {
-			return context.WithTimeout(ctx, max(left, 0))
-		}
-	}
-	return m.callCtx(ctx)
-}
-
-// tokenStep renews the current token or logs in again.
-func (m *Manager) tokenStep(ctx context.Context, t *token) {
-	now := m.now()
-	if !t.hard && (t.failures == 0 || !m.cfg.Auth.canLogin() || now.Before(m.plan.sched.rotateAt(t.expires, m.plan.margin(t.ttl), t.r, t.issued))) {
-		c, cancel := m.tokenCallCtx(ctx)
-		err := m.renewToken(c, t)
-		cancel()
-		if err == nil {
-			t.failures = 0
-			t.next = m.plan.tokenNext(t, m.cfg.Auth.canLogin(), m.now())
-			m.log.Debug("token renewed", "path", m.cfg.Auth.loginPath(), "ttl", t.expires.Sub(m.now()).Round(time.Second).String(), "expires", fmtTime(t.expires))
-			if t.hard {
-				if m.cfg.Auth.canLogin() {
-					m.log.Info("token reached its max ttl; logging in again before it expires", "path", m.cfg.Auth.loginPath(), "expires", fmtTime(t.expires))
-				} else {
-					m.log.Warn("token reached its max ttl and cannot be re-obtained; its leases die with it", "path", m.cfg.Auth.loginPath(), "expires", fmtTime(t.expires))
-				}
-				m.replanAll()
-			}
-			return
-		}
-		cerr, _ := classify(err)
-		if !(errors.Is(cerr, ErrPermissionDenied) && m.cfg.Auth.canRefresh()) {
-			m.tokenFailed(t, "renew token", cerr)
-			return
-		}
-		// The token is gone (revoked, or Vault lost it): log in again now.
-	}
-	if !m.cfg.Auth.canRefresh() {
-		t.next = time.Time{}
-		return
-	}
-	m.relogin(ctx)
-}
-
-func (m *Manager) tokenFailed(t *token, op string, err error) {
-	var left time.Duration
-	if !t.expires.IsZero() {
-		left = t.expires.Sub(m.now())
-	}
-	d := m.plan.sched.retry(t.failures, left, m.rand())
-	t.failures++
-	t.next = m.now().Add(d)
-	if !t.expires.IsZero() && t.next.After(t.expires) {
-		t.next = t.expires
-	}
-	m.reportFailure(Event{Path: m.cfg.Auth.loginPath(), ExpiresAt: t.expires, Next: t.next, Op: op}, err, "attempt", t.failures, "backoff", d.String())
-}
-
-// relogin obtains a new token; leases of the old one are handed over in
-// time because their expiry is now bound by it.
-func (m *Manager) relogin(ctx context.Context) bool {
-	c, cancel := m.tokenCallCtx(ctx)
-	t, err := m.auth.login(c)
-	cancel()
-	if err != nil {
-		cerr, _ := classify(err)
-		m.tokenFailed(m.tok, "login", cerr)
-		return false
-	}
-	if !m.cfg.Auth.canLogin() && t.value == m.tok.value {
-		// --token-file still holds the same token: nothing new to switch
-		// to. The next permission-denied failure reads the file again.
-		m.log.Debug("token file unchanged", "path", m.cfg.Auth.loginPath())
-		m.tok.next = time.Time{}
-		return false
-	}
-	m.setToken(t)
-	m.report(m.loginEvent(t))
-	m.replanAll()
-	return true
 }
 
 func (m *Manager) replanAll() {

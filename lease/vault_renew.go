@@ -6,32 +6,25 @@ import (
 	"time"
 )
 
-// renewToken renews the current token, asking for its original ttl.
-func (m *Manager) renewToken(ctx context.Context, t *token) error {
+// renewToken renews t asking for its original ttl, and returns the new
+// duration and whether Vault will renew it again.
+func (v *vault) renewToken(ctx context.Context, t *token) (time.Duration, bool, error) {
 	// Vault's cert method checks the connection's certificate again when
 	// its token is renewed: that connection must present the certificate
 	// on disk now, as a login does, not one a pooled connection was set up
 	// with and which may have expired since.
-	c, err := withToken(m.vault.login, string(t.value))
+	c, err := withToken(v.login, string(t.value))
 	if err != nil {
-		return err
+		return 0, false, err
 	}
-	inc := int(t.ttl / time.Second)
-	sec, err := c.Auth().Token().RenewSelfWithContext(ctx, inc)
+	sec, err := c.Auth().Token().RenewSelfWithContext(ctx, int(t.ttl/time.Second))
 	if err != nil {
-		return err
+		return 0, false, err
 	}
-	now := m.now()
 	if sec == nil || sec.Auth == nil {
-		return errors.New("token renewal returned no auth")
+		return 0, false, errors.New("token renewal returned no auth")
 	}
-	ld := time.Duration(sec.Auth.LeaseDuration) * time.Second
-	t.expires = now.Add(ld)
-	t.renewable = sec.Auth.Renewable
-	if ld < t.ttl || !t.renewable {
-		t.hard = true // max TTL reached: only a new login extends leash's life
-	}
-	return nil
+	return time.Duration(sec.Auth.LeaseDuration) * time.Second, sec.Auth.Renewable, nil
 }
 
 // renewLease renews h asking for inc and returns the new duration.
