@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 )
 
 // Add fetches specs the Manager does not hold yet and returns the snapshot
@@ -40,30 +39,10 @@ func (m *Manager) addEntries(ctx context.Context, specs []Spec) error {
 	if len(added) == 0 {
 		return nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
-	defer cancel()
-	results := make([]*issued, len(added))
-	errs := make([]error, len(added))
-	var wg sync.WaitGroup
-	for i, e := range added {
-		wg.Go(func() {
-			op := "read"
-			if e.spec.Params != nil {
-				op = "write"
-			}
-			errs[i] = m.retry(ctx, sctx, op, e.spec.Path, func(c context.Context) error {
-				is, err := m.fetch(c, e)
-				results[i] = is
-				return err
-			})
-		})
-	}
-	wg.Wait()
-	for i, e := range added {
-		if results[i] != nil {
-			m.apply(e, results[i])
-		}
-	}
+	st := newStartup(ctx, m.cfg.StartupTimeout)
+	defer st.close()
+	results, errs := m.fetchAll(st, added)
+	m.applyAll(added, results)
 	if err := firstError(errs); err != nil {
 		if errors.Is(err, ErrPermissionDenied) {
 			err = m.explainDenied(err)

@@ -22,13 +22,9 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	results, errs := m.fetchAll(st)
-	loginErr := loginDone()
-	for i, e := range m.entries {
-		if results[i] != nil {
-			m.apply(e, results[i])
-		}
-	}
+	results, errs := m.fetchAll(st, m.entries)
+	loginErr := loginDone() // before apply: the token's expiry may bound the leases'
+	m.applyAll(m.entries, results)
 	err = loginErr // a bad token explains the fetches' failures
 	if err == nil {
 		err = firstError(errs)
@@ -120,13 +116,13 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	}, nil
 }
 
-// fetchAll fetches every entry in parallel; the first failure fails the
-// start (st.fail): the child cannot start anyway.
-func (m *Manager) fetchAll(st *startup) ([]*issued, []error) {
-	results := make([]*issued, len(m.entries))
-	errs := make([]error, len(m.entries))
+// fetchAll fetches entries in parallel, for Start and Add; the first
+// failure fails the start (st.fail): the child cannot start anyway.
+func (m *Manager) fetchAll(st *startup, entries []*entry) ([]*issued, []error) {
+	results := make([]*issued, len(entries))
+	errs := make([]error, len(entries))
 	var wg sync.WaitGroup
-	for i, e := range m.entries {
+	for i, e := range entries {
 		wg.Go(func() {
 			op := "read"
 			if e.spec.Params != nil {
@@ -144,6 +140,15 @@ func (m *Manager) fetchAll(st *startup) ([]*issued, []error) {
 	}
 	wg.Wait()
 	return results, errs
+}
+
+// applyAll installs fetchAll's results (nil: that fetch failed).
+func (m *Manager) applyAll(entries []*entry, results []*issued) {
+	for i, e := range entries {
+		if results[i] != nil {
+			m.apply(e, results[i])
+		}
+	}
 }
 
 // abandonGrace is how long a failed start waits for requests in flight.
