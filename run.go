@@ -247,7 +247,6 @@ func (r *runner) obtain(ctx context.Context) error {
 	if err != nil {
 		return &configError{err}
 	}
-	r.baseEnv, _ = scrubbedEnv(mgr.ScrubEnv())
 	startCtx, cancelStart := context.WithCancel(ctx)
 	stopWatch := watchStartupSignals(r.sigs, cancelStart, r.log)
 	r.snap, err = mgr.Start(startCtx)

@@ -301,20 +301,15 @@ func TestAWSLoginErrorsNameTheSource(t *testing.T) {
 }
 
 // With --auth aws the AWS variables holding secret values are leash's
-// credentials: ScrubEnv names them for main to keep from the child. Other
-// methods leave them to the child.
-func TestAWSScrubEnv(t *testing.T) {
+// credentials: CredentialVars names them for main to keep from the child.
+// Other methods leave them to the child.
+func TestAWSCredentialVars(t *testing.T) {
 	for method, want := range map[string][]string{
-		"aws":     {"VAULT_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"},
-		"approle": {"VAULT_TOKEN"},
+		"aws":     {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"},
+		"approle": nil,
 	} {
-		cfg := Config{Env: []string{"VAULT_TOKEN=a", "VAULT_ADDR=http://x"}, Auth: AuthConfig{Method: method, RoleIDFile: "/r", SecretIDFile: "/s"}}
-		m, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := m.ScrubEnv(); !slices.Equal(got, want) {
-			t.Errorf("%s: ScrubEnv = %v, want %v", method, got, want)
+		if got := (AuthConfig{Method: method}).CredentialVars(); !slices.Equal(got, want) {
+			t.Errorf("%s: CredentialVars = %v, want %v", method, got, want)
 		}
 	}
 }

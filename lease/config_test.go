@@ -72,16 +72,6 @@ func TestClientEnvironmentErrors(t *testing.T) {
 	}
 }
 
-func TestScrubEnv(t *testing.T) {
-	m, err := New(Config{Env: []string{"VAULT_TOKEN=a", "BAO_TOKEN=b", "VAULT_ADDR=http://x"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.ScrubEnv(); !slices.Equal(got, []string{"VAULT_TOKEN", "BAO_TOKEN"}) {
-		t.Fatalf("ScrubEnv = %v", got)
-	}
-}
-
 func TestConfigValidation(t *testing.T) {
 	for name, cfg := range map[string]Config{
 		"unknown method":    {Auth: AuthConfig{Method: "ldap"}},

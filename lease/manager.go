@@ -88,20 +88,6 @@ type clock struct {
 	rand func() float64
 }
 
-// ScrubEnv returns which of CredentialVars are set in the environment the
-// Manager reads (Config.Env), and the auth method's own credential
-// variables (AuthConfig.CredentialVars, read by the cloud SDKs from the
-// process environment), so main keeps them from the child too.
-func (m *Manager) ScrubEnv() []string {
-	var out []string
-	for _, k := range CredentialVars() {
-		if _, ok := m.env[k]; ok {
-			out = append(out, k)
-		}
-	}
-	return append(out, m.cfg.Auth.CredentialVars()...)
-}
-
 // Updates delivers each new snapshot after Start's. Buffer 1: a slow
 // reader sees the latest snapshot, never a stale one.
 func (m *Manager) Updates() <-chan *Snapshot { return m.updates }
