@@ -38,10 +38,17 @@ func exitCode(err error, log hclog.Logger) int {
 // childStatus mirrors the child: its exit code, or 128+N for signal N.
 func childStatus(e *supervisor.ExitError) int {
 	if e.Signal != 0 {
-		return 128 + int(e.Signal)
+		return signalStatus(e.Signal)
 	}
 	return e.Code
 }
+
+// signalStatus is the exit status of a process killed by sig, the
+// convention of shells, tini and dumb-init: for a child that died of it,
+// and for leash stopped by it before the child started. It is the one
+// place leash maps a signal to a status (consul-template and Vault Agent
+// report 255 instead).
+func signalStatus(sig syscall.Signal) int { return 128 + int(sig) }
 
 // unavailableError is a service a command needs that does not answer (a
 // running leash's status server): exit 69 (EX_UNAVAILABLE).
@@ -76,7 +83,7 @@ func classify(err error) (int, string) {
 		return se.ExitCode(), ""
 	case errors.As(err, &sig):
 		if s, ok := sig.sig.(syscall.Signal); ok {
-			return 128 + int(s), ""
+			return signalStatus(s), ""
 		}
 		return exitSoftware, ""
 	case errors.Is(err, lease.ErrLeaseLost):

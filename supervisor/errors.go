@@ -19,8 +19,8 @@ var (
 )
 
 // ExitError reports a child that exited with a non-zero status or was killed by
-// a signal. It carries the raw status; the mapping to leash's own exit code is
-// package main's business (ExitCode is the shell convention it can use).
+// a signal. It carries the raw status; the mapping to leash's own exit code
+// (128+N for signal N) is package main's alone.
 type ExitError struct {
 	// Code is the exit status, or -1 when a signal killed the child.
 	Code int
@@ -33,15 +33,6 @@ func (e *ExitError) Error() string {
 		return "child killed by signal " + sigName(e.Signal)
 	}
 	return fmt.Sprintf("child exited with status %d", e.Code)
-}
-
-// ExitCode returns Code for an exit and 128+Signal for a kill: the convention
-// of shells, tini and dumb-init.
-func (e *ExitError) ExitCode() int {
-	if e.Signal != 0 {
-		return 128 + int(e.Signal)
-	}
-	return e.Code
 }
 
 // StartError reports a command that could not be started, with the exit code a
