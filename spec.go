@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -82,13 +83,14 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 	p := &plan{}
 	refs := map[string]render.Ref{}
 	fed := map[string][]string{} // Ref.ID -> the outputs it feeds, in flag order
-	names := map[string]string{}
-	addOutput := func(out render.Output, from string) error {
-		if prev, dup := names[out.Name]; dup {
-			return configErrorf("%s: output %q is already defined by %s", from, out.Name, prev)
+	names := map[string]string{} // output -> the flag that defined it first
+	var from []string            // by output: the flag that defined it
+	addOutput := func(out render.Output, flag string) error {
+		if _, dup := names[out.Name]; !dup {
+			names[out.Name] = flag
 		}
-		names[out.Name] = from
 		p.outputs = append(p.outputs, out)
+		from = append(from, flag)
 		return nil
 	}
 	for _, s := range o.Secrets {
@@ -167,6 +169,9 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 	if err := o.outputFiles(p, names); err != nil {
 		return nil, err
 	}
+	if err := checkOutputs(p.outputs, from); err != nil {
+		return nil, err
+	}
 	for _, kv := range o.SetEnv {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || strings.ContainsAny(k, "\x00") {
@@ -217,6 +222,24 @@ func (o *Options) buildPlan(env func(string) string) (*plan, error) {
 		p.specs = append(p.specs, lease.Spec{ID: id, Path: refs[id].Path, Params: refs[id].Params, List: refs[id].List, Outputs: fed[id]})
 	}
 	return p, nil
+}
+
+// checkOutputs has render check the outputs (render.Check: the one owner
+// of what outputs may be) and names the flags of a conflicting pair.
+func checkOutputs(outputs []render.Output, from []string) error {
+	err := render.Check(outputs)
+	var ce *render.ConflictError
+	if !errors.As(err, &ce) {
+		if err != nil {
+			return &configError{err}
+		}
+		return nil
+	}
+	a, b := outputs[ce.I], outputs[ce.J]
+	if a.Path != "" && a.Path == b.Path {
+		return configErrorf("--output-path %s=%s and --output-path %s=%s: %w", a.Name, a.Path, b.Name, b.Path, err)
+	}
+	return configErrorf("%s and %s: %w", from[ce.I], from[ce.J], err)
 }
 
 // parseRotateBefore reads "30s" or "25%". It returns a duration or a

@@ -91,6 +91,27 @@ func TestPlanRejectsDuplicatesAndDanglingPointers(t *testing.T) {
 	}
 }
 
+// Outputs that cannot both be delivered fail the plan (so leash validate
+// too), naming both flags; render.Check decides what conflicts.
+func TestPlanNamesConflictingOutputs(t *testing.T) {
+	for _, tt := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Secrets: []string{"db=database/creds/a", "db=database/creds/b"}},
+			`--secret db=database/creds/a and --secret db=database/creds/b: output "db" is defined twice`},
+		{Options{Secrets: []string{"a.b=kv/x"}, TemplateTexts: []string{"a-b=x"}},
+			`--secret a.b=kv/x and --template-text a-b=...: outputs "a.b" and "a-b" both use variable A_B_FILE`},
+		{Options{Secrets: []string{"a=kv/x", "b=kv/y"}, OutputPaths: []string{"a=/run/x", "b=/run/x"}},
+			`--output-path a=/run/x and --output-path b=/run/x: outputs "a" and "b" are both written at /run/x`},
+	} {
+		_, err := tt.o.buildPlan(func(string) string { return "" })
+		if _, ok := err.(*configError); !ok || err.Error() != tt.want {
+			t.Errorf("buildPlan(%+v) = %T %v, want *configError %s", tt.o, err, err, tt.want)
+		}
+	}
+}
+
 func TestParseRotateBefore(t *testing.T) {
 	for in, ok := range map[string]bool{"": true, "30s": true, "25%": true, "0.5%": true, "0%": false, "100%": false, "-1s": false, "x": false} {
 		_, _, err := parseRotateBefore(in)

@@ -66,3 +66,64 @@ func ValidatePath(path string) error {
 	}
 	return nil
 }
+
+// Check validates outputs as New does, without preparing their delivery:
+// each name (ValidateName), the fields its kind needs, and that no two
+// outputs share a name, a pointer variable (EnvName: "a.b" and "a-b" both
+// make A_B_FILE) or a Path; such a pair is a *ConflictError. It is the one
+// check of outputs: main calls it to name the flags at fault before
+// anything runs (leash validate too), New to guard its own input.
+func Check(outputs []Output) error {
+	names := map[string]int{}
+	envs := map[string]int{}
+	paths := map[string]int{}
+	for i, o := range outputs {
+		if err := ValidateName(o.Name); err != nil {
+			return err
+		}
+		if j, ok := names[o.Name]; ok {
+			return &ConflictError{I: j, J: i, msg: fmt.Sprintf("output %q is defined twice", o.Name)}
+		}
+		names[o.Name] = i
+		e := EnvName(o.Name)
+		if j, ok := envs[e]; ok {
+			return &ConflictError{I: j, J: i, msg: fmt.Sprintf("outputs %q and %q both use variable %s", outputs[j].Name, o.Name, e)}
+		}
+		envs[e] = i
+		switch o.Kind {
+		case JSON, Dotenv:
+			if o.Secret == "" {
+				return fmt.Errorf("output %q: no secret", o.Name)
+			}
+		case Field:
+			if o.Secret == "" || o.Field == "" {
+				return fmt.Errorf("output %q: field output needs a secret and a field", o.Name)
+			}
+		case TemplateKind:
+			if o.Template == nil {
+				return fmt.Errorf("output %q: no template", o.Name)
+			}
+		default:
+			return fmt.Errorf("output %q: unknown kind %d", o.Name, o.Kind)
+		}
+		if o.Path != "" {
+			if j, ok := paths[o.Path]; ok {
+				return &ConflictError{I: j, J: i, msg: fmt.Sprintf("outputs %q and %q are both written at %s", outputs[j].Name, o.Name, o.Path)}
+			}
+			paths[o.Path] = i
+		} else if o.Mode != 0 {
+			return fmt.Errorf("output %q: a mode needs a path", o.Name)
+		}
+	}
+	return nil
+}
+
+// ConflictError reports two outputs that cannot both be delivered: the
+// same name, pointer variable or Path. I and J (I < J) index the outputs
+// given to Check or New, so that the caller can name where each came from.
+type ConflictError struct {
+	I, J int
+	msg  string
+}
+
+func (e *ConflictError) Error() string { return e.msg }

@@ -106,7 +106,7 @@ type Renderer struct {
 	closed     bool
 }
 
-// New validates outputs and prepares delivery: in Dir mode it checks the
+// New validates outputs (Check) and prepares delivery: in Dir mode it checks the
 // parent, removes directories left by dead leash processes and creates the
 // private directory. Nothing is rendered until Update.
 func New(opts Options, outputs []Output) (*Renderer, error) {
@@ -119,47 +119,12 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
-	names := map[string]bool{}
-	envs := map[string]string{}
-	paths := map[string]string{}
-	for i, o := range outputs {
-		if err := ValidateName(o.Name); err != nil {
-			return nil, err
-		}
-		if names[o.Name] {
-			return nil, fmt.Errorf("output %q is defined twice", o.Name)
-		}
-		names[o.Name] = true
-		e := EnvName(o.Name)
-		if prev, ok := envs[e]; ok {
-			return nil, fmt.Errorf("outputs %q and %q both use variable %s", prev, o.Name, e)
-		}
-		envs[e] = o.Name
-		switch o.Kind {
-		case JSON, Dotenv:
-			if o.Secret == "" {
-				return nil, fmt.Errorf("output %q: no secret", o.Name)
-			}
-		case Field:
-			if o.Secret == "" || o.Field == "" {
-				return nil, fmt.Errorf("output %q: field output needs a secret and a field", o.Name)
-			}
-		case TemplateKind:
-			if o.Template == nil {
-				return nil, fmt.Errorf("output %q: no template", o.Name)
-			}
-		default:
-			return nil, fmt.Errorf("output %q: unknown kind %d", o.Name, o.Kind)
-		}
-		if o.Path != "" {
-			if prev, ok := paths[o.Path]; ok {
-				return nil, fmt.Errorf("outputs %q and %q are both written at %s", prev, o.Name, o.Path)
-			}
-			paths[o.Path] = o.Name
-		} else if o.Mode != 0 {
-			return nil, fmt.Errorf("output %q: a mode needs a path", o.Name)
-		}
-		outputs[i] = o
+	if err := Check(outputs); err != nil {
+		return nil, err
+	}
+	paths := false
+	for _, o := range outputs {
+		paths = paths || o.Path != ""
 	}
 	r := &Renderer{
 		opts:    opts,
@@ -169,7 +134,7 @@ func New(opts Options, outputs []Output) (*Renderer, error) {
 		sums:    make([][]byte, len(outputs)),
 	}
 	rand.Read(r.key)
-	if len(paths) > 0 {
+	if paths {
 		r.exact = make([]*exactFile, len(outputs))
 		for i, o := range outputs {
 			if o.Path == "" {
