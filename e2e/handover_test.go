@@ -107,7 +107,12 @@ func TestHandOverTooShortWarns(t *testing.T) {
 			if l := p.Next(60 * time.Second); l != "ready" {
 				t.Fatalf("child said %q, want ready", l)
 			}
-			p.WaitLog(logTooShort, 1, 30*time.Second)
+			// Warned in the start-up, before the child started: the
+			// child_start record comes after it on stderr.
+			p.WaitEvent(evChildStart, 1, 30*time.Second, nil)
+			if n := p.Log.Count(logTooShort); n != 1 {
+				t.Fatalf("warned %d times before the child started, want once:\n%s", n, p.Log.String())
+			}
 			for _, want := range []string{tt.want, "ttl=12s", "hand_over_before=9s"} {
 				if !strings.Contains(p.Log.String(), want) {
 					t.Errorf("warning lacks %s:\n%s", want, p.Log.String())

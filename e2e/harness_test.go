@@ -89,27 +89,15 @@ const (
 	evChanged    = "changed"
 	evRetired    = "retired"
 	evRevoked    = "revoked"
-	evFailed     = "failed"
+	evFailed     = "failed" // Record.Op names the operation
+	evKept       = "kept"   // past the hand-over point Vault did not answer: renewing again
 	evLost       = "lost"
 	evChildStart = "child_start"
 	evRotateNow  = "rotate_now"
-)
-
-// Log messages the tests wait on or count where no audit event marks what
-// they mean. They are leash's wording, so they live here, in one place.
-const (
-	// The control socket refused a peer (no audit record: nothing ran).
-	logControlRefused = "control connection refused"
-	// Past the hand-over point with Vault silent, leash renews again
-	// instead of fetching; the failed renewal is an event, the decision not.
-	logRenewAgain = "vault did not answer; renewing again before trying a new credential"
-	// A new credential was tried and failed (the failed event does not say
-	// which operation failed).
-	logRotateFailed = "rotate failed"
-	// Stale --dir directories are cleaned up before the audit trail opens.
-	logStaleDirRemoved = "removed stale private dir"
-	// Revocation at exit gave up; the audit trail is closed by then.
-	logRevokeOnExitFailed = "revoking on exit failed"
+	// The control socket turned a request down.
+	evControlRefused = "control_refused"
+	// A killed leash's --dir directory was removed at start-up.
+	evStaleDirRemoved = "stale_dir_removed"
 )
 
 // Command prepares leash with args; the caller adds to its Env.
@@ -162,6 +150,7 @@ type Record struct {
 	Outputs []string `json:"outputs"`
 	Path    string   `json:"path"`
 	Lease   string   `json:"lease"`
+	Op      string   `json:"op"`
 	Outcome string   `json:"outcome"`
 	Error   string   `json:"error"`
 }
@@ -517,11 +506,36 @@ func (p *Leash) WaitEvent(kind string, n int, limit time.Duration, match func(Re
 	return got
 }
 
-// WaitLog waits until leash has logged msg (one of the log* constants) at
-// least n times.
-func (p *Leash) WaitLog(msg string, n int, limit time.Duration) {
-	p.t.Helper()
-	p.waitUntil(fmt.Sprintf("%d log lines %q", n, msg), limit, func() bool { return p.Log.Count(msg) >= n })
+// AuditRecords returns the records of kind ("" for all) in the audit file
+// at path, of a leash that has exited.
+func AuditRecords(t testing.TB, path, kind string) []Record {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Record
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("audit file %s: %v in %q", path, err, line)
+		}
+		if kind == "" || r.Event == kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// withOp keeps the records of operation op.
+func withOp(rs []Record, op string) []Record {
+	var out []Record
+	for _, r := range rs {
+		if r.Op == op {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // parseReady parses a watch child's "ready PID B64".

@@ -96,10 +96,14 @@ func TestSharedDirParent(t *testing.T) {
 	first := Start(t, vaultEnv(srv.Addr, srv.RootToken), append(args, watchArgs(t, "PW_FILE")...)...)
 	first.Ready()
 	for i := 0; i < 3; i++ {
-		cmd := Command(t, append(args, "true")...)
+		audit := filepath.Join(t.TempDir(), "audit.jsonl")
+		cmd := Command(t, append([]string{"--audit-file", audit}, append(args, "true")...)...)
 		cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-		if code, stderr := ExitStatus(t, cmd); code != 0 || strings.Contains(stderr, logStaleDirRemoved) {
+		if code, stderr := ExitStatus(t, cmd); code != 0 {
 			t.Fatalf("second leash: exit %d; stderr:\n%s", code, stderr)
+		}
+		if removed := AuditRecords(t, audit, evStaleDirRemoved); len(removed) != 0 {
+			t.Fatalf("second leash removed %+v", removed)
 		}
 	}
 	first.Signal(syscall.SIGHUP) // the first child re-reads its file
@@ -143,11 +147,15 @@ func TestSIGKILLedLeash(t *testing.T) {
 	if len(left) != 1 {
 		t.Fatalf("%d entries in the parent after SIGKILL, want the stale private dir", len(left))
 	}
-	cmd := Command(t, "--log-level", "info", "--delivery", "dir", "--dir", parent, "-s", "pw="+kv+"/app#password", "--", "true")
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
+	cmd := Command(t, "--audit-file", audit, "--delivery", "dir", "--dir", parent, "-s", "pw="+kv+"/app#password", "--", "true")
 	cmd.Env = append(cmd.Env, vaultEnv(srv.Addr, srv.RootToken)...)
-	code, stderr := ExitStatus(t, cmd)
-	if code != 0 || !strings.Contains(stderr, logStaleDirRemoved) {
-		t.Errorf("second run: exit %d, stderr:\n%s", code, stderr)
+	if code, stderr := ExitStatus(t, cmd); code != 0 {
+		t.Fatalf("second run: exit %d, stderr:\n%s", code, stderr)
+	}
+	stale := filepath.Join(parent, left[0].Name())
+	if removed := AuditRecords(t, audit, evStaleDirRemoved); len(removed) != 1 || removed[0].Path != stale {
+		t.Errorf("second run audited the removal of %+v, want %s", removed, stale)
 	}
 	if left, _ := os.ReadDir(parent); len(left) != 0 {
 		t.Errorf("parent not empty after the second run: %v", left)

@@ -433,7 +433,9 @@ func TestControlSocketRefusesOtherUID(t *testing.T) {
 	if code, stderr := asNobody(); code != exitRotateFailed || !strings.Contains(stderr, "refused: uid "+nobody.Uid) {
 		t.Errorf("nobody through a loosened directory: exit %d, want %d refused by uid:\n%s", code, exitRotateFailed, stderr)
 	}
-	p.WaitLog(logControlRefused, 1, 60*time.Second)
+	p.WaitEvent(evControlRefused, 1, 60*time.Second, func(r Record) bool {
+		return r.Outcome == "error" && strings.Contains(r.Error, "refused: uid "+nobody.Uid)
+	})
 	if n := len(p.Log.Events(evRotateNow)); n != 0 {
 		t.Errorf("leash handled a request of nobody's")
 	}
