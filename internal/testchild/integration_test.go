@@ -141,8 +141,10 @@ func mirror(err error) int {
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ee) && ee.Signal != 0:
+		return 128 + int(ee.Signal) // as leash's main maps it
 	case errors.As(err, &ee):
-		return ee.ExitCode()
+		return ee.Code
 	case errors.As(err, &se):
 		return se.Code
 	}
