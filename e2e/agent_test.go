@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -917,6 +918,73 @@ exec {
 	b, _ = base64.StdEncoding.DecodeString(reload)
 	if c := parse(b); c.Username == first.Username || !f.db.RoleExists(t, c.Username) {
 		t.Errorf("the child reads %s after the hand-over from %s; want a new, live credential", c.Username, first.Username)
+	}
+	lp.Signal(syscall.SIGTERM)
+	if l := lp.Next(60 * time.Second); l != "term" {
+		t.Errorf("child said %q, want term", l)
+	}
+	if code := lp.Exit(60 * time.Second); code != 0 {
+		t.Errorf("leash exited %d", code)
+	}
+}
+
+// Templates without exec {}: a new database credential (at a quarter of
+// the lease left, template_config's lease_renewal_threshold = 0.75)
+// replaces the destination by a rename, so a reader holding the old file
+// open keeps the old bytes whole, and the new file has the mode asked;
+// the child is neither signalled nor restarted, as with Vault Agent, and
+// the old credential is revoked.
+func TestAgentTemplateRewrittenAtomically(t *testing.T) {
+	t.Parallel()
+	f := newAgentFixture(t, testvault.Shared(t), true, 12*time.Second)
+	dest := filepath.Join(f.mem, "db.json")
+	config, _ := f.config(t, "agent.hcl", agentApprole+`template_config {
+  lease_renewal_threshold = 0.75
+}
+template {
+  destination = "@MEM@/db.json"
+  perms       = "0440"
+  contents    = "{{ with secret \"@CREDS@\" }}{{ .Data | toJSON }}{{ end }}"
+}
+`)
+	type creds struct{ Username, Password string }
+	parse := func(b []byte) creds {
+		var c creds
+		if err := json.Unmarshal(b, &c); err != nil || c.Username == "" {
+			t.Fatalf("not credentials: %q", b)
+		}
+		return c
+	}
+	lp := startAgent(t, append([]string{"--agent-config", config, "--", "env", "DEST=" + dest}, watchArgs(t, "DEST")...)...)
+	_, b := lp.Ready()
+	first := parse(b)
+	old, err := os.Open(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	lp.WaitEvent(evRetired, 1, 90*time.Second, nil)
+	nb, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next := parse(nb); next.Username == first.Username || !f.db.RoleExists(t, next.Username) || f.db.RoleExists(t, first.Username) {
+		t.Errorf("after the hand-over %s holds %s (was %s); want a new live credential and the old one revoked", dest, next.Username, first.Username)
+	}
+	if kept, err := io.ReadAll(old); err != nil || string(kept) != string(b) {
+		t.Errorf("the file opened before the hand-over reads %q (%v), want the old bytes whole", kept, err)
+	}
+	if fi, err := os.Lstat(dest); err != nil || fi.Mode().Perm() != 0o440 {
+		t.Errorf("after the rewrite: %v, %v; want mode 0440", fi, err)
+	}
+	if ents, _ := os.ReadDir(f.mem); len(ents) != 1 {
+		t.Errorf("the destination's directory holds %d entries, want the file alone (no temporary left)", len(ents))
+	}
+	// Nothing told the child: its next line answers this SIGHUP.
+	lp.Signal(syscall.SIGHUP)
+	l := lp.Next(60 * time.Second)
+	if !strings.HasPrefix(l, "reload ") {
+		t.Fatalf("child said %q, want its reload (no restart, no signal before)", l)
 	}
 	lp.Signal(syscall.SIGTERM)
 	if l := lp.Next(60 * time.Second); l != "term" {
