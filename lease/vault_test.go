@@ -671,3 +671,34 @@ func TestAddBeforeRun(t *testing.T) {
 		t.Fatalf("Add of a missing path: %v, want ErrNotFound", err)
 	}
 }
+
+// A lease is revoked whichever way the policy grants it: scoped to the
+// lease's path (sys/leases/revoke/PATH/*, README's minimal policy), or
+// unscoped (sys/leases/revoke, the lease id in the body), with a user's
+// token, whose revocation leash leaves alone, so only the lease's own
+// revocation can end it.
+func TestRevokeScopedOrUnscoped(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	issue := s.PKI(t, time.Hour)
+	for _, revoke := range []string{"sys/leases/revoke/" + issue + "/*", "sys/leases/revoke"} {
+		t.Run(revoke, func(t *testing.T) {
+			tok := s.LimitedToken(t, `
+path "`+issue+`" { capabilities = ["update"] }
+path "`+revoke+`" { capabilities = ["update"] }`)
+			h := newHarness(t, s, []string{"VAULT_TOKEN=" + tok}, Config{Specs: []Spec{certSpec(issue)}})
+			if _, err := h.m.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(s.LeaseIDs(t, issue+"/")); n != 1 {
+				t.Fatalf("%d leases after Start, want 1", n)
+			}
+			if err := h.m.Close(context.Background()); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if ids := s.LeaseIDs(t, issue+"/"); len(ids) != 0 {
+				t.Fatalf("leases left after Close: %v", ids)
+			}
+		})
+	}
+}
