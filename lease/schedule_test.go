@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -375,6 +376,28 @@ func TestVaultMessage(t *testing.T) {
 	}
 	if got := vaultMessage([]string{"unknown role r"}); got != "unknown role r" {
 		t.Fatalf("vaultMessage = %q", got)
+	}
+	// Whatever answers at VAULT_ADDR writes these: nothing a terminal acts
+	// on gets through, and at most a KiB of it.
+	for _, tc := range []struct{ in, want string }{
+		{"bad\x1b[2J\x1b]0;title\x07x", `bad\x1b[2J\x1b]0;title\x07x`},
+		{"line\r[INFO] fake", `line\x0d[INFO] fake`},
+		{"a\u202eb\u0085c\x7f", `a\u202eb\u0085c\x7f`},
+		{"bad \xff\xfe utf-8", `bad \xff\xfe utf-8`},
+		{`common name "é.example" not allowed`, `common name "é.example" not allowed`},
+	} {
+		if got := vaultMessage([]string{tc.in}); got != tc.want {
+			t.Errorf("vaultMessage(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	long := vaultMessage([]string{strings.Repeat("a", 1<<20)})
+	if want := strings.Repeat("a", maxVaultMessage) + fmt.Sprintf("... (%d bytes more)", 1<<20-maxVaultMessage); long != want {
+		t.Errorf("a 1 MiB message: %d bytes, %q...", len(long), long[len(long)-30:])
+	}
+	// The message reaches the error classifyResponse returns.
+	err, _ := classifyResponse(&api.ResponseError{StatusCode: 400, Errors: []string{"no\x1b[2J"}})
+	if strings.ContainsRune(err.Error(), 0x1b) {
+		t.Errorf("classifyResponse: %q", err)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -130,8 +132,46 @@ func stripURL(err error) error {
 }
 
 // vaultMessage flattens Vault's error list, which nests go-multierror text
-// ("2 errors occurred:\n\t* permission denied\n\t* invalid token").
+// ("2 errors occurred:\n\t* permission denied\n\t* invalid token"), into
+// one printable line of at most maxVaultMessage bytes (see printable).
 func vaultMessage(errs []string) string {
+	return printable(joinVaultErrors(errs), maxVaultMessage)
+}
+
+// maxVaultMessage bounds the part of Vault's error text leash repeats:
+// Vault's own messages are a line or two.
+const maxVaultMessage = 1024
+
+// printable escapes what a terminal or log viewer would act on, control
+// characters (C0, DEL, C1), Unicode format characters (bidirectional
+// overrides) and invalid UTF-8, as \xNN or \uNNNN, and cuts s after max
+// bytes. Vault's error messages end up in leash's log, and whatever
+// answers at VAULT_ADDR writes them: an ESC sequence in one would clear or
+// rewrite an operator's terminal, a 64 MiB one fill the log.
+func printable(s string, max int) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if b.Len() >= max {
+			fmt.Fprintf(&b, "... (%d bytes more)", len(s)-i)
+			break
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r < 0x80 && unicode.IsControl(r):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func joinVaultErrors(errs []string) string {
 	var parts []string
 	for _, e := range errs {
 		for _, line := range strings.Split(e, "\n") {
