@@ -39,7 +39,7 @@ func (m *Manager) addEntries(ctx context.Context, specs []Spec) error {
 	if len(added) == 0 {
 		return nil
 	}
-	st := newStartup(ctx, m.cfg.StartupTimeout)
+	st := newStartup(ctx, m.cfg.StartupTimeout, m.log, &m.clock)
 	defer st.close()
 	results, errs := m.fetchAll(st, added)
 	m.applyAll(added, results)

@@ -9,10 +9,10 @@ import (
 // Check logs in and verifies with sys/capabilities-self that the token may
 // read (or write, for specs with Params) every spec's path.
 func (m *Manager) Check(ctx context.Context) error {
-	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartupTimeout)
-	defer cancel()
+	st := newStartup(ctx, m.cfg.StartupTimeout, m.log, &m.clock)
+	defer st.close()
 	var tok *token
-	if err := m.retry(ctx, sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
+	if err := st.retry(st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
 		t, err := m.auth.login(c)
 		tok = t
 		return err
@@ -36,8 +36,8 @@ func (m *Manager) Check(ctx context.Context) error {
 			need = []string{"list"}
 		}
 		var caps []string
-		err := m.retry(ctx, sctx, "check", e.spec.Path, func(c context.Context) error {
-			if err := m.resolve(c, e); err != nil {
+		err := st.retry(st.sctx, "check", e.spec.Path, func(c context.Context) error {
+			if err := m.fetcher.resolve(c, e); err != nil {
 				return err
 			}
 			var err error

@@ -132,7 +132,7 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 // counted.
 func (m *Manager) rotate(ctx context.Context, e *entry) error {
 	c, cancel := m.entryCallCtx(ctx, e)
-	is, err := m.fetch(c, e)
+	is, err := m.fetcher.fetch(c, e)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)
@@ -149,7 +149,7 @@ func (m *Manager) rotate(ctx context.Context, e *entry) error {
 
 func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 	c, cancel := m.entryCallCtx(ctx, e)
-	is, err := m.fetch(c, e)
+	is, err := m.fetcher.fetch(c, e)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)

@@ -24,13 +24,13 @@ type Manager struct {
 	// plan holds the renewal, hand-over and retry parameters.
 	plan planner
 
-	auth *auth // logins and the user's token
+	auth    *auth    // logins and the user's token
+	fetcher *fetcher // the entries' requests
 
 	// tokens (the token lifecycle), entries and their schedule fields
 	// belong to the goroutine running Start, Run or Check.
 	tokens  *tokens
 	entries []*entry // in Spec order
-	mounts  mountLookups
 	due     []*entry // step's scratch list, kept to allocate once
 
 	ledger *ledger // what leash holds, for Retire and Close
@@ -71,6 +71,7 @@ func New(cfg Config) (*Manager, error) {
 			staticRefresh: cfg.StaticRefresh},
 		ledger: newLedger(),
 	}
+	m.fetcher = &fetcher{vault: v, ledger: m.ledger, clock: &m.clock, log: log}
 	m.auth = &auth{cfg: cfg.Auth, env: env, vault: v, log: log, clock: &m.clock}
 	m.reporter = reporter{onEvent: cfg.OnEvent, log: log, clock: &m.clock, ledger: m.ledger}
 	m.tokens = &tokens{auth: m.auth, vault: v, plan: &m.plan, ledger: m.ledger, rep: &m.reporter, log: log, clock: &m.clock}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Start logs in and fetches every secret in parallel. Transient failures are
@@ -16,7 +18,7 @@ import (
 // so its lookup runs alongside the fetches: one round trip less before the
 // child can start. Other methods log in first.
 func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
-	st := newStartup(ctx, m.cfg.StartupTimeout)
+	st := newStartup(ctx, m.cfg.StartupTimeout, m.log, &m.clock)
 	defer st.close()
 	loginDone, err := m.startLogin(st)
 	if err != nil {
@@ -43,8 +45,13 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	return m.emit(), nil
 }
 
-// startup holds one Start's contexts.
+// startup holds one start-up's contexts (Start, Add, Track, Check) and
+// retries its requests.
 type startup struct {
+	timeout time.Duration // StartupTimeout, for errors
+	log     hclog.Logger
+	clock   *clock
+
 	outer context.Context // the caller's: its cancellation is returned as is
 	sctx  context.Context // bounded by StartupTimeout: retries end there
 	// fctx stops retries once the start has failed (fail). Requests
@@ -56,12 +63,12 @@ type startup struct {
 	close      func()
 }
 
-func newStartup(ctx context.Context, timeout time.Duration) *startup {
+func newStartup(ctx context.Context, timeout time.Duration, log hclog.Logger, clk *clock) *startup {
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	fctx, fcancel := context.WithCancel(sctx)
 	rctx, rcancel := context.WithCancel(sctx)
 	stopGrace := context.AfterFunc(fctx, func() { time.AfterFunc(abandonGrace, rcancel) })
-	return &startup{outer: ctx, sctx: sctx, fctx: fctx, rctx: rctx, fail: fcancel, close: func() {
+	return &startup{timeout: timeout, log: log, clock: clk, outer: ctx, sctx: sctx, fctx: fctx, rctx: rctx, fail: fcancel, close: func() {
 		stopGrace()
 		rcancel()
 		fcancel()
@@ -76,7 +83,7 @@ func newStartup(ctx context.Context, timeout time.Duration) *startup {
 func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	if !m.cfg.Auth.isTokenMethod() {
 		var tok *token
-		err := m.retry(st.outer, st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
+		err := st.retry(st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
 			t, err := m.auth.login(c)
 			tok = t
 			return err
@@ -99,7 +106,7 @@ func (m *Manager) startLogin(st *startup) (done func() error, err error) {
 	var lookup sync.WaitGroup
 	var lookupErr error
 	lookup.Go(func() {
-		lookupErr = m.retry(st.outer, st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
+		lookupErr = st.retry(st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
 			return m.auth.lookupToken(c, tok)
 		})
 		if lookupErr != nil {
@@ -128,8 +135,8 @@ func (m *Manager) fetchAll(st *startup, entries []*entry) ([]*issued, []error) {
 			if e.spec.Params != nil {
 				op = "write"
 			}
-			errs[i] = m.retry(st.outer, st.fctx, op, e.spec.Path, func(context.Context) error {
-				is, err := m.fetch(st.rctx, e)
+			errs[i] = st.retry(st.fctx, op, e.spec.Path, func(context.Context) error {
+				is, err := m.fetcher.fetch(st.rctx, e)
 				results[i] = is
 				return err
 			})
@@ -194,10 +201,11 @@ func (m *Manager) explainDenied(err error) error {
 	return &Error{Op: le.Op, Path: le.Path, Err: fmt.Errorf("%w: token lacks %q on %s (has %v)", ErrPermissionDenied, need, path, caps)}
 }
 
-// retry runs fn until it succeeds, fails permanently, or sctx ends. outer is
-// the caller's context: its cancellation is returned as is, while sctx's
-// deadline means Vault stayed unreachable.
-func (m *Manager) retry(outer, sctx context.Context, op, path string, fn func(context.Context) error) error {
+// retry runs fn until it succeeds, fails permanently, or sctx (one of st's
+// contexts) ends. The cancellation of st.outer, the caller's context, is
+// returned as is, while sctx's deadline means Vault stayed unreachable.
+func (st *startup) retry(sctx context.Context, op, path string, fn func(context.Context) error) error {
+	outer := st.outer
 	var last error
 	for attempt := 0; ; attempt++ {
 		err := fn(sctx)
@@ -213,7 +221,7 @@ func (m *Manager) retry(outer, sctx context.Context, op, path string, fn func(co
 				if last == nil {
 					last = cerr
 				}
-				return &Error{Op: op, Path: path, Err: fmt.Errorf("%w after %s: %w", ErrUnreachable, m.cfg.StartupTimeout, last)}
+				return &Error{Op: op, Path: path, Err: fmt.Errorf("%w after %s: %w", ErrUnreachable, st.timeout, last)}
 			}
 			return sctx.Err()
 		}
@@ -225,8 +233,8 @@ func (m *Manager) retry(outer, sctx context.Context, op, path string, fn func(co
 			return &Error{Op: op, Path: path, Err: cerr}
 		}
 		last = cerr
-		d := backoff(attempt, 250*time.Millisecond, 5*time.Second, m.rand())
-		m.log.Warn("vault request failed, retrying", "path", path, "error", cerr, "attempt", attempt+1, "backoff", d.String())
+		d := backoff(attempt, 250*time.Millisecond, 5*time.Second, st.clock.rand())
+		st.log.Warn("vault request failed, retrying", "path", path, "error", cerr, "attempt", attempt+1, "backoff", d.String())
 		t := time.NewTimer(d)
 		select {
 		case <-sctx.Done():

@@ -9,7 +9,7 @@ import (
 // resolve applies `vault kv get` mount detection: for a KV v2 mount,
 // "secret/app" becomes "secret/data/app" (a path already holding data/ is
 // kept). When the lookup is not allowed the path is used as written.
-func (m *Manager) resolve(ctx context.Context, e *entry) error {
+func (f *fetcher) resolve(ctx context.Context, e *entry) error {
 	if e.resolved {
 		return nil
 	}
@@ -18,7 +18,7 @@ func (m *Manager) resolve(ctx context.Context, e *entry) error {
 		e.resolved = true
 		return nil
 	}
-	info, err := m.mounts.lookup(ctx, e.path, m.vault.lookupMount)
+	info, err := f.mounts.lookup(ctx, e.path, f.vault.lookupMount)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -81,35 +82,47 @@ type issued struct {
 	rotation  *rotation // a static role's rotation
 }
 
+// fetcher reads and writes the entries' paths and turns Vault's answers
+// into issued credentials: the request side of an entry's lifecycle. Its
+// methods may run for different entries at once (Start fetches in
+// parallel); mounts shares their mount lookups.
+type fetcher struct {
+	vault  *vault
+	mounts mountLookups
+	ledger *ledger // the current token, which owns what is issued
+	clock  *clock
+	log    hclog.Logger
+}
+
 // fetch reads or writes the entry's path once with the current token.
-func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
+func (f *fetcher) fetch(ctx context.Context, e *entry) (*issued, error) {
 	if !e.resolved && e.spec.Params == nil && !e.spec.List && isCredsPath(e.spec.Path) {
-		is, err := m.fetchDirect(ctx, e)
+		is, err := f.fetchDirect(ctx, e)
 		if is != nil || err != nil {
 			return is, err
 		}
 	}
-	if err := m.resolve(ctx, e); err != nil {
+	if err := f.resolve(ctx, e); err != nil {
 		return nil, err
 	}
 	var sec *api.Secret
 	var err error
 	// Vault counts the lease from when it handled the request: counting
 	// from when leash sent it never overestimates the credential's life.
-	now := m.now()
+	now := f.clock.now()
 	if e.spec.Params != nil {
 		body := make(map[string]any, len(e.spec.Params))
 		for k, v := range e.spec.Params {
 			body[k] = v
 		}
-		sec, err = m.vault.client.Logical().WriteWithContext(ctx, e.path, body)
+		sec, err = f.vault.client.Logical().WriteWithContext(ctx, e.path, body)
 	} else if e.spec.List {
-		sec, err = m.vault.client.Logical().ListWithContext(ctx, e.path)
+		sec, err = f.vault.client.Logical().ListWithContext(ctx, e.path)
 		if err == nil && (sec == nil || sec.Data["keys"] == nil) {
 			sec = &api.Secret{Data: map[string]any{"keys": []any{}}} // Vault's 404 for an empty folder
 		}
 	} else {
-		sec, err = m.vault.client.Logical().ReadWithContext(ctx, e.path)
+		sec, err = f.vault.client.Logical().ReadWithContext(ctx, e.path)
 	}
 	if err != nil {
 		return nil, err
@@ -117,7 +130,7 @@ func (m *Manager) fetch(ctx context.Context, e *entry) (*issued, error) {
 	if sec == nil {
 		return nil, ErrNotFound
 	}
-	return m.issue(e, sec, now)
+	return f.issue(e, sec, now)
 }
 
 // isCredsPath reports whether path has the shape MOUNT/creds/ROLE, the
@@ -136,30 +149,30 @@ func isCredsPath(path string) bool {
 // under a folder named creds, a denial, a 404) returns nil, nil and the
 // caller resolves the mount and asks again, as for any other path; a
 // transient failure is returned for the caller to retry.
-func (m *Manager) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
+func (f *fetcher) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
 	path := strings.Trim(e.spec.Path, "/")
-	now := m.now()
-	sec, err := m.vault.client.Logical().ReadWithContext(ctx, path)
+	now := f.clock.now()
+	sec, err := f.vault.client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
 		if _, transient := classify(err); transient {
 			return nil, err
 		}
-		m.log.Debug("direct read failed; resolving the mount", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path)
+		f.log.Debug("direct read failed; resolving the mount", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path)
 		return nil, nil
 	}
 	if sec == nil || sec.LeaseID == "" {
-		m.log.Debug("direct read gave no lease; resolving the mount", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path)
+		f.log.Debug("direct read gave no lease; resolving the mount", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path)
 		return nil, nil
 	}
 	e.path, e.resolved = path, true
-	return m.issue(e, sec, now)
+	return f.issue(e, sec, now)
 }
 
 // issue turns Vault's answer for e, requested at now, into an issued credential.
-func (m *Manager) issue(e *entry, sec *api.Secret, now time.Time) (*issued, error) {
+func (f *fetcher) issue(e *entry, sec *api.Secret, now time.Time) (*issued, error) {
 	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now, Response: response(sec)}
 	out := &issued{secret: s}
-	tok := m.ledger.current() // fetches of Start run in parallel
+	tok := f.ledger.current() // fetches of Start run in parallel
 	if sec.Auth != nil && sec.Auth.ClientToken != "" && e.spec.Params != nil {
 		out.fromAuth(e, sec.Auth, tok)
 	} else if err := out.fromData(e, sec, tok, now); err != nil {
