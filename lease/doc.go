@@ -1,7 +1,8 @@
 // Package lease is the first stage of leash's flow (main -> lease -> render
 // -> supervisor) and the only package that talks to Vault.
 //
-// A Manager logs in (token, approle, kubernetes or jwt), fetches every Spec,
+// A Manager logs in (token, approle, kubernetes, jwt, cert, aws, gcp or
+// azure), fetches every Spec,
 // and emits immutable Snapshots. Run keeps each credential alive: renewable
 // leases are renewed at about two thirds of their remaining time; when a
 // lease can no longer be extended (max TTL, non-renewable, or its owning
@@ -16,12 +17,18 @@
 // id), ttl and expiry.
 //
 // Where things are: manager.go is the API (New, Updates, Retire, Close)
-// and startup.go, run.go and check.go its Start, Run and Check. entry.go
-// renews, rotates and refreshes one secret, token.go keeps leash's token
-// alive. plan.go and schedule.go are pure: when each secret and the token
-// need attention. ledger.go holds what leash must revoke, under its own
-// mutex. report.go turns every event into the log line. The vault_*.go
-// files are the Vault client and one file per kind of request, and with
-// vault_errors.go the only files that import vault/api; auth*.go build
-// the login of each method.
+// and startup.go, add.go, track.go, run.go, rotate.go and check.go its
+// Start, Add, Track, Run, Rotate and Check. The Manager is thin over its
+// parts, each a type holding only what it needs: auth (auth*.go,
+// vault_login.go) logs in with the configured method; tokens (token.go)
+// keeps leash's token alive; fetcher (vault_read.go, vault_mounts.go)
+// makes an entry's requests and turns the answers into credentials;
+// entry.go renews, rotates and refreshes one secret with them. planner
+// and schedule (plan.go, schedule.go) are pure: when each secret and the
+// token need attention. ledger.go holds what leash must revoke, under its
+// own mutex. reporter (report.go) turns every event into OnEvent's call
+// and the log line. clock is the time and jitter they share, which tests
+// replace. The vault_*.go files are the Vault client and one file per
+// kind of request, and with vault_errors.go the only files that import
+// vault/api.
 package lease
