@@ -972,6 +972,12 @@ func (c *agentConfig) native() (*hclConfig, error) {
 		if err != nil || hc.attrs[i].name != a.key || !sameValue(got, a.val) {
 			return nil, configErrorf("%s: %s cannot be written as a leash config value exactly; put it in a file", c.file, a.key)
 		}
+		// A bad value is reported at its stanza in c.file, not at a line
+		// of the converted text, which the user never sees.
+		hc.attrs[i].from = a.from
+		if elems, ok := a.val.([]listElem); ok && a.from == "" && len(elems) > 0 {
+			hc.attrs[i].from = elems[0].from
+		}
 	}
 	return hc, nil
 }

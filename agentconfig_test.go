@@ -288,3 +288,26 @@ func TestNativeAgentFlags(t *testing.T) {
 		t.Errorf("vaultEnv: the file's address must apply and the environment's namespace win: %q", env)
 	}
 }
+
+// A bad value in a Vault Agent config is reported at the stanza it came
+// from in that file (exit 78), not at a line of the converted text, which
+// the user never sees.
+func TestAgentConfigBadValueNamesStanza(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte("t\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent := filepath.Join(dir, "agent.hcl")
+	src := "auto_auth {\n  method \"token_file\" {\n    config = { token_file_path = \"" + tok + "\" }\n  }\n}\n\nexec {\n  command = [\"true\"]\n  restart_stop_signal = \"SIGNOPE\"\n}\n"
+	if err := os.WriteFile(agent, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"--agent-config", "-c"} {
+		_, _, err := parseCLI([]string{flag, agent, "--", "true"})
+		var ce *configError
+		if want := "exec (" + agent + ":7:1): stop_signal: parse signal \"SIGNOPE\""; !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: err = %v, want a config error starting %q", flag, err, want)
+		}
+	}
+}

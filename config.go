@@ -55,6 +55,18 @@ type hclAttr struct {
 	name string
 	pos  token.Pos
 	val  ast.Node
+	// from, when set, is where the attribute came from, for messages
+	// instead of pos: the Vault Agent stanza a converted key was made
+	// from ("exec (agent.hcl:5:1)"), a place in a file the user has.
+	from string
+}
+
+// place names where a is, for messages.
+func (c *hclConfig) place(a hclAttr) string {
+	if a.from != "" {
+		return a.from
+	}
+	return posString(c.filename, a.pos)
 }
 
 // loadHCLConfig is the kong.ConfigurationLoader for --config.
@@ -174,10 +186,10 @@ func (c *hclConfig) Validate(app *kong.Application) error {
 	visit(app.Node)
 	for _, a := range c.attrs {
 		if a.name == "config" || a.name == "agent_config" {
-			return configErrorf("%s: config files cannot include other config files", posString(c.filename, a.pos))
+			return configErrorf("%s: config files cannot include other config files", c.place(a))
 		}
 		if !known[a.name] {
-			return configErrorf("%s: unknown key %q (keys are the long flag names with _ for -; see leash run --help)", posString(c.filename, a.pos), a.name)
+			return configErrorf("%s: unknown key %q (keys are the long flag names with _ for -; see leash run --help)", c.place(a), a.name)
 		}
 	}
 	return nil
@@ -201,7 +213,7 @@ func (c *hclConfig) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any
 		err = checkFileValue(flag, out)
 	}
 	if err != nil {
-		return nil, configErrorf("%s: %s: %v", posString(c.filename, a.pos), a.name, err)
+		return nil, configErrorf("%s: %s: %v", c.place(a), a.name, err)
 	}
 	return out, nil
 }
