@@ -170,6 +170,12 @@ func (f *fetcher) fetchDirect(ctx context.Context, e *entry) (*issued, error) {
 
 // issue turns Vault's answer for e, requested at now, into an issued credential.
 func (f *fetcher) issue(e *entry, sec *api.Secret, now time.Time) (*issued, error) {
+	if len(sec.Warnings) > 0 {
+		// "Endpoint ignored these unrecognized parameters: [tll]": a
+		// misspelt parameter Vault took no notice of, otherwise silent.
+		f.log.Warn("vault warned", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path,
+			"warning", printable(strings.Join(slices.Compact(slices.Clone(sec.Warnings)), "; "), maxVaultMessage))
+	}
 	s := &Secret{ID: e.spec.ID, Path: e.spec.Path, IssuedAt: now, Response: response(sec)}
 	out := &issued{secret: s}
 	tok := f.ledger.current() // fetches of Start run in parallel

@@ -702,3 +702,21 @@ path "`+revoke+`" { capabilities = ["update"] }`)
 		})
 	}
 }
+
+// Vault's warnings are logged: a misspelt write parameter, which Vault
+// ignores and leash would otherwise never mention.
+func TestVaultWarningsLogged(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	issue := s.PKI(t, time.Hour)
+	spec := certSpec(issue)
+	spec.Params["tll"] = "1h"
+	h := newHarness(t, s, []string{"VAULT_TOKEN=" + s.RootToken}, Config{Specs: []Spec{spec}})
+	if _, err := h.m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer h.m.Close(context.Background())
+	if !strings.Contains(h.log.String(), `vault warned: name=`) || !strings.Contains(h.log.String(), `Endpoint ignored these unrecognized parameters: [tll]`) {
+		t.Fatalf("no warning about the ignored parameter in the log:\n%s", h.log.String())
+	}
+}
