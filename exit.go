@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"syscall"
 
@@ -67,6 +68,7 @@ func classify(err error) (int, string) {
 		ab    *status.BrokenError
 		re    *rotateError
 		errno syscall.Errno
+		le    *lease.Error
 	)
 	switch {
 	case errors.As(err, &ue):
@@ -91,7 +93,6 @@ func classify(err error) (int, string) {
 	case errors.Is(err, lease.ErrPermissionDenied):
 		// First: a rejected login is both denied and, as Vault answers it
 		// with 400, rejected.
-		var le *lease.Error
 		if errors.As(err, &le) && le.Op == "login" {
 			return exitNoPerm, "check the auth method's role and the credentials leash logs in with (--auth, --auth-mount, --auth-role)"
 		}
@@ -113,6 +114,8 @@ func classify(err error) (int, string) {
 		return exitUnavailable, "check VAULT_ADDR and that Vault is reachable (see --startup-timeout)"
 	case errors.As(err, &errno) && errno == syscall.EPERM:
 		return exitNoPerm, ""
+	case errors.As(err, &le) && le.Op == "login" && errors.As(err, new(*fs.PathError)):
+		return exitConfig, "a file leash logs in with (--role-id-file, --secret-id-file, --jwt-file, --token-file) cannot be read"
 	}
 	return exitSoftware, ""
 }

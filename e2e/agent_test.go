@@ -296,6 +296,31 @@ EOT
 	}
 }
 
+// A secret_id file removed after reading (Vault Agent's default) is gone
+// when leash runs again: a config error naming the file, at once, not 30
+// s of "Vault unreachable".
+func TestAgentSecretIDFileGone(t *testing.T) {
+	t.Parallel()
+	f := newAgentFixture(t, testvault.Shared(t), false, 0)
+	config, _ := f.config(t, "agent.hcl", strings.Replace(agentApprole, "remove_secret_id_file_after_reading = false", "remove_secret_id_file_after_reading = true", 1)+`template {
+  destination = "@MEM@/app.txt"
+  contents    = "{{ with secret \"@KV@/data/app\" }}{{ .Data.data.user }}{{ end }}"
+}
+`)
+	Output(t, agentCommand(t, "--agent-config", config, "--", "true"))
+	if _, err := os.Stat(f.secretID); !os.IsNotExist(err) {
+		t.Fatalf("the secret_id file after the first run: %v, want it removed", err)
+	}
+	start := time.Now()
+	code, stderr := ExitStatus(t, agentCommand(t, "--agent-config", config, "--", "true"))
+	if code != exitConfig || !strings.Contains(stderr, f.secretID) || strings.Contains(stderr, "unreachable") {
+		t.Errorf("second run: exit %d, want %d naming %s (not unreachable); stderr:\n%s", code, exitConfig, f.secretID, stderr)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the second run took %s: the missing file was retried until --startup-timeout", d)
+	}
+}
+
 // A destination on disk is a config error naming the template's
 // destination line, before anything is issued; --allow-disk writes it
 // there (and removes it on exit).

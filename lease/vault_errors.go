@@ -25,6 +25,12 @@ func noAnswer(err error) bool {
 	if err == nil || errors.As(err, &re) {
 		return false
 	}
+	if errors.As(err, new(*fs.PathError)) {
+		// A file leash reads (a role_id, secret_id, JWT or token file),
+		// which waiting does not bring back; its syscall.Errno would pass
+		// for a net.Error below.
+		return false
+	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, context.DeadlineExceeded)
