@@ -115,6 +115,12 @@ func (s *server) serve(ctx context.Context, l net.Listener) error {
 const plainText = "text/plain; charset=utf-8"
 
 func (s *server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	// No route reads a body, and net/http would read one to its end (up to
+	// 256 KiB) after the handler returns, to reuse the connection: a client
+	// trickling one would hold its slot, no longer displaceable, for the
+	// whole timeout (issue 24). Nothing is read from here on, so the
+	// connection closes once the answer is written.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
