@@ -69,16 +69,7 @@ func (a AuthConfig) CredentialVars() []string {
 // built again for every login, so credentials rotated on disk or by the
 // metadata services are always the current ones.
 func (au *auth) awsLoginData(ctx context.Context) (map[string]any, error) {
-	region := au.cfg.AWSRegion
-	stsURL := "https://sts.amazonaws.com/"
-	if region == "" {
-		region = awsDefaultRegion
-	} else {
-		stsURL = "https://sts." + region + ".amazonaws.com/"
-		if strings.HasPrefix(region, "cn-") {
-			stsURL = "https://sts." + region + ".amazonaws.com.cn/"
-		}
-	}
+	region, stsURL := awsSTS(au.cfg.AWSRegion)
 	// The default region only matters to sources that call AWS themselves
 	// (web identity, assume role), when AWS_REGION and the profile name none.
 	cfg, err := config.LoadDefaultConfig(ctx, config.WithDefaultRegion(region))
@@ -119,6 +110,18 @@ func (au *auth) awsLoginData(ctx context.Context) (map[string]any, error) {
 		body["role"] = au.cfg.Role // else Vault takes the IAM principal's name
 	}
 	return body, nil
+}
+
+// awsSTS is the signing region and STS endpoint for region ("": the
+// global endpoint, signed for us-east-1).
+func awsSTS(region string) (signing, url string) {
+	switch {
+	case region == "":
+		return awsDefaultRegion, "https://sts.amazonaws.com/"
+	case strings.HasPrefix(region, "cn-"):
+		return region, "https://sts." + region + ".amazonaws.com.cn/"
+	}
+	return region, "https://sts." + region + ".amazonaws.com/"
 }
 
 // awsSourceDesc names the credential source the SDK's chain chose, with

@@ -49,34 +49,8 @@ func (au *auth) azureLoginData(ctx context.Context) (map[string]any, error) {
 		"vm_name": a.AzureVMName, "vmss_name": a.AzureVMSSName,
 	}
 	if a.AzureSubscriptionID == "" || a.AzureResourceGroup == "" || (a.AzureVMName == "" && a.AzureVMSSName == "") {
-		instURL := base + "/metadata/instance?" + url.Values{"api-version": {azureInstanceVersion}}.Encode()
-		b, err := metadataGet(ctx, instURL, azureMetadataHeader, azureMetadataHeaderOn)
-		if err != nil {
+		if err := azureFillInstance(ctx, base, body, a.AzureVMName == "" && a.AzureVMSSName == ""); err != nil {
 			return nil, err
-		}
-		var inst struct {
-			Compute struct {
-				SubscriptionID    string `json:"subscriptionId"`
-				ResourceGroupName string `json:"resourceGroupName"`
-				Name              string `json:"name"`
-				VMScaleSetName    string `json:"vmScaleSetName"`
-			} `json:"compute"`
-		}
-		if err := json.Unmarshal(b, &inst); err != nil {
-			return nil, &cloudError{Source: "metadata server " + base + "/metadata/instance", Err: err}
-		}
-		c := inst.Compute
-		fill := func(key, v string) {
-			if body[key] == "" {
-				body[key] = v
-			}
-		}
-		fill("subscription_id", c.SubscriptionID)
-		fill("resource_group_name", c.ResourceGroupName)
-		if a.AzureVMName == "" && a.AzureVMSSName == "" {
-			// Vault checks the scale set when vmss_name is given, else the VM.
-			fill("vm_name", c.Name)
-			fill("vmss_name", c.VMScaleSetName)
 		}
 	}
 	for k, v := range body {
@@ -85,4 +59,40 @@ func (au *auth) azureLoginData(ctx context.Context) (map[string]any, error) {
 		}
 	}
 	return body, nil
+}
+
+// azureFillInstance fills the login fields left empty in body from the
+// instance metadata at base; the VM and scale set names only with vm
+// (neither was given: Vault checks the scale set when vmss_name is given,
+// else the VM).
+func azureFillInstance(ctx context.Context, base string, body map[string]any, vm bool) error {
+	instURL := base + "/metadata/instance?" + url.Values{"api-version": {azureInstanceVersion}}.Encode()
+	b, err := metadataGet(ctx, instURL, azureMetadataHeader, azureMetadataHeaderOn)
+	if err != nil {
+		return err
+	}
+	var inst struct {
+		Compute struct {
+			SubscriptionID    string `json:"subscriptionId"`
+			ResourceGroupName string `json:"resourceGroupName"`
+			Name              string `json:"name"`
+			VMScaleSetName    string `json:"vmScaleSetName"`
+		} `json:"compute"`
+	}
+	if err := json.Unmarshal(b, &inst); err != nil {
+		return &cloudError{Source: "metadata server " + base + "/metadata/instance", Err: err}
+	}
+	c := inst.Compute
+	fill := func(key, v string) {
+		if body[key] == "" {
+			body[key] = v
+		}
+	}
+	fill("subscription_id", c.SubscriptionID)
+	fill("resource_group_name", c.ResourceGroupName)
+	if vm {
+		fill("vm_name", c.Name)
+		fill("vmss_name", c.VMScaleSetName)
+	}
+	return nil
 }

@@ -108,23 +108,32 @@ func (au *auth) gcpIAMLoginData(ctx context.Context) (map[string]any, error) {
 		return nil, err
 	}
 	au.log.Debug("gcp access token obtained", "source", src, "service_account", sa)
-
 	claims, err := json.Marshal(map[string]any{
 		"sub": sa, "aud": "vault/" + a.Role, "exp": time.Now().Add(gcpJWTLifetime).Unix(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	reqBody, err := json.Marshal(map[string]string{"payload": string(claims)})
+	endpoint := strings.TrimRight(firstNonEmpty(a.GCPIAMCredentialsURL, gcpIAMCredentialsURL), "/") +
+		"/v1/projects/-/serviceAccounts/" + url.PathEscape(sa) + ":signJwt"
+	jwt, err := gcpSignJWT(ctx, endpoint, tok, claims)
 	if err != nil {
 		return nil, err
 	}
-	endpoint := strings.TrimRight(firstNonEmpty(a.GCPIAMCredentialsURL, gcpIAMCredentialsURL), "/") +
-		"/v1/projects/-/serviceAccounts/" + url.PathEscape(sa) + ":signJwt"
+	return map[string]any{"role": a.Role, "jwt": jwt}, nil
+}
+
+// gcpSignJWT has the IAM Credentials API at endpoint sign claims as the
+// service account tok is for (or may act as).
+func gcpSignJWT(ctx context.Context, endpoint string, tok *oauth2.Token, claims []byte) (string, error) {
+	reqBody, err := json.Marshal(map[string]string{"payload": string(claims)})
+	if err != nil {
+		return "", err
+	}
 	esrc := "IAM Credentials API " + endpoint
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(reqBody))
 	if err != nil {
-		return nil, &cloudError{Source: esrc, Err: err}
+		return "", &cloudError{Source: esrc, Err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	tok.SetAuthHeader(req)
@@ -134,12 +143,12 @@ func (au *auth) gcpIAMLoginData(ctx context.Context) (map[string]any, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is in esrc already
 		}
-		return nil, &cloudError{Source: esrc, Err: err}
+		return "", &cloudError{Source: esrc, Err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, &cloudError{Source: esrc, Err: err}
+		return "", &cloudError{Source: esrc, Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		// Google's error bodies say what is wrong ("Permission
@@ -151,7 +160,7 @@ func (au *auth) gcpIAMLoginData(ctx context.Context) (map[string]any, error) {
 		if json.Unmarshal(b, &ge) == nil && ge.Error.Message != "" {
 			msg = ge.Error.Message
 		}
-		return nil, &cloudError{Source: esrc, Err: fmt.Errorf("%s: %s", resp.Status, msg),
+		return "", &cloudError{Source: esrc, Err: fmt.Errorf("%s: %s", resp.Status, msg),
 			NoAnswer: resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests}
 	}
 	var signed struct {
@@ -159,9 +168,9 @@ func (au *auth) gcpIAMLoginData(ctx context.Context) (map[string]any, error) {
 	}
 	if err := json.Unmarshal(b, &signed); err != nil || strings.Count(signed.SignedJWT, ".") != 2 {
 		// Not err itself: a JSON error may quote the body.
-		return nil, &cloudError{Source: esrc, Err: errors.New("answer holds no signedJwt")}
+		return "", &cloudError{Source: esrc, Err: errors.New("answer holds no signedJwt")}
 	}
-	return map[string]any{"role": a.Role, "jwt": signed.SignedJWT}, nil
+	return signed.SignedJWT, nil
 }
 
 // gcpADCToken returns an access token from Application Default
@@ -183,30 +192,44 @@ func gcpADCToken(ctx context.Context, sa string) (tok *oauth2.Token, account, sr
 		}
 	}
 	if file == "" {
-		base := "http://" + metadataHost() + "/computeMetadata/v1/instance/service-accounts/default/"
-		b, err := metadataGet(ctx, base+"token", "Metadata-Flavor", "Google")
-		if err != nil {
-			return nil, "", "", err
-		}
-		var mt struct {
-			AccessToken string `json:"access_token"`
-			TokenType   string `json:"token_type"`
-		}
-		if err := json.Unmarshal(b, &mt); err != nil || mt.AccessToken == "" {
-			// Not err itself: a JSON error may quote the body.
-			return nil, "", "", &cloudError{Source: "metadata server " + base + "token", Err: errors.New("answer holds no access_token")}
-		}
-		email, err := metadataGet(ctx, base+"email", "Metadata-Flavor", "Google")
-		if err != nil {
-			return nil, "", "", err
-		}
-		return &oauth2.Token{AccessToken: mt.AccessToken, TokenType: mt.TokenType}, firstNonEmpty(sa, strings.TrimSpace(string(email))),
-			"metadata server " + base + "token", nil
+		return gcpMetadataToken(ctx, sa)
 	}
+	tok, account, err = gcpFileToken(ctx, file, src, sa)
+	return tok, account, src, err
+}
+
+// gcpMetadataToken is the metadata server's access token for the default
+// service account, which it also names unless sa does.
+func gcpMetadataToken(ctx context.Context, sa string) (tok *oauth2.Token, account, src string, err error) {
+	base := "http://" + metadataHost() + "/computeMetadata/v1/instance/service-accounts/default/"
+	src = "metadata server " + base + "token"
+	b, err := metadataGet(ctx, base+"token", "Metadata-Flavor", "Google")
+	if err != nil {
+		return nil, "", "", err
+	}
+	var mt struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+	}
+	if err := json.Unmarshal(b, &mt); err != nil || mt.AccessToken == "" {
+		// Not err itself: a JSON error may quote the body.
+		return nil, "", "", &cloudError{Source: src, Err: errors.New("answer holds no access_token")}
+	}
+	email, err := metadataGet(ctx, base+"email", "Metadata-Flavor", "Google")
+	if err != nil {
+		return nil, "", "", err
+	}
+	return &oauth2.Token{AccessToken: mt.AccessToken, TokenType: mt.TokenType}, firstNonEmpty(sa, strings.TrimSpace(string(email))), src, nil
+}
+
+// gcpFileToken is an access token from the credentials file (src says
+// where it was found), and the service account to sign as: sa, else the
+// file's own.
+func gcpFileToken(ctx context.Context, file, src, sa string) (tok *oauth2.Token, account string, err error) {
 	esrc := "gcp application default credentials (" + src + ")"
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, "", "", &cloudError{Source: esrc, Err: err}
+		return nil, "", &cloudError{Source: esrc, Err: err}
 	}
 	var f struct {
 		Type        string `json:"type"`
@@ -214,29 +237,29 @@ func gcpADCToken(ctx context.Context, sa string) (tok *oauth2.Token, account, sr
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		// Not err itself: a JSON error may quote the key.
-		return nil, "", "", &cloudError{Source: esrc, Err: errors.New("not a JSON credentials file")}
+		return nil, "", &cloudError{Source: esrc, Err: errors.New("not a JSON credentials file")}
 	}
 	if account = sa; account == "" && f.Type == string(google.ServiceAccount) {
 		account = f.ClientEmail
 	}
 	if account == "" {
-		return nil, "", "", &cloudError{Source: esrc, Err: fmt.Errorf(
+		return nil, "", &cloudError{Source: esrc, Err: fmt.Errorf(
 			"credentials of type %q name no service account (a user's gcloud login, workload identity federation): give one with --gcp-service-account", f.Type)}
 	}
 	// The file is the operator's own, as for FindDefaultCredentials: the
 	// type it states is the type it is. Errors name the field, never a key.
 	creds, err := google.CredentialsFromJSONWithType(ctx, b, google.CredentialsType(f.Type), gcpScope)
 	if err != nil {
-		return nil, "", "", &cloudError{Source: esrc, Err: err}
+		return nil, "", &cloudError{Source: esrc, Err: err}
 	}
 	tok, err = creds.TokenSource.Token()
 	if err != nil {
 		// oauth2 formats transport errors with %v: anything but the token
 		// endpoint's answer is no answer, and retried.
 		var re *oauth2.RetrieveError
-		return nil, "", "", &cloudError{Source: "gcp access token for " + src, Err: err, NoAnswer: !errors.As(err, &re)}
+		return nil, "", &cloudError{Source: "gcp access token for " + src, Err: err, NoAnswer: !errors.As(err, &re)}
 	}
-	return tok, account, src, nil
+	return tok, account, nil
 }
 
 // gcloudADCFile is where `gcloud auth application-default login` writes.
