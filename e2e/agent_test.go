@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leash-dev/leash/internal/testchild"
 	"github.com/leash-dev/leash/internal/testpg"
 	"github.com/leash-dev/leash/internal/testvault"
 )
@@ -950,6 +951,36 @@ exec {
 	}
 	if code := lp.Exit(60 * time.Second); code != 0 {
 		t.Errorf("leash exited %d", code)
+	}
+}
+
+// exec {}'s child gets Vault Agent's fixed 30 s to stop, not leash's
+// default 10 s: a child that takes 40 s after SIGTERM is killed about 30 s
+// after it got it.
+func TestAgentExecKillTimeout(t *testing.T) {
+	t.Parallel()
+	f := newAgentFixture(t, testvault.Shared(t), false, 0)
+	command := append([]string{"env", testchild.EnvTermDelay + "=40s"}, watchArgs(t, "APP_FILE")...)
+	config, _ := f.config(t, "agent.hcl", agentApprole+`env_template "APP" {
+  contents = "{{ with secret \"@KV@/data/app\" }}{{ .Data.data.user }}{{ end }}"
+}
+exec {
+  command = @COMMAND@
+}
+`, "@COMMAND@", hclList(command...))
+	lp := startAgent(t, "--agent-config", config)
+	if _, b := lp.Ready(); string(b) != "app" {
+		t.Fatalf("child read %q", b)
+	}
+	lp.Signal(syscall.SIGTERM)
+	lp.Out.Expect("term")
+	stopped := time.Now()
+	code := lp.Exit(90 * time.Second)
+	if d := time.Since(stopped); d < 29*time.Second || d >= 39*time.Second {
+		t.Errorf("leash exited %s after the child got SIGTERM, want about 30 s (Vault Agent's kill timeout)", d.Round(time.Millisecond))
+	}
+	if code != 128+int(syscall.SIGKILL) {
+		t.Errorf("leash exited %d, want %d: the child killed", code, 128+int(syscall.SIGKILL))
 	}
 }
 
