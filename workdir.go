@@ -22,6 +22,19 @@ func (o *Options) absPaths(wd string) {
 	if strings.Contains(o.StatusAddr, "/") { // a Unix socket (listenStatus)
 		o.StatusAddr = absPath(wd, o.StatusAddr)
 	}
+	// --vault's files (a Vault Agent config's vault {}), as absEnv does
+	// for their VAULT_* variables.
+	for i, kv := range o.Vault {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "ca_cert", "ca_path", "client_cert", "client_key":
+			o.Vault[i] = k + "=" + absPath(wd, v)
+		case "address":
+			if sock, ok := strings.CutPrefix(v, "unix://"); ok && sock != "" && !filepath.IsAbs(sock) {
+				o.Vault[i] = k + "=unix://" + absPath(wd, sock)
+			}
+		}
+	}
 }
 
 // absPath returns p made absolute against wd, keeping a trailing slash

@@ -322,6 +322,55 @@ func TestAgentSecretIDFileGone(t *testing.T) {
 	}
 }
 
+// Relative paths in vault {} name files in the directory leash was started
+// in, as in Vault Agent, even after leash has left it (it does once the
+// child runs): cert logins, which read the CA and the client certificate
+// again for a fresh connection each, keep working for tokens of 6 s.
+func TestAgentRelativeVaultPaths(t *testing.T) {
+	t.Parallel()
+	srv := testvault.NewTLS(t)
+	f := newAgentFixture(t, srv, false, 0)
+	c := srv.CertAuth(t, []string{f.policy}, 6*time.Second, 6*time.Second)
+	for name, from := range map[string]string{"ca.pem": srv.CACert, "client.pem": c.CertFile, "client-key.pem": c.KeyFile} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.writeFile(t, filepath.Join(f.dir, name), string(b))
+	}
+	f.config(t, "agent.hcl", `vault {
+  address     = "@ADDR@"
+  ca_cert     = "ca.pem"
+  client_cert = "./client.pem"
+  client_key  = "client-key.pem"
+}
+auto_auth {
+  method "cert" {
+    mount_path = "auth/@CERT@"
+    config     = { name = "@ROLE@" }
+  }
+}
+template {
+  destination = "@MEM@/app.txt"
+  contents    = "{{ with secret \"@KV@/data/app\" }}{{ .Data.data.user }}{{ end }}"
+}
+`, "@CERT@", c.Mount, "@ROLE@", c.Role)
+	cmd := agentCommand(t, append([]string{"--audit-file", "audit.jsonl", "--agent-config", "agent.hcl", "--", "env", "DEST=" + filepath.Join(f.mem, "app.txt")}, watchArgs(t, "DEST")...)...)
+	cmd.Dir = f.dir
+	lp := StartCmd(t, cmd)
+	if _, b := lp.Ready(); string(b) != "app" {
+		t.Fatalf("child read %q", b)
+	}
+	lp.WaitEvent(evLogin, 3, 60*time.Second, nil) // two logins after leash left
+	if strings.Contains(lp.Log.String(), "no such file") || len(lp.Log.Events(evFailed)) > 0 {
+		t.Errorf("leash lost a relative path:\n%s", lp.Log.String())
+	}
+	lp.Signal(syscall.SIGTERM)
+	if code := lp.Exit(60 * time.Second); code != 0 {
+		t.Errorf("leash exited %d", code)
+	}
+}
+
 // A destination on disk is a config error naming the template's
 // destination line, before anything is issued; --allow-disk writes it
 // there (and removes it on exit).
