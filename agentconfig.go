@@ -621,7 +621,11 @@ func (p *agentParser) template(item *ast.ObjectItem, env string) error {
 				return p.errf(it, "%s: destination is not allowed (Vault Agent refuses it too)", kind)
 			}
 			dest = it
-			destPath, err = p.str(it, key)
+			if destPath, err = p.str(it, key); err == nil && (!filepath.IsAbs(destPath) || filepath.Clean(destPath) != destPath) {
+				// Vault Agent takes it against its working directory;
+				// convert's output must not depend on where it runs.
+				return p.errf(it, "%s: destination %q: leash needs an absolute path, without . or .. (Vault Agent reads a relative one against its working directory)", kind, destPath)
+			}
 		case "error_on_missing_key":
 			var b bool
 			if b, err = p.boolean(it, key); err == nil {

@@ -138,6 +138,8 @@ func TestAgentConfigErrors(t *testing.T) {
 		{"template parse error", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"{{ nosuchfunc }}\"\n}\n", ":11:3: template contents: "},
 		{"template both", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n  source = \"/y\"\n}\n", ":12:3: template: contents and source cannot both be set"},
 		{"template no destination", method + "template {\n  contents = \"x\"\n}\n", ":9:1: template: needs a destination"},
+		{"relative destination", method + "template {\n  destination = \"secrets/x\"\n  contents = \"x\"\n}\n", ":10:3: template: destination \"secrets/x\": leash needs an absolute path"},
+		{"unclean destination", method + "template {\n  destination = \"/dev/shm/../x\"\n  contents = \"x\"\n}\n", ":10:3: template: destination \"/dev/shm/../x\": leash needs an absolute path"},
 		{"bad perms", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n  perms = \"rw\"\n}\n", ":12:3: perms: want an octal mode"},
 		{"env_template destination", method + "env_template \"X\" {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n}\n", ":10:3: env_template \"X\": destination is not allowed"},
 		{"unknown method", "auto_auth {\n  method \"alicloud\" {\n    config = { role = \"r\" }\n  }\n}\n", ":2:3: auto_auth method \"alicloud\": leash takes over approle, kubernetes, jwt, cert, token_file"},
