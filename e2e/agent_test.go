@@ -322,14 +322,17 @@ func TestAgentSecretIDFileGone(t *testing.T) {
 	}
 }
 
-// Relative paths in vault {} name files in the directory leash was started
-// in, as in Vault Agent, even after leash has left it (it does once the
-// child runs): cert logins, which read the CA and the client certificate
-// again for a fresh connection each, keep working for tokens of 6 s.
+// Relative paths in vault {} and in a template's file function name files
+// in the directory leash was started in, as in Vault Agent, even after
+// leash has left it (it does once the child runs): cert logins, which
+// read the CA and the client certificate again for a fresh connection
+// each, keep working for tokens of 6 s, and the template renders again
+// with `file "marker"` for a new database credential.
 func TestAgentRelativeVaultPaths(t *testing.T) {
 	t.Parallel()
 	srv := testvault.NewTLS(t)
-	f := newAgentFixture(t, srv, false, 0)
+	f := newAgentFixture(t, srv, true, 8*time.Second)
+	f.writeFile(t, filepath.Join(f.dir, "marker"), "found")
 	c := srv.CertAuth(t, []string{f.policy}, 6*time.Second, 6*time.Second)
 	for name, from := range map[string]string{"ca.pem": srv.CACert, "client.pem": c.CertFile, "client-key.pem": c.KeyFile} {
 		b, err := os.ReadFile(from)
@@ -350,18 +353,26 @@ auto_auth {
     config     = { name = "@ROLE@" }
   }
 }
+template_config {
+  lease_renewal_threshold = 0.5
+}
 template {
   destination = "@MEM@/app.txt"
-  contents    = "{{ with secret \"@KV@/data/app\" }}{{ .Data.data.user }}{{ end }}"
+  contents    = "{{ file \"marker\" }} {{ with secret \"@CREDS@\" }}{{ .Data.username }}{{ end }}"
 }
 `, "@CERT@", c.Mount, "@ROLE@", c.Role)
 	cmd := agentCommand(t, append([]string{"--audit-file", "audit.jsonl", "--agent-config", "agent.hcl", "--", "env", "DEST=" + filepath.Join(f.mem, "app.txt")}, watchArgs(t, "DEST")...)...)
 	cmd.Dir = f.dir
 	lp := StartCmd(t, cmd)
-	if _, b := lp.Ready(); string(b) != "app" {
-		t.Fatalf("child read %q", b)
+	_, first := lp.Ready()
+	if !strings.HasPrefix(string(first), "found v-") {
+		t.Fatalf("child read %q", first)
 	}
-	lp.WaitEvent(evLogin, 3, 60*time.Second, nil) // two logins after leash left
+	lp.WaitEvent(evLogin, 3, 60*time.Second, nil)   // two logins after leash left
+	lp.WaitEvent(evRetired, 1, 60*time.Second, nil) // a render after leash left
+	if b, err := os.ReadFile(filepath.Join(f.mem, "app.txt")); err != nil || !strings.HasPrefix(string(b), "found v-") || string(b) == string(first) {
+		t.Errorf("after the hand-over the destination holds %q (%v), was %q", b, err, first)
+	}
 	if strings.Contains(lp.Log.String(), "no such file") || len(lp.Log.Events(evFailed)) > 0 {
 		t.Errorf("leash lost a relative path:\n%s", lp.Log.String())
 	}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"regexp/syntax"
@@ -30,6 +31,9 @@ type Template struct {
 	tmpl     *template.Template
 	refs     []Ref
 	computed bool // a fetch call's arguments are not all literals
+	// dir is the working directory at parse time ("" if unknown): a
+	// relative `file` path is read there, also after leash has left it.
+	dir string
 }
 
 // Ref is one `secret` call in a template: a read of Path when Params is
@@ -132,6 +136,7 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 		return nil, fmt.Errorf("parse %w", err)
 	}
 	t := &Template{name: name, tmpl: tmpl}
+	t.dir, _ = os.Getwd()
 	seen := map[string]bool{}
 	// Walk every template the text defines, in name order for a stable Refs.
 	all := tmpl.Templates()
@@ -552,7 +557,11 @@ func (t *Template) exec(w *buffer, f fetchers, used *[]Values) error {
 			if path == "" {
 				return "", nil
 			}
-			b, err := os.ReadFile(path)
+			p := path
+			if t.dir != "" && !filepath.IsAbs(p) {
+				p = filepath.Join(t.dir, p)
+			}
+			b, err := os.ReadFile(p)
 			if err != nil {
 				var pe *fs.PathError
 				if errors.As(err, &pe) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -633,5 +634,32 @@ func TestTemplateBadPaths(t *testing.T) {
 	// "%2e%2e" is not a dot segment: it is sent as written, "%252e%252e".
 	if _, err := ParseTemplate("test.tmpl", `{{ with secret "kv/%2e%2e/app" }}{{ end }}`, env); err != nil {
 		t.Errorf("percent in a path: %v", err)
+	}
+}
+
+// A relative `file` path is read against the directory the template was
+// parsed in: leash parses before it leaves its start directory (for /),
+// and renders again at every rotation after.
+func TestFileRelativeToParseDir(t *testing.T) {
+	start := t.TempDir()
+	if err := os.WriteFile(filepath.Join(start, "ca.pem"), []byte("CA\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(start)
+	tmpl, err := ParseTemplate("t", `{{ file "ca.pem" }}{{ file "./ca.pem" }}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir("/")
+	var w buffer
+	if err := tmpl.render(&w, nil); err != nil || string(w.b) != "CA\nCA\n" {
+		t.Fatalf("rendered %q, %v; want the file in the start directory", w.b, err)
+	}
+	tmpl, err = ParseTemplate("t", `{{ file "nope.pem" }}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tmpl.render(&w, nil); err == nil || !strings.Contains(err.Error(), "file nope.pem: no such file") {
+		t.Errorf("a missing relative file: %v, want it named as written", err)
 	}
 }
