@@ -20,7 +20,7 @@ import (
 	"github.com/leash-dev/leash/internal/testvault"
 )
 
-// Vault Agent configs run by the leash binary (issue 19): every stanza
+// Vault Agent configs run by the leash binary (issue 19): the stanzas
 // leash takes over, against the real Vault and PostgreSQL, with the
 // template output compared byte for byte with what Vault Agent itself
 // renders from the same file, Vault Agent being the Vault binary the test
@@ -97,7 +97,7 @@ func (f *agentFixture) config(t *testing.T, name, text string, more ...string) (
 	return p, text
 }
 
-// approle is the auto_auth stanza of most configs here.
+// agentApprole is the vault and auto_auth stanzas of most configs here.
 const agentApprole = `vault { address = "@ADDR@" }
 auto_auth {
   method "approle" {
@@ -829,9 +829,9 @@ exec {
 
 // Process supervisor mode: each env_template reaches leash's child as a
 // file named by NAME_FILE, never in its environment, holding the bytes
-// Vault Agent puts in the variable NAME; leash logs,
-// once per env_template, that the app must read $NAME_FILE. Both run the
-// same file, exec's command included.
+// Vault Agent puts in the variable NAME; leash logs, once per
+// env_template, that the app must read $NAME_FILE. Both run the same
+// file, exec's command included.
 func TestAgentEnvTemplateMatchesVaultAgent(t *testing.T) {
 	t.Parallel()
 	f := newAgentFixture(t, testvault.Shared(t), true, time.Hour)
