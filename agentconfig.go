@@ -210,6 +210,17 @@ func parseAgentConfig(name string, src []byte) (*agentConfig, error) {
 			err = p.errf(item, "%s stanza: leash has no proxy, cache or listener; the app gets its secrets from leash directly (run a Vault Proxy for the app's own Vault requests)", key)
 		case "telemetry":
 			err = p.errf(item, "telemetry stanza: leash has no telemetry settings; its metrics are on --status-addr /metrics")
+		case "exit_after_auth":
+			// false, Vault Agent's default, is what leash does; examples
+			// often spell it out.
+			var b bool
+			if b, err = p.boolean(item, key); err == nil {
+				if b {
+					err = p.errf(item, "exit_after_auth = true: leash runs the app and stays with it; it does not render once and exit (run the app under leash instead of an init step)")
+				} else {
+					p.note("exit_after_auth ("+p.pos(item)+")", "false is what leash does: it stays until the app exits")
+				}
+			}
 		default:
 			err = p.errf(item, "%s: not something leash can take over from a Vault Agent config (it understands vault, auto_auth, template, env_template, exec and template_config)", key)
 		}
@@ -657,7 +668,11 @@ func (p *agentParser) template(item *ast.ObjectItem, env string) error {
 		case "error_fatal":
 			changes = append(changes, "error_fatal dropped: a template that fails at start stops leash (exit 78); later, the old bytes stay until a render succeeds")
 		case "backup":
-			return p.errf(it, "%s: backup would keep a copy of the secret on disk; leash does not", kind)
+			var b bool
+			if b, err = p.boolean(it, key); err == nil && b {
+				return p.errf(it, "%s: backup would keep a copy of the secret on disk; leash does not", kind)
+			}
+			changes = append(changes, "backup = false dropped: leash keeps no copy")
 		default:
 			return p.errf(it, "%s: %q is not supported by leash (it takes contents, source, destination, perms, error_on_missing_key, left_delimiter, right_delimiter)", kind, key)
 		}

@@ -135,6 +135,7 @@ func TestAgentConfigErrors(t *testing.T) {
 		{"template command", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n  command = \"systemctl reload app\"\n}\n", ":12:3: template: command: leash runs no command"},
 		{"template exec", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n  exec { command = [\"x\"] }\n}\n", ":12:3: template: exec: leash runs no command"},
 		{"template backup", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n  backup = true\n}\n", ":12:3: template: backup would keep a copy"},
+		{"exit_after_auth", method + "exit_after_auth = true\n", ":9:1: exit_after_auth = true: leash runs the app"},
 		{"template parse error", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"{{ nosuchfunc }}\"\n}\n", ":11:3: template contents: "},
 		{"template both", method + "template {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n  source = \"/y\"\n}\n", ":12:3: template: contents and source cannot both be set"},
 		{"template no destination", method + "template {\n  contents = \"x\"\n}\n", ":9:1: template: needs a destination"},
@@ -310,6 +311,24 @@ func TestAgentConfigBadValueNamesStanza(t *testing.T) {
 		var ce *configError
 		if want := "exec (" + agent + ":7:1): stop_signal: parse signal \"SIGNOPE\""; !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: err = %v, want a config error starting %q", flag, err, want)
+		}
+	}
+}
+
+// Keys set to what leash does anyway are accepted, with a note: Vault
+// Agent examples often spell out exit_after_auth = false and backup =
+// false.
+func TestAgentConfigNoOpKeys(t *testing.T) {
+	const src = "auto_auth {\n  method \"approle\" {\n    config = {\n      role_id_file_path = \"/r\"\n      secret_id_file_path = \"/s\"\n    }\n  }\n}\n" +
+		"exit_after_auth = false\ntemplate {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n  backup = false\n}\n"
+	c, err := parseAgentConfig("agent.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(c.notes, "\n")
+	for _, want := range []string{"exit_after_auth (agent.hcl:9:1): false is what leash does", "backup = false dropped"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("no note %q in:\n%s", want, notes)
 		}
 	}
 }

@@ -608,9 +608,12 @@ auto_auth {
 // a heredoc, an indented heredoc and a quoted string holding ${...}
 // literally (HCL 1 has no interpolation), error_on_missing_key both ways,
 // perms (a string and an HCL number, both octal for Vault Agent),
-// delimiters, KV and PostgreSQL credentials.
-const agentTemplates = agentApprole + `template {
+// delimiters, KV and PostgreSQL credentials; and exit_after_auth and
+// backup set to false, as Vault Agent examples often have them.
+const agentTemplates = agentApprole + `exit_after_auth = false
+template {
   destination = "@MEM@/app.env"
+  backup      = false
   contents = <<EOT
 {{ with secret "@KV@/data/app" }}USER={{ .Data.data.user }}
 PASSWORD={{ .Data.data.password }}
@@ -1132,7 +1135,8 @@ auto_auth {
 		{"listener", "listener \"tcp\" {\n  address     = \"127.0.0.1:8100\"\n  tls_disable = true\n}\n", "listener", "listener stanza: leash has no proxy, cache or listener"},
 		{"api_proxy", "api_proxy {\n  use_auto_auth_token = true\n}\n", "api_proxy", "api_proxy stanza: leash has no proxy, cache or listener"},
 		{"telemetry", "telemetry {\n  prometheus_retention_time = \"24h\"\n}\n", "telemetry", "telemetry stanza: leash has no telemetry settings"},
-		{"exit_after_auth", "exit_after_auth = true\n", "exit_after_auth", "exit_after_auth: not something leash can take over"},
+		{"exit_after_auth", "exit_after_auth = true\n", "exit_after_auth", "exit_after_auth = true: leash runs the app and stays with it"},
+		{"pid_file", "pid_file = \"./pidfile\"\n", "pid_file", "pid_file: not something leash can take over"},
 		{"template command", "template {\n  destination = \"/dev/shm/x\"\n  contents    = \"x\"\n  command     = \"systemctl reload app\"\n}\n", "command", "template: command: leash runs no command"},
 		{"template exec", "template {\n  destination = \"/dev/shm/x\"\n  contents    = \"x\"\n  exec {\n    command = [\"systemctl\", \"reload\", \"app\"]\n  }\n}\n", "exec {", "template: exec: leash runs no command"},
 		{"aws method", "", "method", `auto_auth method "aws": leash takes over`},
