@@ -730,8 +730,7 @@ func (p *agentParser) template(item *ast.ObjectItem, env string) error {
 	}
 	if env != "" {
 		notice := fmt.Sprintf("env_template %s: the app must read the file $%s instead of $%s (leash never puts secrets in the environment)", env, render.EnvName(name), env)
-		p.c.notices = append(p.c.notices, notice)
-		defer p.note(from, "%s", notice)
+		p.c.notices = append(p.c.notices, notice) // convert writes it apart, in one line
 	} else {
 		p.add("output_path", name+"="+destPath, from)
 		p.c.paths[name] = p.pos(dest)
@@ -908,6 +907,14 @@ func (c *agentConfig) writeNative(w io.Writer) error {
 	b.WriteString("# Run it with: leash -c FILE -- app\n#\n# What changed, stanza by stanza:\n")
 	for _, n := range c.notes {
 		writeComment(&b, "- "+n, "  ")
+	}
+	// What the app must do differently, one line each, unwrapped, as the
+	// start-up log says it: easy to find, and to grep for.
+	if len(c.notices) > 0 {
+		b.WriteString("#\n# The app must change:\n")
+		for _, n := range c.notices {
+			b.WriteString("# - " + n + "\n")
+		}
 	}
 	prev := ""
 	for _, a := range c.attrs {

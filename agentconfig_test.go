@@ -332,3 +332,30 @@ func TestAgentConfigNoOpKeys(t *testing.T) {
 		}
 	}
 }
+
+// convert says in one line per env_template that the app must read
+// $NAME_FILE, however long the file's path, as the start-up log does.
+func TestAgentConvertNoticeOneLine(t *testing.T) {
+	const src = "auto_auth {\n  method \"approle\" {\n    config = {\n      role_id_file_path = \"/r\"\n      secret_id_file_path = \"/s\"\n    }\n  }\n}\n" +
+		"env_template \"DB_PASS\" {\n  contents = \"x\"\n}\nexec {\n  command = [\"/app\"]\n}\n"
+	for _, name := range []string{"a.hcl", "/etc/deployments/" + strings.Repeat("long-directory-name/", 4) + "agent.hcl"} {
+		c, err := parseAgentConfig(name, []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := c.writeNative(&b); err != nil {
+			t.Fatal(err)
+		}
+		notice := c.notices[0]
+		n := 0
+		for _, line := range strings.Split(b.String(), "\n") {
+			if strings.HasPrefix(line, "#") && strings.Contains(line, notice) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d comment lines hold %q, want 1:\n%s", name, n, notice, b.String())
+		}
+	}
+}
