@@ -87,6 +87,7 @@ func newServer(routes map[string]route) *server {
 
 func (s *server) serve(ctx context.Context, l net.Listener) error {
 	ll := &limitListener{Listener: l, max: s.maxConns, conns: map[net.Conn]*limitedConn{}}
+	ll.freed = sync.NewCond(&ll.mu)
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.headerTimeout,
@@ -178,19 +179,23 @@ func loopbackHost(host string) bool {
 	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
-// limitListener bounds the connections open at once without ever making
-// Accept wait for one to finish (netutil.LimitListener does, and would let
-// idle or trickling clients keep a health probe out, issue 24): at the
-// limit a new connection displaces the oldest one still reading its
-// request, and a probe, which sends its request at once, is answered ahead
-// of them. When every open connection is being answered, the new one is
-// closed. net/http's ConnState hook says when a request has been read.
+// limitListener bounds the connections open at once without making Accept
+// wait for a client (netutil.LimitListener does, and would let idle or
+// trickling clients keep a health probe out, issue 24): at the limit a new
+// connection displaces the oldest one still reading its request, and a
+// probe, which sends its request at once, is answered ahead of them. When
+// every open connection is being answered, Accept waits for one to finish,
+// which the write timeout bounds, and the new one waits in the kernel's
+// queue: closing it instead turned a probe away behind a burst of requests
+// answered in microseconds. net/http's ConnState hook says when a request
+// has been read.
 type limitListener struct {
 	net.Listener
 	max int
 	wg  sync.WaitGroup // a connection accepted and not yet closed by net/http
 
 	mu     sync.Mutex
+	freed  *sync.Cond                // on mu: a connection closed, or the listener
 	conns  map[net.Conn]*limitedConn // until net/http reports it closed
 	seq    uint64
 	closed bool
@@ -209,15 +214,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		l.mu.Lock()
-		switch {
-		case l.closed:
+		for !l.closed && l.openLocked() >= l.max && !l.displaceLocked() {
+			l.freed.Wait()
+		}
+		if l.closed {
 			l.mu.Unlock()
 			c.Close()
 			return nil, net.ErrClosed
-		case l.openLocked() >= l.max && !l.displaceLocked():
-			l.mu.Unlock()
-			c.Close()
-			continue
 		}
 		l.seq++
 		l.conns[c] = &limitedConn{seq: l.seq, reading: true}
@@ -225,6 +228,15 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		l.mu.Unlock()
 		return c, nil
 	}
+}
+
+// Close closes the listener and ends an Accept waiting for a free slot.
+func (l *limitListener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.freed.Broadcast()
+	l.mu.Unlock()
+	return l.Listener.Close()
 }
 
 func (l *limitListener) openLocked() int {
@@ -270,6 +282,7 @@ func (l *limitListener) connState(c net.Conn, state http.ConnState) {
 	case http.StateClosed, http.StateHijacked:
 		delete(l.conns, c)
 		l.wg.Done()
+		l.freed.Broadcast()
 	}
 }
 
@@ -278,6 +291,7 @@ func (l *limitListener) closeAll() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closed = true
+	l.freed.Broadcast()
 	for c := range l.conns {
 		c.Close()
 	}

@@ -189,6 +189,68 @@ func TestStatusServerDisplacesIdleConnection(t *testing.T) {
 	}
 }
 
+// At the connection limit with every connection being answered, a new
+// connection waits for one to finish rather than being closed: a probe
+// behind a burst of requests is answered, late, instead of refused.
+func TestStatusServerWaitsWhenAllAnswering(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	sock, _ := startStatusServer(t, func(s *server) {
+		s.maxConns = 1
+		s.routes["/block"] = func() (int, string, []byte) {
+			close(entered)
+			<-release
+			return http.StatusOK, plainText, []byte("done\n")
+		}
+	})
+	// rawRequest fails the test, which only the test's goroutine may do.
+	get := func(req string, out chan<- string) {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		_, _ = io.WriteString(c, req)
+		b, err := io.ReadAll(c)
+		if err != nil {
+			b = append(b, err.Error()...)
+		}
+		out <- string(b)
+	}
+	// Released at the latest when the test ends, before the server stops
+	// (cleanups run last first), which waits for the handler.
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock)
+	blocked := make(chan string, 1)
+	go get("GET /block HTTP/1.1\r\nHost: x\r\n\r\n", blocked)
+	select {
+	case <-entered: // the only slot is being answered
+	case <-time.After(30 * time.Second):
+		t.Fatal("the /block request was not answered")
+	}
+	probe := make(chan string, 1)
+	go get("GET /doc HTTP/1.1\r\nHost: x\r\n\r\n", probe)
+	select {
+	case got := <-probe:
+		t.Fatalf("probe answered %q while the only slot was busy: refused, not queued", got)
+	case <-time.After(200 * time.Millisecond):
+		// An observation window, not synchronisation: a refusal comes at once.
+	}
+	unblock()
+	if got := <-blocked; !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+		t.Errorf("/block: %q", got)
+	}
+	select {
+	case got := <-probe:
+		if !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+			t.Errorf("probe: %q, want 200 once the slot was free", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("probe not answered after the slot was freed")
+	}
+}
+
 // The attack of issue 24: twice as many loopback connections as the server
 // has room for, each trickling its headers a byte at a time and
 // reconnecting as soon as it finds it was dropped. Health probes are still
@@ -207,14 +269,34 @@ func TestStatusServerHealthUnderTrickleAttack(t *testing.T) {
 	trickleAttack(t, "", "GET /doc HTTP/1.1\r\nX-Slow: "+strings.Repeat("a", 10000))
 }
 
-// The same with the headers sent whole and a body trickled after them
-// (Content-Length under net/http's 256 KiB): net/http reads such a body to
-// its end after the handler returns, to reuse the connection, so without
-// the server cutting that short each attacker held its slot, not
-// displaceable once its request was read, for the whole timeout, and 20 of
-// 20 probes were refused at once (32 slots, 5 s, 64 attackers).
-func TestStatusServerHealthUnderBodyTrickle(t *testing.T) {
-	trickleAttack(t, "POST /doc HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n", strings.Repeat("a", 10000))
+// A request whose body trickles in after its headers (Content-Length under
+// net/http's 256 KiB, which net/http reads to its end after the handler
+// returns, to reuse the connection) is answered, and the connection closed
+// at once: it does not hold its slot, past its request and so not
+// displaceable, for the whole timeout. Before, 64 such clients made 20 of
+// 20 health probes fail at once (32 slots, 5 s).
+func TestStatusServerClosesAfterAnswerWithBodyPending(t *testing.T) {
+	sock, _ := startStatusServer(t, func(s *server) { s.headerTimeout, s.timeout, s.maxConns = time.Hour, time.Hour, 1 })
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST /doc HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\na"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b, err := io.ReadAll(c) // the answer, then the server's close
+	if err != nil {
+		t.Fatalf("read %q, then %v; want the answer and the connection closed", b, err)
+	}
+	if !strings.HasPrefix(string(b), "HTTP/1.1 405 ") {
+		t.Errorf("answer %q, want 405", b)
+	}
+	// The only slot is free again.
+	if got := rawRequest(t, sock, "GET /doc HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+		t.Errorf("next request: %q", got)
+	}
 }
 
 // trickleAttack runs 2*slots attackers against a server with slots
