@@ -164,9 +164,14 @@ func TestStatusServerSlowClientTimesOut(t *testing.T) {
 				}
 			}()
 		}
+		// Closed well before this deadline (the header never ends), without
+		// an answer, or with net/http's 400: which one depends on where in a
+		// line the deadline falls, and so on the machine's load (a
+		// timeout is not answered, a cut header line is malformed).
 		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		if b, err := io.ReadAll(c); len(b) != 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
-			t.Errorf("trickle %v: read %q, %v; want the connection closed without an answer", trickle, b, err)
+		b, err := io.ReadAll(c)
+		if (len(b) != 0 && !strings.HasPrefix(string(b), "HTTP/1.1 400 ")) || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+			t.Errorf("trickle %v: read %q, %v; want the connection closed, without an answer or with a 400", trickle, b, err)
 		}
 	}
 }
