@@ -33,7 +33,8 @@ type Manager struct {
 	entries []*entry // in Spec order
 	due     []*entry // step's scratch list, kept to allocate once
 
-	ledger *ledger // what leash holds, for Retire and Close
+	ledger  *ledger  // what leash holds, for Retire and Close
+	revoker *revoker // revokes what the ledger gives up
 	reporter
 }
 
@@ -74,6 +75,7 @@ func New(cfg Config) (*Manager, error) {
 	m.fetcher = &fetcher{vault: v, ledger: m.ledger, clock: &m.clock, log: log}
 	m.auth = &auth{cfg: cfg.Auth, env: env, vault: v, log: log, clock: &m.clock}
 	m.reporter = reporter{onEvent: cfg.OnEvent, log: log, clock: &m.clock, ledger: m.ledger}
+	m.revoker = &revoker{vault: v, ledger: m.ledger, rep: &m.reporter, log: log, loginPath: cfg.Auth.loginPath()}
 	m.tokens = &tokens{auth: m.auth, vault: v, plan: &m.plan, ledger: m.ledger, rep: &m.reporter, log: log, clock: &m.clock}
 	for _, s := range cfg.Specs {
 		m.entries = append(m.entries, &entry{spec: s})
@@ -108,24 +110,7 @@ func (m *Manager) Retire(old *Snapshot) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), retireTimeout)
 	defer cancel()
-	for _, h := range leases {
-		if err := m.vault.revokeLease(ctx, h); err != nil {
-			cerr, _ := classify(err)
-			ev := h.event(EventFailed)
-			ev.Op, ev.ExpiresAt = "retire", h.expires
-			m.reportFailure(ev, cerr)
-			continue
-		}
-		m.report(h.event(EventRetired))
-	}
-	for _, t := range toks {
-		if err := m.vault.revokeToken(ctx, t); err != nil {
-			cerr, _ := classify(err)
-			m.log.Warn("revoke old token failed", "path", m.cfg.Auth.loginPath(), "error", cerr)
-			continue
-		}
-		m.log.Info("old token revoked", "path", m.cfg.Auth.loginPath())
-	}
+	m.revoker.retire(ctx, leases, toks)
 }
 
 // Close revokes every lease leash holds and the tokens it logged in with
@@ -138,7 +123,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RevokeTimeout)
 	defer cancel()
-	return m.revokeAll(ctx)
+	return m.revoker.all(ctx)
 }
 
 // emit publishes a snapshot of the current secrets (latest wins).

@@ -37,7 +37,7 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 		}
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.RevokeTimeout)
 		defer ccancel()
-		m.revokeAll(cctx)
+		m.revoker.all(cctx)
 		return nil, err
 	}
 	m.warnTokenBound()
