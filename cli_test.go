@@ -301,3 +301,30 @@ func BenchmarkParseCLI(b *testing.B) {
 		})
 	}
 }
+
+// Whatever a config file holds, parsing it never panics (kong's decoders
+// run on the file's values in checkFileValue), and a config error names
+// the file first.
+func FuzzConfigFileValues(f *testing.F) {
+	for _, s := range []string{
+		`reload_grace = "abc"`, `kill_timeout = 3`, `kill_timeout = 3.5`, `kill_timeout = ["3s"]`, `kill_timeout = true`,
+		`delivery = "disk"`, `delivery = ["memfd"]`, `stop_signal = "SIGNOPE"`, `stop_signal = 9`, `stop_signal = ""`,
+		`splay = "-1s"`, `rotate_before = "150%"`, `rotate_before = 5`, `user = "nobody"`, `secret = [true, 1]`,
+		`secret = "x=y/z"`, `no_revoke = "yes"`, `no_revoke = 1`, `vault = [1.5]`, `exec = []`, `log_level = "loud"`,
+		"template_text = [<<EOT\nx=y\nEOT\n]", `revoke_timeout = "0s"`, `drill_every = "-1h"`,
+	} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, src string) {
+		p := filepath.Join(dir, "fuzz.hcl")
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := parseArgs([]string{"validate", "-c", p}, false, io.Discard, io.Discard)
+		var ce *configError
+		if errors.As(err, &ce) && !strings.HasPrefix(err.Error(), p) && !strings.Contains(err.Error(), "(converted)") && !strings.Contains(err.Error(), " (") {
+			t.Fatalf("config error does not start with the file: %v", err)
+		}
+	})
+}
