@@ -20,7 +20,7 @@ import (
 func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	st := newStartup(ctx, m.cfg.StartupTimeout, m.log, &m.clock)
 	defer st.close()
-	loginDone, err := m.startLogin(st)
+	loginDone, err := m.tokens.start(st)
 	if err != nil {
 		return nil, err
 	}
@@ -74,53 +74,6 @@ func newStartup(ctx context.Context, timeout time.Duration, log hclog.Logger, cl
 		fcancel()
 		cancel()
 	}}
-}
-
-// startLogin installs the start's token. For the token method the lookup
-// that learns its ttl runs in the background (its failure fails the
-// start, st.fail); done waits for it and plans the token. Other methods
-// log in before it returns.
-func (m *Manager) startLogin(st *startup) (done func() error, err error) {
-	if !m.cfg.Auth.isTokenMethod() {
-		var tok *token
-		err := st.retry(st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
-			t, err := m.auth.login(c)
-			tok = t
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		m.tokens.set(tok)
-		m.tokens.loggedIn(tok)
-		return func() error { return nil }, nil
-	}
-	v, err := m.auth.readUserToken()
-	if err != nil {
-		return nil, err
-	}
-	// Installed now so the fetches use it and their leases name it as
-	// owner; planned again once the lookup has said when it expires.
-	tok := &token{value: v}
-	m.tokens.set(tok)
-	var lookup sync.WaitGroup
-	var lookupErr error
-	lookup.Go(func() {
-		lookupErr = st.retry(st.sctx, "login", m.cfg.Auth.loginPath(), func(c context.Context) error {
-			return m.auth.lookupToken(c, tok)
-		})
-		if lookupErr != nil {
-			st.fail() // the fetches cannot be trusted without a valid token
-		}
-	})
-	return func() error {
-		lookup.Wait()
-		if lookupErr == nil {
-			m.tokens.replan(tok)
-			m.tokens.loggedIn(tok)
-		}
-		return lookupErr
-	}, nil
 }
 
 // fetchAll fetches entries in parallel, for Start and Add; the first

@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -181,6 +182,53 @@ func (ts *tokens) relogin(ctx context.Context, lossAt time.Time) bool {
 	ts.set(t)
 	ts.rep.report(ts.event(t))
 	return true
+}
+
+// start installs the start's token. For the token method the lookup
+// that learns its ttl runs in the background (its failure fails the
+// start, st.fail); done waits for it and plans the token. Other methods
+// log in before it returns.
+func (ts *tokens) start(st *startup) (done func() error, err error) {
+	if !ts.auth.cfg.isTokenMethod() {
+		var tok *token
+		err := st.retry(st.sctx, "login", ts.auth.cfg.loginPath(), func(c context.Context) error {
+			t, err := ts.auth.login(c)
+			tok = t
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		ts.set(tok)
+		ts.loggedIn(tok)
+		return func() error { return nil }, nil
+	}
+	v, err := ts.auth.readUserToken()
+	if err != nil {
+		return nil, err
+	}
+	// Installed now so the fetches use it and their leases name it as
+	// owner; planned again once the lookup has said when it expires.
+	tok := &token{value: v}
+	ts.set(tok)
+	var lookup sync.WaitGroup
+	var lookupErr error
+	lookup.Go(func() {
+		lookupErr = st.retry(st.sctx, "login", ts.auth.cfg.loginPath(), func(c context.Context) error {
+			return ts.auth.lookupToken(c, tok)
+		})
+		if lookupErr != nil {
+			st.fail() // the fetches cannot be trusted without a valid token
+		}
+	})
+	return func() error {
+		lookup.Wait()
+		if lookupErr == nil {
+			ts.replan(tok)
+			ts.loggedIn(tok)
+		}
+		return lookupErr
+	}, nil
 }
 
 // tokenStep has the token lifecycle renew or replace the current token.
