@@ -14,46 +14,46 @@ import (
 // is returned as from Start; what is already held stays held (Close
 // revokes it).
 func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
-	if err := m.addEntries(ctx, specs); err != nil {
+	if err := m.keeper.addEntries(ctx, specs); err != nil {
 		return nil, err
 	}
-	s, _ := m.ledger.publish(m.entries) // main's snapshot: not an update for Run
+	s, _ := m.ledger.publish(m.keeper.entries) // main's snapshot: not an update for Run
 	return s, nil
 }
 
 // addEntries fetches the specs not held yet and appends them to the
 // entries, for Add and Track.
-func (m *Manager) addEntries(ctx context.Context, specs []Spec) error {
+func (k *keeper) addEntries(ctx context.Context, specs []Spec) error {
 	var added []*entry
 	for _, s := range specs {
 		if s.ID == "" || s.Path == "" {
 			return fmt.Errorf("lease: spec %q: ID and Path are required", s.ID)
 		}
-		if m.has(s.ID) {
+		if k.has(s.ID) {
 			continue
 		}
 		e := &entry{spec: s}
 		added = append(added, e)
-		m.entries = append(m.entries, e)
+		k.entries = append(k.entries, e)
 	}
 	if len(added) == 0 {
 		return nil
 	}
-	st := newStartup(ctx, m.cfg.StartupTimeout, m.log, &m.clock)
+	st := newStartup(ctx, k.startupTimeout, k.log, k.clock)
 	defer st.close()
-	results, errs := m.fetchAll(st, added)
-	m.applyAll(added, results)
+	results, errs := k.fetchAll(st, added)
+	k.applyAll(added, results)
 	if err := firstError(errs); err != nil {
 		if errors.Is(err, ErrPermissionDenied) {
-			err = m.explainDenied(err)
+			err = k.explainDenied(err)
 		}
 		return err
 	}
 	return nil
 }
 
-func (m *Manager) has(id string) bool {
-	for _, e := range m.entries {
+func (k *keeper) has(id string) bool {
+	for _, e := range k.entries {
 		if e.spec.ID == id {
 			return true
 		}

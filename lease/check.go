@@ -27,7 +27,7 @@ func (m *Manager) Check(ctx context.Context) error {
 		}
 	}()
 	var errs []error
-	for _, e := range m.entries {
+	for _, e := range m.keeper.entries {
 		need := []string{"read"}
 		if e.spec.Params != nil {
 			need = []string{"update", "create"}

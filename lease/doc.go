@@ -19,15 +19,18 @@
 // Where things are: manager.go is the API (New, Updates, Retire, Close)
 // and startup.go, add.go, track.go, run.go, rotate.go and check.go its
 // Start, Add, Track, Run, Rotate and Check. The Manager is thin over its
-// parts, each a type holding only what it needs: auth (auth*.go,
-// vault_login.go) logs in with the configured method; tokens (token.go)
-// keeps leash's token alive; fetcher (vault_read.go, vault_mounts.go)
-// makes an entry's requests and turns the answers into credentials;
-// entry.go renews, rotates and refreshes one secret with them. planner
-// and schedule (plan.go, schedule.go) are pure: when each secret and the
-// token need attention. ledger.go holds what leash must revoke, under its
-// own mutex. reporter (report.go) turns every event into OnEvent's call
-// and the log line. clock is the time and jitter they share, which tests
+// parts, each a type holding only what it needs, and itself only
+// publishes snapshots: auth (auth*.go, vault_login.go) logs in with the
+// configured method; tokens (token.go) keeps leash's token alive;
+// fetcher (vault_read.go, vault_mounts.go) makes an entry's requests and
+// turns the answers into credentials; keeper (entry.go, with its step in
+// run.go) holds the entries and renews, rotates and refreshes each with
+// the fetcher, and has tokens log in again when a credential would die
+// with the token. planner and schedule (plan.go, schedule.go) are pure:
+// when each secret and the token need attention. ledger.go holds what
+// leash must revoke, under its own mutex; revoker (revoke.go) revokes
+// what the ledger gives up, at Retire and Close. reporter (report.go)
+// turns every event into OnEvent's call and the log line. clock is the time and jitter they share, which tests
 // replace. The vault_*.go files are the Vault client and one file per
 // kind of request, and with vault_errors.go the only files that import
 // vault/api.

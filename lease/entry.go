@@ -4,7 +4,41 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
+
+// keeper is the entries' lifecycle: it holds the entries, in Spec order,
+// and renews, rotates and refreshes each when the planner says, with the
+// fetcher's requests. A token's change is its business too, since the
+// entries' expiry may be bound by the token: it has tokens renew or
+// replace the token and plans the entries anew. Like tokens, it belongs
+// to the goroutine running Start, Add, Run or Check.
+type keeper struct {
+	auth           AuthConfig    // whether leash can log in or refresh its token
+	startupTimeout time.Duration // Config.StartupTimeout, for addEntries
+	vault          *vault
+	fetcher        *fetcher
+	tokens         *tokens
+	plan           *planner
+	ledger         *ledger
+	rep            *reporter
+	log            hclog.Logger
+	clock          *clock
+
+	entries []*entry // in Spec order
+	due     []*entry // step's scratch list, kept to allocate once
+}
+
+// isCurrent reports whether an entry's current credential is h.
+func (k *keeper) isCurrent(h *held) bool {
+	for _, e := range k.entries {
+		if e.lease == h {
+			return true
+		}
+	}
+	return false
+}
 
 // apply installs a fetch result as the entry's current credential. The
 // previous lease stays held until Retire. The next action is planned from
@@ -13,7 +47,7 @@ import (
 // shortened the renewal jitter's reach by the length of the start (with
 // 1000 leases the jittered hand-over bound decided most first renewals,
 // and their spread fell to 8% of the TTL).
-func (m *Manager) apply(e *entry, is *issued) {
+func (k *keeper) apply(e *entry, is *issued) {
 	e.cur = is.secret
 	e.lease = is.lease
 	e.leaseExp = is.leaseExp
@@ -21,17 +55,17 @@ func (m *Manager) apply(e *entry, is *issued) {
 	e.renewable = is.renewable
 	e.maxed = false
 	e.ttl = is.ttl
-	e.r = m.rand()
+	e.r = k.clock.rand()
 	e.failures = 0
 	e.steady = false
 	e.hash = is.hash
 	if is.lease != nil {
-		m.ledger.hold(is.lease)
+		k.ledger.hold(is.lease)
 	}
 	e.rot = is.rotation
 	e.stale = 0
 	e.stuck = false
-	e.next = m.plan.entryNext(e, is.secret.IssuedAt)
+	e.next = k.plan.entryNext(e, is.secret.IssuedAt)
 	exp, bound := e.expiry()
 	if bound {
 		is.secret.ExpiresAt = exp // not emitted yet: the token is the limit
@@ -39,22 +73,22 @@ func (m *Manager) apply(e *entry, is *issued) {
 	ev := e.event(EventIssued)
 	ev.TTL, ev.ExpiresAt, ev.Next, ev.Rotation = is.secret.LeaseDuration, exp, e.next, is.secret.NextRotation
 	if is.rotation != nil {
-		m.report(ev, "last_rotation", fmtTime(is.rotation.last))
+		k.rep.report(ev, "last_rotation", fmtTime(is.rotation.last))
 		return
 	}
-	m.report(ev, "version", is.secret.Version)
+	k.rep.report(ev, "version", is.secret.Version)
 }
 
 // entryStep renews, rotates or refreshes one entry. It reports whether the
 // entry's secret changed.
-func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
-	now := m.now()
+func (k *keeper) entryStep(ctx context.Context, e *entry) bool {
+	now := k.clock.now()
 	exp, bound := e.expiry()
 	switch {
 	case exp.IsZero():
-		return m.refresh(ctx, e)
-	case e.renewing() && (e.failures == 0 || now.Before(m.plan.rotatePoint(e))):
-		m.renew(ctx, e)
+		return k.refresh(ctx, e)
+	case e.renewing() && (e.failures == 0 || now.Before(k.plan.rotatePoint(e))):
+		k.renew(ctx, e)
 		return false
 	case e.renewing():
 		// Past the hand-over point after failed renewals (an outage): if
@@ -63,7 +97,7 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 		// Vault answers that it will not renew is a new credential fetched:
 		// when it does not answer at all, it cannot issue one either, and
 		// trying would only double the requests of an outage.
-		err := m.renew(ctx, e)
+		err := k.renew(ctx, e)
 		if err == nil {
 			return false
 		}
@@ -71,39 +105,39 @@ func (m *Manager) entryStep(ctx context.Context, e *entry) bool {
 			ev := e.event(EventKept)
 			ev.Next = e.next
 			ev.ExpiresAt, _ = e.expiry()
-			m.report(ev, "backoff", e.next.Sub(m.now()).Round(time.Millisecond).String())
+			k.rep.report(ev, "backoff", e.next.Sub(k.clock.now()).Round(time.Millisecond).String())
 			return false
 		}
 	}
-	if bound && e.lease.owner == m.tokens.cur {
+	if bound && e.lease.owner == k.tokens.cur {
 		// A new credential from the same token would die with it.
-		if !m.cfg.Auth.canLogin() {
-			e.next = m.plan.lostAt(e) // nothing to do but report the loss then
+		if !k.auth.canLogin() {
+			e.next = k.plan.lostAt(e) // nothing to do but report the loss then
 			return false
 		}
-		if !m.relogin(ctx) {
+		if !k.relogin(ctx) {
 			e.failures++
-			e.next = earliest(m.tokens.cur.next, exp)
+			e.next = earliest(k.tokens.cur.next, exp)
 			return false
 		}
 	}
-	return m.rotate(ctx, e) == nil
+	return k.rotate(ctx, e) == nil
 }
 
 // renew extends the entry's lease. It returns nil on success, else Vault's
 // or the transport's error (already logged and counted).
-func (m *Manager) renew(ctx context.Context, e *entry) error {
-	c, cancel := m.entryCallCtx(ctx, e)
-	sent := m.now()
-	ld, err := m.vault.renewLease(c, e.lease, e.ttl)
+func (k *keeper) renew(ctx context.Context, e *entry) error {
+	c, cancel := k.callCtx(ctx, e)
+	sent := k.clock.now()
+	ld, err := k.vault.renewLease(c, e.lease, e.ttl)
 	cancel()
-	now := m.now()
+	now := k.clock.now()
 	if err != nil {
 		cerr, _ := classify(err)
-		m.entryFailed(e, "renew", cerr)
+		k.failed(e, "renew", cerr)
 		// Keep trying until the hand-over point; then rotate instead. A
 		// failed renewal never re-issues while the lease is valid (vault#10918).
-		if rp := m.plan.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
+		if rp := k.plan.rotatePoint(e); rp.After(now) && rp.Before(e.next) {
 			e.next = rp
 		}
 		return err
@@ -119,42 +153,42 @@ func (m *Manager) renew(ctx context.Context, e *entry) error {
 	if ld < e.ttl {
 		e.maxed = true // max TTL ahead: hand over before it
 	}
-	e.next = m.plan.entryNext(e, now)
+	e.next = k.plan.entryNext(e, now)
 	ev := e.event(EventRenewed)
 	ev.TTL, ev.Next = ld, e.next
 	ev.ExpiresAt, _ = e.expiry()
-	m.report(ev, "max_ttl_reached", e.maxed)
+	k.rep.report(ev, "max_ttl_reached", e.maxed)
 	return nil
 }
 
 // rotate issues a new credential for e and makes it current; the old lease
 // stays held until Retire. It returns the failure, already logged and
 // counted.
-func (m *Manager) rotate(ctx context.Context, e *entry) error {
-	c, cancel := m.entryCallCtx(ctx, e)
-	is, err := m.fetcher.fetch(c, e)
+func (k *keeper) rotate(ctx context.Context, e *entry) error {
+	c, cancel := k.callCtx(ctx, e)
+	is, err := k.fetcher.fetch(c, e)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)
-		m.entryFailed(e, "rotate", cerr)
+		k.failed(e, "rotate", cerr)
 		return cerr
 	}
 	old := e.cur
-	m.apply(e, is)
+	k.apply(e, is)
 	ev := e.event(EventRotated)
 	ev.TTL, ev.ExpiresAt, ev.Next = is.secret.LeaseDuration, is.secret.ExpiresAt, e.next
-	m.report(ev, "previous", old.Fingerprint)
+	k.rep.report(ev, "previous", old.Fingerprint)
 	return nil
 }
 
-func (m *Manager) refresh(ctx context.Context, e *entry) bool {
-	c, cancel := m.entryCallCtx(ctx, e)
-	is, err := m.fetcher.fetch(c, e)
+func (k *keeper) refresh(ctx context.Context, e *entry) bool {
+	c, cancel := k.callCtx(ctx, e)
+	is, err := k.fetcher.fetch(c, e)
 	cancel()
 	if err != nil {
 		cerr, _ := classify(err)
-		m.entryFailed(e, "refresh", cerr)
-		if later := m.now().Add(min(m.cfg.StaticRefresh, m.plan.sched.retryMax)); e.next.Before(later) {
+		k.failed(e, "refresh", cerr)
+		if later := k.clock.now().Add(min(k.plan.staticRefresh, k.plan.sched.retryMax)); e.next.Before(later) {
 			e.next = later
 		}
 		return false
@@ -163,17 +197,17 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 	if is.hash == e.hash && is.lease == nil {
 		ev := e.event(EventUnchanged)
 		if e.rot != nil && is.rotation != nil {
-			m.notRotated(e, is.rotation) // says why it reads again
+			k.notRotated(e, is.rotation) // says why it reads again
 			ev.Rotation = e.rot.next
 		} else {
-			e.next = m.now().Add(m.cfg.StaticRefresh)
+			e.next = k.clock.now().Add(k.plan.staticRefresh)
 		}
 		ev.Next = e.next
-		m.report(ev, "version", is.secret.Version)
+		k.rep.report(ev, "version", is.secret.Version)
 		return false
 	}
 	prev := e.rot
-	m.apply(e, is)
+	k.apply(e, is)
 	ev := e.event(EventChanged)
 	ev.Next, ev.Rotation = e.next, is.secret.NextRotation
 	if r := is.rotation; r != nil {
@@ -183,9 +217,9 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 		if !r.last.IsZero() && (prev == nil || r.last.After(prev.last)) {
 			lag = is.secret.IssuedAt.Sub(r.last).Round(time.Millisecond)
 		}
-		m.report(ev, "last_rotation", fmtTime(r.last), "read_after", lag.String())
+		k.rep.report(ev, "last_rotation", fmtTime(r.last), "read_after", lag.String())
 	} else {
-		m.report(ev, "version", is.secret.Version)
+		k.rep.report(ev, "version", is.secret.Version)
 	}
 	return true
 }
@@ -195,51 +229,51 @@ func (m *Manager) refresh(ctx context.Context, e *entry) bool {
 // is the plan; once its time has come, Vault rotates at its next queue
 // tick, and the read is repeated briefly (schedule.staticReadAt) so the new
 // password reaches the child within a second or so.
-func (m *Manager) notRotated(e *entry, r *rotation) {
-	now := m.now()
-	if r.next.After(now.Add(m.plan.sched.staticLag)) {
+func (k *keeper) notRotated(e *entry, r *rotation) {
+	now := k.clock.now()
+	if r.next.After(now.Add(k.plan.sched.staticLag)) {
 		e.rot, e.stale = r, 0 // not due yet (a --static-refresh read), or moved
 	} else {
 		e.stale++
 	}
-	next, ok := m.plan.sched.staticReadAt(now, e.rot.next, e.stale, m.cfg.StaticRefresh, m.rand())
+	next, ok := k.plan.sched.staticReadAt(now, e.rot.next, e.stale, k.plan.staticRefresh, k.clock.rand())
 	e.next = next
 	if !ok && !e.stuck {
 		e.stuck = true
-		m.log.Warn("vault has not rotated the static credential since its rotation time; reading it again after --static-refresh",
+		k.log.Warn("vault has not rotated the static credential since its rotation time; reading it again after --static-refresh",
 			e.keys("rotation_due", fmtTime(e.rot.next), "next_read", fmtTime(next))...)
 		return
 	}
-	m.log.Debug("static credential not rotated yet",
+	k.log.Debug("static credential not rotated yet",
 		e.keys("rotation_due", fmtTime(e.rot.next), "attempt", e.stale, "backoff", next.Sub(now).Round(time.Millisecond).String())...)
 }
 
-func (m *Manager) entryFailed(e *entry, op string, err error) {
-	if errors.Is(err, ErrPermissionDenied) && m.cfg.Auth.canRefresh() {
+func (k *keeper) failed(e *entry, op string, err error) {
+	if errors.Is(err, ErrPermissionDenied) && k.auth.canRefresh() {
 		// The token may be gone (revoked, or Vault lost its storage): let
 		// the token step check it now and log in again if so.
-		m.tokens.recheck()
+		k.tokens.recheck()
 	}
-	now := m.now()
+	now := k.clock.now()
 	// The deadline that matters: the hand-over point while renewing can
 	// still keep the lease, else the loss. Retries get denser near it.
-	deadline := m.plan.lostAt(e)
-	if rp := m.plan.rotatePoint(e); e.renewing() && rp.After(now) {
+	deadline := k.plan.lostAt(e)
+	if rp := k.plan.rotatePoint(e); e.renewing() && rp.After(now) {
 		deadline = rp
 	}
 	var left time.Duration
 	if !deadline.IsZero() {
 		left = deadline.Sub(now)
 	}
-	d := m.plan.sched.retry(e.failures, left, m.rand())
+	d := k.plan.sched.retry(e.failures, left, k.clock.rand())
 	e.failures++
 	e.steady = false
 	e.next = now.Add(d)
-	if lost := m.plan.lostAt(e); !lost.IsZero() && e.next.After(lost) {
+	if lost := k.plan.lostAt(e); !lost.IsZero() && e.next.After(lost) {
 		e.next = lost
 	}
 	ev := e.event(EventFailed)
 	ev.Op, ev.Next = op, e.next
 	ev.ExpiresAt, _ = e.expiry()
-	m.reportFailure(ev, err, "attempt", e.failures, "backoff", d.String())
+	k.rep.reportFailure(ev, err, "attempt", e.failures, "backoff", d.String())
 }

@@ -27,11 +27,10 @@ type Manager struct {
 	auth    *auth    // logins and the user's token
 	fetcher *fetcher // the entries' requests
 
-	// tokens (the token lifecycle), entries and their schedule fields
-	// belong to the goroutine running Start, Run or Check.
-	tokens  *tokens
-	entries []*entry // in Spec order
-	due     []*entry // step's scratch list, kept to allocate once
+	// tokens (the token lifecycle) and keeper (the entries' lifecycle)
+	// belong to the goroutine running Start, Add, Run or Check.
+	tokens *tokens
+	keeper *keeper
 
 	ledger  *ledger  // what leash holds, for Retire and Close
 	revoker *revoker // revokes what the ledger gives up
@@ -77,8 +76,10 @@ func New(cfg Config) (*Manager, error) {
 	m.reporter = reporter{onEvent: cfg.OnEvent, log: log, clock: &m.clock, ledger: m.ledger}
 	m.revoker = &revoker{vault: v, ledger: m.ledger, rep: &m.reporter, log: log, loginPath: cfg.Auth.loginPath()}
 	m.tokens = &tokens{auth: m.auth, vault: v, plan: &m.plan, ledger: m.ledger, rep: &m.reporter, log: log, clock: &m.clock}
+	m.keeper = &keeper{auth: cfg.Auth, startupTimeout: cfg.StartupTimeout, vault: v, fetcher: m.fetcher, tokens: m.tokens,
+		plan: &m.plan, ledger: m.ledger, rep: &m.reporter, log: log, clock: &m.clock}
 	for _, s := range cfg.Specs {
-		m.entries = append(m.entries, &entry{spec: s})
+		m.keeper.entries = append(m.keeper.entries, &entry{spec: s})
 	}
 	return m, nil
 }
@@ -128,7 +129,7 @@ func (m *Manager) Close(ctx context.Context) error {
 
 // emit publishes a snapshot of the current secrets (latest wins).
 func (m *Manager) emit() *Snapshot {
-	s, first := m.ledger.publish(m.entries)
+	s, first := m.ledger.publish(m.keeper.entries)
 	if !first {
 		select {
 		case m.updates <- s:
@@ -141,14 +142,4 @@ func (m *Manager) emit() *Snapshot {
 		}
 	}
 	return s
-}
-
-// isCurrent reports whether an entry's current credential is h.
-func (m *Manager) isCurrent(h *held) bool {
-	for _, e := range m.entries {
-		if e.lease == h {
-			return true
-		}
-	}
-	return false
 }

@@ -147,12 +147,13 @@ func (p *planner) entryNext(e *entry, now time.Time) time.Time {
 
 // warnTooShort warns once at start-up when leases are too short to leave
 // the child its switch time before the old credential is lost and after
-// the new one is issued (issue 16).
-func (m *Manager) warnTooShort() {
+// the new one is issued (issue 16). source says where switchTime came from
+// (Config.SwitchSource).
+func (k *keeper) warnTooShort(switchTime time.Duration, source string) {
 	var names []string
 	var shortest time.Duration
-	for _, e := range m.entries {
-		if exp, _ := e.expiry(); exp.IsZero() || !m.plan.sched.tooShort(e.ttl, m.cfg.SwitchTime) {
+	for _, e := range k.entries {
+		if exp, _ := e.expiry(); exp.IsZero() || !k.plan.sched.tooShort(e.ttl, switchTime) {
 			continue
 		}
 		if len(e.spec.Outputs) == 0 {
@@ -166,11 +167,11 @@ func (m *Manager) warnTooShort() {
 	if len(names) == 0 {
 		return
 	}
-	src := m.cfg.SwitchSource
+	src := source
 	if src == "" {
-		src = "the switch time " + m.cfg.SwitchTime.String()
+		src = "the switch time " + switchTime.String()
 	}
-	m.log.Warn("lease too short for the child's switch time, which it needs before the old credential is lost and after the new one is issued; some hand-overs will leave the child less",
-		"outputs", names, "ttl", shortest.String(), "hand_over_before", m.plan.margin(shortest).String(),
-		"needed", m.plan.sched.switchFloor(shortest, m.cfg.SwitchTime).String(), "switch", src)
+	k.log.Warn("lease too short for the child's switch time, which it needs before the old credential is lost and after the new one is issued; some hand-overs will leave the child less",
+		"outputs", names, "ttl", shortest.String(), "hand_over_before", k.plan.margin(shortest).String(),
+		"needed", k.plan.sched.switchFloor(shortest, switchTime).String(), "switch", src)
 }

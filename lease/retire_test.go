@@ -18,10 +18,10 @@ func TestRetireKeepsLeasesOfNewerSnapshots(t *testing.T) {
 	tok := &token{}
 	m.tokens.cur = tok
 	m.ledger.cur = tok
-	a, b := m.entries[0], m.entries[1]
+	a, b := m.keeper.entries[0], m.keeper.entries[1]
 	issue := func(e *entry, fp string) {
 		is := &issued{secret: &Secret{ID: e.spec.ID, Fingerprint: fp}, lease: &held{fp: fp, id: e.spec.ID, leaseID: "id-" + secretString(fp), owner: tok}}
-		m.apply(e, is)
+		m.keeper.apply(e, is)
 	}
 	issue(a, "a1")
 	issue(b, "b1")

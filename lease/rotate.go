@@ -45,47 +45,54 @@ func (m *Manager) Rotate(ctx context.Context, names []string) (*Snapshot, error)
 
 // rotateNow is Rotate's work, in Run's goroutine.
 func (m *Manager) rotateNow(ctx context.Context, names []string) (*Snapshot, error) {
+	changed, err := m.keeper.rotateNow(ctx, names)
+	var snap *Snapshot
+	if changed {
+		snap = m.emit()
+	}
+	return snap, err
+}
+
+// rotateNow hands over new credentials for the entries named (see
+// Rotate). It reports whether any entry's secret changed, and the
+// failures.
+func (k *keeper) rotateNow(ctx context.Context, names []string) (changed bool, err error) {
 	var pick []*entry
-	for _, e := range m.entries {
+	for _, e := range k.entries {
 		if exp, _ := e.expiry(); len(names) == 0 && !exp.IsZero() {
 			pick = append(pick, e)
 		}
 	}
 	for _, n := range names {
-		i := slices.IndexFunc(m.entries, func(e *entry) bool { return e.spec.ID == n })
+		i := slices.IndexFunc(k.entries, func(e *entry) bool { return e.spec.ID == n })
 		if i < 0 {
-			return nil, fmt.Errorf("rotate %s: %w: no secret of that name", n, ErrNoRotation)
+			return false, fmt.Errorf("rotate %s: %w: no secret of that name", n, ErrNoRotation)
 		}
-		e := m.entries[i]
+		e := k.entries[i]
 		if exp, _ := e.expiry(); exp.IsZero() {
-			return nil, fmt.Errorf("rotate %s (%s): %w: it has no lease or expiry, and is re-read every %s", n, e.spec.Path, ErrNoRotation, m.cfg.StaticRefresh)
+			return false, fmt.Errorf("rotate %s (%s): %w: it has no lease or expiry, and is re-read every %s", n, e.spec.Path, ErrNoRotation, k.plan.staticRefresh)
 		}
 		if !slices.Contains(pick, e) {
 			pick = append(pick, e)
 		}
 	}
 	if len(pick) == 0 {
-		return nil, fmt.Errorf("rotate: %w: no secret has a lease or an expiry", ErrNoRotation)
+		return false, fmt.Errorf("rotate: %w: no secret has a lease or an expiry", ErrNoRotation)
 	}
 	var errs []error
-	changed := false
 	for _, e := range pick {
-		m.log.Info("rotation requested", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint)
-		if _, bound := e.expiry(); bound && e.lease.owner == m.tokens.cur && m.cfg.Auth.canLogin() && !m.relogin(ctx) {
+		k.log.Info("rotation requested", "name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint)
+		if _, bound := e.expiry(); bound && e.lease.owner == k.tokens.cur && k.auth.canLogin() && !k.relogin(ctx) {
 			// A new credential from the same token would die with it
 			// (as in entryStep); relogin logged why.
 			errs = append(errs, fmt.Errorf("rotate %s: logging in again failed", e.spec.ID))
 			continue
 		}
-		if err := m.rotate(ctx, e); err != nil {
+		if err := k.rotate(ctx, e); err != nil {
 			errs = append(errs, fmt.Errorf("rotate %s: %w", e.spec.ID, err))
 			continue
 		}
 		changed = true
 	}
-	var snap *Snapshot
-	if changed {
-		snap = m.emit()
-	}
-	return snap, errors.Join(errs...)
+	return changed, errors.Join(errs...)
 }

@@ -27,7 +27,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	stepped := false
 	for {
 		now := m.now()
-		next, lost := m.scan(now)
+		next, lost := m.keeper.scan(now)
 		if stepped {
 			if ctx.Err() != nil {
 				return nil
@@ -49,7 +49,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			m.step(ctx)
+			if m.keeper.step(ctx) {
+				m.emit()
+			}
 		case req := <-m.rotates:
 			snap, err := m.rotateNow(ctx, req.names)
 			req.done <- rotateResult{snap, err}
@@ -65,59 +67,57 @@ func (m *Manager) Run(ctx context.Context) error {
 // the moment a credential counts as lost (lostAt, to report it) or
 // held-lease expiry (to prune it); and the first entry, in Spec order,
 // whose credential counts as lost at now.
-func (m *Manager) scan(now time.Time) (next time.Time, lost *entry) {
-	if t := m.tokens.cur; t != nil {
+func (k *keeper) scan(now time.Time) (next time.Time, lost *entry) {
+	if t := k.tokens.cur; t != nil {
 		next = t.next
 	}
-	for _, e := range m.entries {
+	for _, e := range k.entries {
 		next = earliest(next, e.next)
-		if at := m.plan.lostAt(e); !at.IsZero() {
+		if at := k.plan.lostAt(e); !at.IsZero() {
 			next = earliest(next, at)
 			if lost == nil && !now.Before(at) {
 				lost = e
 			}
 		}
 	}
-	next = earliest(next, m.ledger.nextPrune())
+	next = earliest(next, k.ledger.nextPrune())
 	return next, lost
 }
 
 // step does everything that is due, and what falls due within an entry's
 // batch window (see schedule.batch): leases issued close together then
-// share one wake-up rather than one each.
-func (m *Manager) step(ctx context.Context) {
-	m.ledger.prune(m.now(), m.isCurrent)
-	if t := m.tokens.cur; !t.next.IsZero() && !m.now().Before(t.next) {
-		m.tokenStep(ctx)
+// share one wake-up rather than one each. It reports whether an entry's
+// secret changed (Run then publishes a snapshot).
+func (k *keeper) step(ctx context.Context) (changed bool) {
+	k.ledger.prune(k.clock.now(), k.isCurrent)
+	if t := k.tokens.cur; !t.next.IsZero() && !k.clock.now().Before(t.next) {
+		k.tokenStep(ctx)
 	}
-	due := m.dueAt(m.now())
-	changed := false
+	due := k.dueAt(k.clock.now())
 	for _, e := range due {
 		if ctx.Err() != nil {
 			break
 		}
-		if m.entryStep(ctx, e) {
+		if k.entryStep(ctx, e) {
 			changed = true
 		}
 	}
 	clear(due)
-	m.due = due[:0]
-	if changed {
-		m.emit()
-	}
+	k.due = due[:0]
+	return changed
 }
 
-// dueAt returns the entries to act on at now, earliest first, in m.due's
+// dueAt returns the entries to act on at now, earliest first, in k.due's
 // storage (step clears it).
-func (m *Manager) dueAt(now time.Time) []*entry {
-	due := m.due[:0]
-	for _, e := range m.entries {
+func (k *keeper) dueAt(now time.Time) []*entry {
+	due := k.due[:0]
+	for _, e := range k.entries {
 		if e.next.IsZero() {
 			continue
 		}
 		at := e.next
 		if e.failures == 0 { // never shorten a retry backoff
-			at = at.Add(-m.plan.sched.batch(e.ttl))
+			at = at.Add(-k.plan.sched.batch(e.ttl))
 		}
 		if !now.Before(at) {
 			due = append(due, e)
@@ -132,12 +132,12 @@ func callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, 30*time.Second)
 }
 
-// entryCallCtx bounds a request for e also by the moment e's credential
+// callCtx bounds a request for e also by the moment e's credential
 // counts as lost: a hung Vault must not keep leash waiting past it, when
 // the child has to be stopped (fail closed).
-func (m *Manager) entryCallCtx(ctx context.Context, e *entry) (context.Context, context.CancelFunc) {
-	if lost := m.plan.lostAt(e); !lost.IsZero() {
-		if left := lost.Sub(m.now()); left < 30*time.Second {
+func (k *keeper) callCtx(ctx context.Context, e *entry) (context.Context, context.CancelFunc) {
+	if lost := k.plan.lostAt(e); !lost.IsZero() {
+		if left := lost.Sub(k.clock.now()); left < 30*time.Second {
 			return context.WithTimeout(ctx, max(left, 0))
 		}
 	}

@@ -149,8 +149,8 @@ func TestWarnTooShort(t *testing.T) {
 	lease := func(id string, ttl time.Duration) *entry {
 		return &entry{spec: Spec{ID: id, Outputs: []string{id}}, leaseExp: t0.Add(ttl), ttl: ttl, cur: &Secret{}}
 	}
-	m.entries = []*entry{lease("long", time.Hour), lease("a", 8*time.Second), lease("b", 6*time.Second), {spec: Spec{ID: "kv"}}}
-	m.warnTooShort()
+	m.keeper.entries = []*entry{lease("long", time.Hour), lease("a", 8*time.Second), lease("b", 6*time.Second), {spec: Spec{ID: "kv"}}}
+	m.keeper.warnTooShort(m.cfg.SwitchTime, m.cfg.SwitchSource)
 	out := buf.String()
 	if n := strings.Count(out, "lease too short"); n != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", n, out)
@@ -162,7 +162,7 @@ func TestWarnTooShort(t *testing.T) {
 	}
 	buf.Reset()
 	m.cfg.SwitchTime = time.Second
-	m.warnTooShort()
+	m.keeper.warnTooShort(m.cfg.SwitchTime, m.cfg.SwitchSource)
 	if buf.Len() != 0 {
 		t.Errorf("warned with a switch time the leases allow:\n%s", buf.String())
 	}
@@ -412,7 +412,7 @@ func TestDueAtBatches(t *testing.T) {
 	lease := func(id string, next time.Time, ttl time.Duration, failures int) *entry {
 		return &entry{spec: Spec{ID: id}, next: next, ttl: ttl, failures: failures}
 	}
-	m.entries = []*entry{
+	m.keeper.entries = []*entry{
 		lease("later", at.Add(500*time.Millisecond), time.Minute, 0), // within 600ms
 		lease("now", at, time.Minute, 0),
 		lease("too-late", at.Add(700*time.Millisecond), time.Minute, 0),
@@ -422,7 +422,7 @@ func TestDueAtBatches(t *testing.T) {
 		lease("overdue", at.Add(-time.Second), time.Minute, 3),
 	}
 	var got []string
-	for _, e := range m.dueAt(at) {
+	for _, e := range m.keeper.dueAt(at) {
 		got = append(got, e.spec.ID)
 	}
 	if want := "overdue now later"; strings.Join(got, " ") != want {
@@ -441,16 +441,16 @@ func TestScan(t *testing.T) {
 	a := &entry{spec: Spec{ID: "a"}, next: t0.Add(40 * time.Second), leaseExp: t0.Add(time.Minute), lease: &held{}}
 	b := &entry{spec: Spec{ID: "b"}, next: t0.Add(30 * time.Second), leaseExp: t0.Add(20 * time.Second), lease: &held{}}
 	c := &entry{spec: Spec{ID: "c"}, next: t0.Add(50 * time.Second), leaseExp: t0.Add(10 * time.Second), lease: &held{}}
-	m.entries = []*entry{a, b}
-	if next, lost := m.scan(t0); !next.Equal(t0.Add(19*time.Second)) || lost != nil {
+	m.keeper.entries = []*entry{a, b}
+	if next, lost := m.keeper.scan(t0); !next.Equal(t0.Add(19*time.Second)) || lost != nil {
 		t.Fatalf("scan = +%s, %v; want +19s (a second before b's expiry), nothing lost", next.Sub(t0), lost)
 	}
 	m.ledger.pruneAt = t0.Add(5 * time.Second)
-	if next, _ := m.scan(t0); !next.Equal(m.ledger.pruneAt) {
+	if next, _ := m.keeper.scan(t0); !next.Equal(m.ledger.pruneAt) {
 		t.Fatalf("scan = +%s, want the held lease's expiry +5s", next.Sub(t0))
 	}
-	m.entries = []*entry{a, b, c}
-	if _, lost := m.scan(t0.Add(25 * time.Second)); lost != b {
+	m.keeper.entries = []*entry{a, b, c}
+	if _, lost := m.keeper.scan(t0.Add(25 * time.Second)); lost != b {
 		t.Fatalf("lost = %v, want b (first in Spec order)", lost)
 	}
 }
@@ -467,13 +467,13 @@ func TestPrune(t *testing.T) {
 	cur := &held{fp: "cur", owner: tok, expires: t0.Add(2 * time.Second)}
 	other := &held{fp: "other", owner: tok, expires: t0.Add(time.Minute)}
 	m.ledger.held = map[string]*held{"old": old, "cur": cur, "other": other}
-	m.entries = []*entry{{lease: cur}}
+	m.keeper.entries = []*entry{{lease: cur}}
 	m.ledger.pruneAt = old.expires
-	m.ledger.prune(t0, m.isCurrent) // not yet
+	m.ledger.prune(t0, m.keeper.isCurrent) // not yet
 	if len(m.ledger.held) != 3 {
 		t.Fatalf("pruned before the earliest expiry: %d held", len(m.ledger.held))
 	}
-	m.ledger.prune(t0.Add(3*time.Second), m.isCurrent)
+	m.ledger.prune(t0.Add(3*time.Second), m.keeper.isCurrent)
 	if _, ok := m.ledger.held["old"]; ok || len(m.ledger.held) != 2 || tok.leases != 2 {
 		t.Fatalf("held %v, token leases %d: want cur and other, 2", m.ledger.held, tok.leases)
 	}

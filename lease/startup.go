@@ -24,24 +24,24 @@ func (m *Manager) Start(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	results, errs := m.fetchAll(st, m.entries)
+	results, errs := m.keeper.fetchAll(st, m.keeper.entries)
 	loginErr := loginDone() // before apply: the token's expiry may bound the leases'
-	m.applyAll(m.entries, results)
+	m.keeper.applyAll(m.keeper.entries, results)
 	err = loginErr // a bad token explains the fetches' failures
 	if err == nil {
 		err = firstError(errs)
 	}
 	if err != nil {
 		if errors.Is(err, ErrPermissionDenied) && loginErr == nil {
-			err = m.explainDenied(err)
+			err = m.keeper.explainDenied(err)
 		}
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.RevokeTimeout)
 		defer ccancel()
 		m.revoker.all(cctx)
 		return nil, err
 	}
-	m.warnTokenBound()
-	m.warnTooShort()
+	m.keeper.warnTokenBound()
+	m.keeper.warnTooShort(m.cfg.SwitchTime, m.cfg.SwitchSource)
 	return m.emit(), nil
 }
 
@@ -78,7 +78,7 @@ func newStartup(ctx context.Context, timeout time.Duration, log hclog.Logger, cl
 
 // fetchAll fetches entries in parallel, for Start and Add; the first
 // failure fails the start (st.fail): the child cannot start anyway.
-func (m *Manager) fetchAll(st *startup, entries []*entry) ([]*issued, []error) {
+func (k *keeper) fetchAll(st *startup, entries []*entry) ([]*issued, []error) {
 	results := make([]*issued, len(entries))
 	errs := make([]error, len(entries))
 	var wg sync.WaitGroup
@@ -89,7 +89,7 @@ func (m *Manager) fetchAll(st *startup, entries []*entry) ([]*issued, []error) {
 				op = "write"
 			}
 			errs[i] = st.retry(st.fctx, op, e.spec.Path, func(context.Context) error {
-				is, err := m.fetcher.fetch(st.rctx, e)
+				is, err := k.fetcher.fetch(st.rctx, e)
 				results[i] = is
 				return err
 			})
@@ -103,10 +103,10 @@ func (m *Manager) fetchAll(st *startup, entries []*entry) ([]*issued, []error) {
 }
 
 // applyAll installs fetchAll's results (nil: that fetch failed).
-func (m *Manager) applyAll(entries []*entry, results []*issued) {
+func (k *keeper) applyAll(entries []*entry, results []*issued) {
 	for i, e := range entries {
 		if results[i] != nil {
-			m.apply(e, results[i])
+			k.apply(e, results[i])
 		}
 	}
 }
@@ -130,7 +130,7 @@ func firstError(errs []error) error {
 }
 
 // explainDenied adds the capabilities the token does hold on the path.
-func (m *Manager) explainDenied(err error) error {
+func (k *keeper) explainDenied(err error) error {
 	var le *Error
 	if !errors.As(err, &le) || le.Op == "login" {
 		return err
@@ -142,12 +142,12 @@ func (m *Manager) explainDenied(err error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	path := le.Path
-	for _, e := range m.entries {
+	for _, e := range k.entries {
 		if e.spec.Path == le.Path && e.path != "" {
 			path = e.path
 		}
 	}
-	caps, cerr := m.vault.capabilities(ctx, path)
+	caps, cerr := k.vault.capabilities(ctx, path)
 	if cerr != nil {
 		return err
 	}

@@ -26,9 +26,9 @@ type token struct {
 
 // tokens is the token lifecycle: which token is current, when it is
 // renewed or replaced by a new login, and what a failure does to that
-// plan. Like the entries, it belongs to the goroutine running Start, Run
-// or Check. What a new token means for the entries (their expiry may now
-// be bound by it) is the Manager's: step and relogin report that the
+// plan. Like the keeper, it belongs to the goroutine running Start, Add,
+// Run or Check. What a new token means for the entries (their expiry may
+// now be bound by it) is the keeper's: step and relogin report that the
 // entries need planning again.
 type tokens struct {
 	auth   *auth
@@ -232,55 +232,55 @@ func (ts *tokens) start(st *startup) (done func() error, err error) {
 }
 
 // tokenStep has the token lifecycle renew or replace the current token.
-func (m *Manager) tokenStep(ctx context.Context) {
-	if m.tokens.step(ctx, m.tokens.cur, m.firstLoss()) {
-		m.replanAll()
+func (k *keeper) tokenStep(ctx context.Context) {
+	if k.tokens.step(ctx, k.tokens.cur, k.firstLoss()) {
+		k.replanAll()
 	}
 }
 
 // relogin logs in again and plans the entries anew; false if the login
 // failed or gave no new token.
-func (m *Manager) relogin(ctx context.Context) bool {
-	if !m.tokens.relogin(ctx, m.firstLoss()) {
+func (k *keeper) relogin(ctx context.Context) bool {
+	if !k.tokens.relogin(ctx, k.firstLoss()) {
 		return false
 	}
-	m.replanAll()
+	k.replanAll()
 	return true
 }
 
 // firstLoss is the earliest moment an entry's credential counts as lost
 // (zero: none), which bounds token requests.
-func (m *Manager) firstLoss() time.Time {
+func (k *keeper) firstLoss() time.Time {
 	var first time.Time
-	for _, e := range m.entries {
-		first = earliest(first, m.plan.lostAt(e))
+	for _, e := range k.entries {
+		first = earliest(first, k.plan.lostAt(e))
 	}
 	return first
 }
 
 // warnTokenBound warns at startup when leases will die with a token that
 // cannot be renewed or re-obtained (consul-template#1433).
-func (m *Manager) warnTokenBound() {
-	t := m.tokens.cur
-	if m.cfg.Auth.canLogin() || !t.hard || t.expires.IsZero() {
+func (k *keeper) warnTokenBound() {
+	t := k.tokens.cur
+	if k.auth.canLogin() || !t.hard || t.expires.IsZero() {
 		return
 	}
-	for _, e := range m.entries {
+	for _, e := range k.entries {
 		if e.lease == nil {
 			continue
 		}
 		if _, bound := e.expiry(); bound {
-			m.log.Warn("token expires before lease and cannot be renewed or re-obtained; the lease dies with it",
+			k.log.Warn("token expires before lease and cannot be renewed or re-obtained; the lease dies with it",
 				"name", e.spec.ID, "outputs", e.spec.Outputs, "path", e.spec.Path, "lease", e.cur.Fingerprint, "expires", fmtTime(t.expires))
 		}
 	}
 }
 
-func (m *Manager) replanAll() {
-	now := m.now()
-	for _, e := range m.entries {
+func (k *keeper) replanAll() {
+	now := k.clock.now()
+	for _, e := range k.entries {
 		if e.cur != nil && e.failures == 0 {
-			e.next = m.plan.entryNext(e, now)
+			e.next = k.plan.entryNext(e, now)
 		}
 	}
 }

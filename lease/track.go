@@ -40,24 +40,33 @@ func (m *Manager) Track(ctx context.Context, add []Spec, drop []string) (*Snapsh
 
 // track is Track's work, in Run's goroutine.
 func (m *Manager) track(ctx context.Context, add []Spec, drop []string) (*Snapshot, error) {
-	n := len(m.entries)
-	if err := m.addEntries(ctx, add); err != nil {
-		// An entry that got nothing has no credential to renew or to
-		// hand over: forget it, so that the next call fetches it again.
-		m.entries = append(m.entries[:n], slices.DeleteFunc(m.entries[n:], func(e *entry) bool { return e.cur == nil })...)
+	if err := m.keeper.track(ctx, add, drop); err != nil {
 		return nil, err
 	}
+	return m.emit(), nil
+}
+
+// track fetches the specs of add not held yet and drops the entries whose
+// Spec.ID is in drop, unless a fetch fails (see Track).
+func (k *keeper) track(ctx context.Context, add []Spec, drop []string) error {
+	n := len(k.entries)
+	if err := k.addEntries(ctx, add); err != nil {
+		// An entry that got nothing has no credential to renew or to
+		// hand over: forget it, so that the next call fetches it again.
+		k.entries = append(k.entries[:n], slices.DeleteFunc(k.entries[n:], func(e *entry) bool { return e.cur == nil })...)
+		return err
+	}
 	for _, id := range drop {
-		i := slices.IndexFunc(m.entries, func(e *entry) bool { return e.spec.ID == id })
+		i := slices.IndexFunc(k.entries, func(e *entry) bool { return e.spec.ID == id })
 		if i < 0 {
 			continue
 		}
-		e := m.entries[i]
-		m.report(e.event(EventDropped))
-		m.entries = slices.Delete(m.entries, i, i+1)
+		e := k.entries[i]
+		k.rep.report(e.event(EventDropped))
+		k.entries = slices.Delete(k.entries, i, i+1)
 		if e.lease != nil {
-			m.ledger.release(e.lease)
+			k.ledger.release(e.lease)
 		}
 	}
-	return m.emit(), nil
+	return nil
 }
