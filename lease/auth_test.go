@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +107,129 @@ func TestLoginAndRelogin(t *testing.T) {
 			}
 			if ids := s.LeaseIDs(t, issue+"/"); len(ids) != 0 {
 				t.Fatalf("%d leases left after Close", len(ids))
+			}
+		})
+	}
+}
+
+// With SecretIDWrapPath a wrapped secret_id is looked up before it is
+// unwrapped, and used only if Vault says it was created at that path (Vault
+// Agent's secret_id_response_wrapping_path). The mismatch is the attack the
+// check is for: someone unwrapped the secret_id in transit and wrapped it
+// again with sys/wrapping/wrap. It is refused as permission denied,
+// naming both paths and the file, with neither the wrapping token nor the
+// secret_id in the error or the trace log, and the token is left unwrapped.
+// A plain secret_id is refused too: the file must hold a wrapping token.
+func TestSecretIDWrapPath(t *testing.T) {
+	t.Parallel()
+	s := testvault.Shared(t)
+	kv := s.KV(t, 1)
+	s.Write(t, kv+"/app", map[string]any{"k": "v"})
+	policy := s.Policy(t, `path "`+kv+`/app" { capabilities = ["read"] }`)
+	// rewrap unwraps tok and wraps its secret_id again, at sys/wrapping/wrap.
+	rewrap := func(t *testing.T, tok string) (wrapped, sid string) {
+		t.Helper()
+		c, err := s.Client.Clone()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetToken(s.RootToken)
+		uw, err := c.Logical().Unwrap(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid = uw.Data["secret_id"].(string)
+		c.SetWrappingLookupFunc(func(string, string) string { return "5m" })
+		sec, err := c.Logical().Write("sys/wrapping/wrap", map[string]any{"secret_id": sid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sec.WrapInfo.Token, sid
+	}
+	tests := []struct {
+		name    string
+		content func(t *testing.T, a *testvault.AppRole) (file string, secrets []string)
+		want    error    // nil: the login works
+		names   []string // what the error must name besides the file
+	}{
+		{"created at the path", func(t *testing.T, a *testvault.AppRole) (string, []string) {
+			return a.SecretID, nil
+		}, nil, nil},
+		{"wrapped again elsewhere", func(t *testing.T, a *testvault.AppRole) (string, []string) {
+			w, sid := rewrap(t, a.SecretID)
+			return w, []string{w, sid}
+		}, ErrPermissionDenied, []string{`created at "sys/wrapping/wrap"`, `not at "auth/`}},
+		{"plain secret_id", func(t *testing.T, a *testvault.AppRole) (string, []string) {
+			_, sid := rewrap(t, a.SecretID)
+			return sid, []string{sid}
+		}, ErrUnsupported, []string{"holds no valid wrapping token"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := s.AppRole(t, []string{policy}, time.Hour, time.Hour, true)
+			content, secrets := tt.content(t, a)
+			file := writeFile(t, "secret_id", content)
+			h := newHarness(t, s, nil, Config{
+				Auth: AuthConfig{Method: "approle", Mount: a.Mount, SecretIDWrapPath: "auth/" + a.Mount + "/role/app/secret-id",
+					RoleIDFile: writeFile(t, "role_id", a.RoleID), SecretIDFile: file},
+				Specs: []Spec{{ID: "app", Path: kv + "/app"}}})
+			snap, err := h.m.Start(context.Background())
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := str(t, snap.Secrets["app"], "k"); got != "v" {
+					t.Fatalf("k = %q", got)
+				}
+				if err := h.m.Close(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Start: %v, want %v", err, tt.want)
+			}
+			msg := err.Error()
+			t.Logf("refused: %s", msg)
+			for _, n := range append(tt.names, file) {
+				if !strings.Contains(msg, n) {
+					t.Errorf("error %q does not name %s", msg, n)
+				}
+			}
+			for _, sec := range secrets {
+				if strings.Contains(msg, sec) || strings.Contains(h.log.String(), sec) {
+					t.Errorf("a secret is in the error %q or the log:\n%s", msg, h.log.String())
+				}
+			}
+			if tt.want == ErrPermissionDenied {
+				// Refused before the unwrap: the token is still there to investigate.
+				if _, err := s.Client.Logical().Write("sys/wrapping/lookup", map[string]any{"token": secrets[0]}); err != nil {
+					t.Errorf("the refused wrapping token was used up: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// The wrap path is approle's, and Vault's creation_path has no leading or
+// trailing slash: New says so rather than refusing every token later.
+func TestSecretIDWrapPathInvalid(t *testing.T) {
+	approle := AuthConfig{Method: "approle", RoleIDFile: "/r", SecretIDFile: "/s"}
+	tests := []struct {
+		name string
+		auth AuthConfig
+		want string
+	}{
+		{"not approle", AuthConfig{Method: "token", SecretIDWrapPath: "auth/approle/role/app/secret-id"}, "for approle auth, not token"},
+		{"leading slash", func() AuthConfig { a := approle; a.SecretIDWrapPath = "/auth/approle/role/app/secret-id"; return a }(), `write "auth/approle/role/app/secret-id"`},
+		{"trailing slash", func() AuthConfig { a := approle; a.SecretIDWrapPath = "auth/approle/role/app/secret-id/"; return a }(), "never starts or ends"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(Config{Env: []string{"VAULT_ADDR=http://127.0.0.1:1"}, Auth: tt.auth})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}

@@ -43,6 +43,16 @@ type AuthConfig struct {
 	// RoleIDFile and SecretIDFile (approle). A SecretIDFile holding a
 	// response-wrapping token is unwrapped.
 	RoleIDFile, SecretIDFile string
+	// SecretIDWrapPath (approle), when set, is the path the wrapping token
+	// in SecretIDFile must have been created at (Vault Agent's
+	// secret_id_response_wrapping_path), such as
+	// "auth/approle/role/app/secret-id". The file must then hold a wrapping
+	// token, never a plain secret_id; before unwrapping it leash looks it up
+	// and refuses it, with ErrPermissionDenied, unless its creation_path is
+	// exactly this, as Vault Agent compares: a token wrapped elsewhere (an
+	// intercepted secret_id re-wrapped by sys/wrapping/wrap) is not used.
+	// "": a wrapping token is unwrapped wherever it was created.
+	SecretIDWrapPath string
 	// RemoveSecretIDFile (approle) deletes SecretIDFile once it has been
 	// read and keeps the secret_id in memory for later logins, until a new
 	// file appears (Vault Agent's remove_secret_id_file_after_reading,
@@ -197,6 +207,9 @@ func (c *Config) validate(env environ) error {
 		return fmt.Errorf("unknown auth method %q (token, approle, kubernetes, jwt, cert, aws, gcp, azure)", c.Auth.Method)
 	}
 	if err := c.Auth.validateCloud(); err != nil {
+		return err
+	}
+	if err := c.Auth.validateWrapPath(); err != nil {
 		return err
 	}
 	if miss := c.Auth.Missing(); len(miss) > 0 {

@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"strings"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // login obtains a token with the configured method. For the token method it
@@ -142,22 +145,27 @@ func (au *auth) approleSecretID(ctx context.Context) (secretString, error) {
 // readSecretID reads the secret_id file. Secret IDs are UUIDs; anything
 // else is taken as a response-wrapping token and unwrapped once (a wrapping
 // token is single-use, so the vault type keeps the result for later
-// logins). The caller holds authMu.
+// logins). With SecretIDWrapPath the file must hold a wrapping token
+// created there, as in Vault Agent: a UUID is not taken as a secret_id,
+// or a plain secret_id put in the file would pass the check. The caller
+// holds authMu.
 func (au *auth) readSecretID(ctx context.Context) (secretString, error) {
 	raw, err := readTrimmed(au.cfg.SecretIDFile)
 	if err != nil {
 		return "", &Error{Op: "login", Path: au.cfg.loginPath(), Err: err}
 	}
-	if uuidRE.MatchString(raw) {
+	if au.cfg.SecretIDWrapPath == "" && uuidRE.MatchString(raw) {
 		return secretString(raw), nil
 	}
-	return au.vault.unwrapSecretID(ctx, raw)
+	return au.vault.unwrapSecretID(ctx, raw, au.cfg.SecretIDWrapPath, au.cfg.SecretIDFile)
 }
 
 // unwrapSecretID unwraps the response-wrapping token raw, once: a
 // wrapping token is single-use, so the secret_id is kept for later logins
-// with the same file content.
-func (v *vault) unwrapSecretID(ctx context.Context, raw string) (secretString, error) {
+// with the same file content. With wantPath, the token is looked up first
+// and refused unless it was created at wantPath; file is the secret_id
+// file, for the error.
+func (v *vault) unwrapSecretID(ctx context.Context, raw, wantPath, file string) (secretString, error) {
 	v.unwrapMu.Lock()
 	defer v.unwrapMu.Unlock()
 	if v.wrapToken == secretString(raw) && v.unwrapped != "" {
@@ -166,6 +174,11 @@ func (v *vault) unwrapSecretID(ctx context.Context, raw string) (secretString, e
 	c, err := v.clientWith("") // Unwrap then authenticates with the wrapping token itself
 	if err != nil {
 		return "", err
+	}
+	if wantPath != "" {
+		if err := checkWrapPath(ctx, c, raw, wantPath, file); err != nil {
+			return "", err
+		}
 	}
 	sec, err := c.Logical().UnwrapWithContext(ctx, raw)
 	if err != nil {
@@ -184,4 +197,47 @@ func (v *vault) unwrapSecretID(ctx context.Context, raw string) (secretString, e
 	}
 	v.wrapToken, v.unwrapped = secretString(raw), secretString(sid)
 	return v.unwrapped, nil
+}
+
+// checkWrapPath looks the wrapping token raw up (sys/wrapping/lookup, which
+// needs no other token and leaves raw usable) and refuses it unless Vault
+// says it was created at want. The comparison is exact, as in Vault
+// Agent: Vault's creation_path has no leading or trailing "/", and
+// AuthConfig.validateWrapPath refuses a want with one. A mismatch means
+// someone else unwrapped the secret_id and wrapped something in its place,
+// so it is ErrPermissionDenied and names both paths and file, never raw.
+func checkWrapPath(ctx context.Context, c *api.Client, raw, want, file string) error {
+	sec, err := c.Logical().WriteWithContext(ctx, "sys/wrapping/lookup", map[string]any{"token": raw})
+	if err != nil {
+		cerr, transient := classify(err)
+		if transient {
+			return err
+		}
+		return &Error{Op: "unwrap", Path: "sys/wrapping/lookup", Err: fmt.Errorf("secret_id file %s holds no valid wrapping token (the secret_id wrap path is set, so it must): %w", file, cerr)}
+	}
+	var got string
+	if sec != nil {
+		got, _ = sec.Data["creation_path"].(string)
+	}
+	if got != want {
+		return &Error{Op: "login", Path: "sys/wrapping/lookup", Err: fmt.Errorf("%w: the wrapping token in secret_id file %s was created at %q, not at %q (the secret_id wrap path): it may have been intercepted and replaced; refused",
+			ErrPermissionDenied, file, got, want)}
+	}
+	return nil
+}
+
+// validateWrapPath checks SecretIDWrapPath without contacting Vault.
+func (a AuthConfig) validateWrapPath() error {
+	p := a.SecretIDWrapPath
+	switch {
+	case p == "":
+		return nil
+	case a.Method != "approle":
+		return fmt.Errorf("a secret_id wrap path is for approle auth, not %s", firstNonEmpty(a.Method, "token"))
+	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/"):
+		// Vault Agent would take it and refuse every token: Vault names
+		// the creation path without them.
+		return fmt.Errorf("secret_id wrap path %q: Vault's creation_path never starts or ends with \"/\"; write %q", p, strings.Trim(p, "/"))
+	}
+	return nil
 }
