@@ -539,7 +539,19 @@ func (p *agentParser) methodConfig(typ string, c *ast.ObjectList, from string, c
 			return nil
 		}
 		keys["secret_id_response_wrapping_path"] = func(it *ast.ObjectItem) error {
-			return p.errf(it, "secret_id_response_wrapping_path: leash unwraps a wrapped secret_id but does not check the path it was created at; remove the key to accept it unchecked")
+			v, err := p.str(it, "secret_id_response_wrapping_path")
+			if err != nil {
+				return err
+			}
+			// "" would turn the check off; Vault Agent refuses it too.
+			if v == "" {
+				return p.errf(it, "secret_id_response_wrapping_path: empty")
+			}
+			if strings.HasPrefix(v, "/") || strings.HasSuffix(v, "/") {
+				return p.errf(it, "secret_id_response_wrapping_path %q: Vault's creation_path never starts or ends with \"/\", so Vault Agent would refuse every wrapping token; write %q", v, strings.Trim(v, "/"))
+			}
+			p.set("secret_id_wrap_path", v, from)
+			return nil
 		}
 	case "kubernetes":
 		keys["role"] = strKey("role", "auth_role")

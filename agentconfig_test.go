@@ -111,7 +111,7 @@ func TestAgentConfigMapping(t *testing.T) {
 		t.Errorf("cert config: %+v", o)
 	}
 	o = parseRunOptions(t, "--agent-config", "testdata/agent/approle-keep.hcl")
-	if o.RemoveSecretIDFile || o.AuthMount != "apps" || o.OnRotate != "restart" {
+	if o.RemoveSecretIDFile || o.AuthMount != "apps" || o.OnRotate != "restart" || o.SecretIDWrapPath != "auth/apps/role/app/secret-id" {
 		t.Errorf("approle-keep config: %+v", o)
 	}
 	// Flags win over the file.
@@ -145,7 +145,8 @@ func TestAgentConfigErrors(t *testing.T) {
 		{"env_template destination", method + "env_template \"X\" {\n  destination = \"/dev/shm/x\"\n  contents = \"x\"\n}\n", ":10:3: env_template \"X\": destination is not allowed"},
 		{"unknown method", "auto_auth {\n  method \"alicloud\" {\n    config = { role = \"r\" }\n  }\n}\n", ":2:3: auto_auth method \"alicloud\": leash takes over approle, kubernetes, jwt, cert, token_file"},
 		{"unknown method key", "auto_auth {\n  method \"kubernetes\" {\n    config = { role = \"r\", audience = \"x\" }\n  }\n}\n", ":3:28: auto_auth method \"kubernetes\" config: unknown key \"audience\""},
-		{"wrapping path", "auto_auth {\n  method \"approle\" {\n    config = {\n      role_id_file_path = \"/r\"\n      secret_id_file_path = \"/s\"\n      secret_id_response_wrapping_path = \"auth/approle/role/app/secret-id\"\n    }\n  }\n}\n", ":6:7: secret_id_response_wrapping_path: leash unwraps"},
+		{"empty wrapping path", strings.Replace(method, "\"/s\"\n", "\"/s\"\n      secret_id_response_wrapping_path = \"\"\n", 1), ":6:7: secret_id_response_wrapping_path: empty"},
+		{"wrapping path with a slash", strings.Replace(method, "\"/s\"\n", "\"/s\"\n      secret_id_response_wrapping_path = \"/auth/approle/role/app/secret-id\"\n", 1), ":6:7: secret_id_response_wrapping_path \"/auth/approle/role/app/secret-id\": Vault's creation_path never starts or ends with \"/\""},
 		{"namespaces differ", "vault { namespace = \"a\" }\n" + strings.Replace(method, "method \"approle\" {", "method \"approle\" {\n    namespace = \"b\"", 1), ":4:5: namespace \"b\" differs from \"a\""},
 		{"two vault stanzas", "vault { address = \"a\" }\nvault { address = \"b\" }\n", ":2:1: a second vault stanza (the first is at "},
 		{"exec bad restart", method + "exec {\n  command = [\"x\"]\n  restart_on_secret_changes = \"sometimes\"\n}\n", ":11:3: exec: restart_on_secret_changes \"sometimes\""},

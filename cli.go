@@ -62,6 +62,7 @@ type Options struct {
 	TokenFile            string `name:"token-file" env:"LEASH_TOKEN_FILE" placeholder:"FILE" help:"File holding a Vault token (token auth; else VAULT_TOKEN, else ~/.vault-token)."`
 	RoleIDFile           string `name:"role-id-file" env:"LEASH_ROLE_ID_FILE" placeholder:"FILE" help:"File holding the AppRole role_id."`
 	SecretIDFile         string `name:"secret-id-file" env:"LEASH_SECRET_ID_FILE" placeholder:"FILE" help:"File holding the AppRole secret_id (a response-wrapping token is unwrapped)."`
+	SecretIDWrapPath     string `name:"secret-id-wrap-path" env:"LEASH_SECRET_ID_WRAP_PATH" placeholder:"PATH" help:"The --secret-id-file must hold a wrapping token created at PATH (e.g. auth/approle/role/app/secret-id), checked before unwrapping; any other is refused (Vault Agent's secret_id_response_wrapping_path)."`
 	RemoveSecretIDFile   bool   `name:"remove-secret-id-file" help:"Delete the --secret-id-file once read; the secret_id stays in memory for later logins (Vault Agent's remove_secret_id_file_after_reading)."`
 	JWTFile              string `name:"jwt-file" env:"LEASH_JWT_FILE" placeholder:"FILE" help:"JWT file for kubernetes (default: the service-account token) and jwt auth; re-read at every login."`
 	AWSType              string `name:"aws-type" enum:"iam,ec2" default:"iam" env:"LEASH_AWS_TYPE" help:"aws auth: iam (a signed sts:GetCallerIdentity from the AWS credential chain) or ec2 (the instance identity document from IMDSv2)."`

@@ -155,6 +155,7 @@ func (o *Options) authConfig() lease.AuthConfig {
 		TokenFile:          o.TokenFile,
 		RoleIDFile:         o.RoleIDFile,
 		SecretIDFile:       o.SecretIDFile,
+		SecretIDWrapPath:   o.SecretIDWrapPath,
 		RemoveSecretIDFile: o.RemoveSecretIDFile,
 		JWTFile:            o.JWTFile,
 		AWSType:            o.AWSType,
