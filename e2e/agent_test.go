@@ -322,6 +322,119 @@ func TestAgentSecretIDFileGone(t *testing.T) {
 	}
 }
 
+// secret_id_response_wrapping_path: a secret_id wrapped at the role's
+// secret-id path logs in, with leash and with Vault Agent, which render the
+// same bytes; one unwrapped in transit and wrapped again (sys/wrapping/wrap)
+// is refused by both before it is unwrapped: leash exits 77 naming the
+// file and both paths, with neither the token nor the secret_id in its
+// output, and the child does not run.
+func TestAgentSecretIDWrapPath(t *testing.T) {
+	t.Parallel()
+	srv := testvault.Shared(t)
+	f := newAgentFixture(t, srv, false, 0)
+	wantPath := "auth/" + f.ar.Mount + "/role/app/secret-id"
+	// exit_on_err: Vault Agent gives up on the refused token instead of
+	// retrying it (leash drops the key; it never retries a refusal).
+	config, _ := f.config(t, "agent.hcl", `vault { address = "@ADDR@" }
+auto_auth {
+  method "approle" {
+    mount_path  = "auth/@APPROLE@"
+    exit_on_err = true
+    config = {
+      role_id_file_path                   = "@ROLE_ID@"
+      secret_id_file_path                 = "@SECRET_ID@"
+      remove_secret_id_file_after_reading = false
+      secret_id_response_wrapping_path    = "@WRAP_PATH@"
+    }
+  }
+}
+template {
+  destination = "@MEM@/app.txt"
+  contents    = "{{ with secret \"@KV@/data/app\" }}{{ .Data.data.user }}{{ end }}"
+}
+`, "@WRAP_PATH@", wantPath)
+	c, err := srv.Client.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(srv.RootToken)
+	c.SetWrappingLookupFunc(func(_, path string) string {
+		if path == "sys/wrapping/unwrap" || path == "sys/wrapping/lookup" {
+			return ""
+		}
+		return "5m"
+	})
+	// wrapped returns a wrapping token for a new secret_id, created at
+	// wantPath, or (rewrap) wrapped again at sys/wrapping/wrap, and the
+	// secret_id.
+	wrapped := func(t *testing.T, rewrap bool) (string, string) {
+		t.Helper()
+		sec, err := c.Logical().Write(wantPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := sec.WrapInfo.Token
+		if !rewrap {
+			return tok, ""
+		}
+		uw, err := c.Logical().Unwrap(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid := uw.Data["secret_id"].(string)
+		sec, err = c.Logical().Write("sys/wrapping/wrap", map[string]any{"secret_id": sid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sec.WrapInfo.Token, sid
+	}
+	dest := filepath.Join(f.mem, "app.txt")
+
+	tok, _ := wrapped(t, false)
+	f.writeFile(t, f.secretID, tok)
+	vaultAgent(t, config, true)
+	a, err := os.ReadFile(dest)
+	if err != nil || string(a) != "app" {
+		t.Fatalf("vault agent rendered %q (%v), want app", a, err)
+	}
+	os.Remove(dest)
+	tok, _ = wrapped(t, false)
+	f.writeFile(t, f.secretID, tok)
+	out, stderr := Output(t, agentCommand(t, "--agent-config", config, "--", "sh", "-c", `cat "$0"`, dest))
+	if string(out) != string(a) {
+		t.Errorf("the child read %q, Vault Agent rendered %q; stderr:\n%s", out, a, stderr)
+	}
+
+	tok, sid := wrapped(t, true)
+	f.writeFile(t, f.secretID, tok)
+	marker := filepath.Join(f.dir, "started")
+	code, stderr := ExitStatus(t, agentCommand(t, "--agent-config", config, "--", "touch", marker))
+	for _, w := range []string{f.secretID, `created at "sys/wrapping/wrap"`, `not at "` + wantPath + `"`, "find out who replaced"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr does not name %s:\n%s", w, stderr)
+		}
+	}
+	if code != exitNoPerm || strings.Contains(stderr, tok) || strings.Contains(stderr, sid) {
+		t.Errorf("re-wrapped secret_id: exit %d, want %d without the token or the secret_id in stderr:\n%s", code, exitNoPerm, stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the child ran with a re-wrapped secret_id")
+	}
+	// Vault Agent refuses it too, and neither has unwrapped it.
+	if _, err := c.Logical().Write("sys/wrapping/lookup", map[string]any{"token": tok}); err != nil {
+		t.Fatalf("leash used the refused wrapping token up: %v", err)
+	}
+	cmd := exec.CommandContext(ctxTimeout(t, 2*time.Minute), testvault.Require(t), "agent", "-config="+config, "-exit-after-auth")
+	cmd.Env = agentEnv("HOME=" + t.TempDir())
+	ao, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(ao), "unable to validate wrapping token creation path") {
+		t.Errorf("vault agent on the re-wrapped secret_id: %v, want it refused:\n%s", err, ao)
+	}
+	if _, err := c.Logical().Write("sys/wrapping/lookup", map[string]any{"token": tok}); err != nil {
+		t.Errorf("vault agent used the refused wrapping token up: %v", err)
+	}
+}
+
 // Relative paths in vault {} and in a template's file function name files
 // in the directory leash was started in, as in Vault Agent, even after
 // leash has left it (it does once the child runs): cert logins, which
