@@ -43,6 +43,13 @@ func TestLoginAndRelogin(t *testing.T) {
 			return AuthConfig{Method: "approle", Mount: a.Mount,
 				RoleIDFile: writeFile(t, "role_id", a.RoleID), SecretIDFile: writeFile(t, "secret_id", a.SecretID)}
 		}},
+		{"approle wrapped secret_id, creation path checked", func(t *testing.T, policy string) AuthConfig {
+			// The re-login uses the secret_id unwrapped at the first: the
+			// token in the file is used up and is not looked up again.
+			a := s.AppRole(t, []string{policy}, ttl, maxTTL, true)
+			return AuthConfig{Method: "approle", Mount: a.Mount, SecretIDWrapPath: "auth/" + a.Mount + "/role/app/secret-id",
+				RoleIDFile: writeFile(t, "role_id", a.RoleID), SecretIDFile: writeFile(t, "secret_id", a.SecretID)}
+		}},
 		{"approle wrapped secret_id, file removed after reading", func(t *testing.T, policy string) AuthConfig {
 			// The re-login must work from the secret_id kept in memory.
 			a := s.AppRole(t, []string{policy}, ttl, maxTTL, true)
