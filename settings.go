@@ -131,6 +131,15 @@ func (o *Options) auditSyslog() bool { return o.AuditSyslog || o.AuditSyslogAddr
 // checkAuth names the flags an auth method lacks; lease.AuthConfig.Missing
 // decides what a method needs.
 func (o *Options) checkAuth() error {
+	if p := o.SecretIDWrapPath; p != "" {
+		// lease.New checks the same; here the error names the flag.
+		if o.Auth != "approle" {
+			return configErrorf("--secret-id-wrap-path is for --auth approle, not %s", o.Auth)
+		}
+		if strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+			return configErrorf("--secret-id-wrap-path %q: Vault's creation_path never starts or ends with \"/\"; write %q", p, strings.Trim(p, "/"))
+		}
+	}
 	miss := o.authConfig().Missing()
 	if len(miss) == 0 {
 		return nil
