@@ -26,8 +26,14 @@ func (m *Manager) Check(ctx context.Context) error {
 			m.ledger.forgetTokens()
 		}
 	}()
+	return m.keeper.check(st)
+}
+
+// check asks sys/capabilities-self whether the current token may do what
+// each entry needs on its path (read; update or create for Params; list).
+func (k *keeper) check(st *startup) error {
 	var errs []error
-	for _, e := range m.keeper.entries {
+	for _, e := range k.entries {
 		need := []string{"read"}
 		if e.spec.Params != nil {
 			need = []string{"update", "create"}
@@ -37,11 +43,11 @@ func (m *Manager) Check(ctx context.Context) error {
 		}
 		var caps []string
 		err := st.retry(st.sctx, "check", e.spec.Path, func(c context.Context) error {
-			if err := m.fetcher.resolve(c, e); err != nil {
+			if err := k.fetcher.resolve(c, e); err != nil {
 				return err
 			}
 			var err error
-			caps, err = m.vault.capabilities(c, e.path)
+			caps, err = k.vault.capabilities(c, e.path)
 			return err
 		})
 		if err != nil {
