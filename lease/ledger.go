@@ -24,7 +24,7 @@ type held struct {
 // token.leases, the number of held leases a token owns.
 type ledger struct {
 	mu     sync.Mutex
-	cur    *token           // the current token (Manager.tok, for Retire)
+	cur    *token           // the current token (tokens.cur, for Retire)
 	tokens []*token         // tokens leash logged in with and has not revoked
 	held   map[string]*held // by fingerprint
 	snap   *Snapshot        // last published

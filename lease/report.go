@@ -8,7 +8,7 @@ import (
 )
 
 // reporter hands the Manager's events to Config.OnEvent and the log. The
-// Manager and its token lifecycle share one.
+// Manager and its parts (tokens, keeper, revoker) share one.
 type reporter struct {
 	onEvent func(Event) // Config.OnEvent; nil: none
 	log     hclog.Logger
