@@ -17,8 +17,7 @@ type Manager struct {
 	vault   *vault
 	log     hclog.Logger
 	updates chan *Snapshot
-	rotates chan rotateReq // Rotate's requests for Run
-	tracks  chan trackReq  // Track's requests for Run
+	calls   chan runCall // Rotate's and Track's work for Run
 
 	clock // the schedule's clock and randomness; tests replace them
 	// plan holds the renewal, hand-over and retry parameters.
@@ -64,8 +63,7 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, env: env, vault: v, log: log,
 		updates: make(chan *Snapshot, 1),
-		rotates: make(chan rotateReq),
-		tracks:  make(chan trackReq),
+		calls:   make(chan runCall),
 		clock:   clock{now: time.Now, rand: rand.Float64},
 		plan: planner{sched: defaultSchedule, rotateBefore: cfg.RotateBefore, rotateFraction: cfg.RotateFraction, switchTime: cfg.SwitchTime,
 			staticRefresh: cfg.StaticRefresh},

@@ -7,15 +7,32 @@ import (
 	"slices"
 )
 
-// rotateReq is a Rotate call waiting for Run.
-type rotateReq struct {
-	names []string
-	done  chan<- rotateResult // buffered: Run never waits for the caller
+// runCall is work another goroutine asks Run to do (Rotate, Track): it
+// touches the entries, which belong to Run's goroutine.
+type runCall struct {
+	do   func(context.Context) (*Snapshot, error)
+	done chan<- callResult // buffered: Run never waits for the caller
 }
 
-type rotateResult struct {
+type callResult struct {
 	snap *Snapshot
 	err  error
+}
+
+// inRun has Run do the work and waits for it; ctx cancels the wait.
+func (m *Manager) inRun(ctx context.Context, do func(context.Context) (*Snapshot, error)) (*Snapshot, error) {
+	done := make(chan callResult, 1)
+	select {
+	case m.calls <- runCall{do: do, done: done}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-done:
+		return r.snap, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Rotate hands over new credentials now for the secrets named by their
@@ -29,18 +46,7 @@ type rotateResult struct {
 // (the old credential stays, on its schedule). Rotate waits for Run to
 // take the request and finish it; ctx cancels the wait.
 func (m *Manager) Rotate(ctx context.Context, names []string) (*Snapshot, error) {
-	done := make(chan rotateResult, 1)
-	select {
-	case m.rotates <- rotateReq{names: names, done: done}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	select {
-	case r := <-done:
-		return r.snap, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return m.inRun(ctx, func(ctx context.Context) (*Snapshot, error) { return m.rotateNow(ctx, names) })
 }
 
 // rotateNow is Rotate's work, in Run's goroutine.

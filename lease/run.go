@@ -52,12 +52,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			if m.keeper.step(ctx) {
 				m.emit()
 			}
-		case req := <-m.rotates:
-			snap, err := m.rotateNow(ctx, req.names)
-			req.done <- rotateResult{snap, err}
-		case req := <-m.tracks:
-			snap, err := m.track(ctx, req.add, req.drop)
-			req.done <- rotateResult{snap, err}
+		case c := <-m.calls:
+			snap, err := c.do(ctx)
+			c.done <- callResult{snap, err}
 		}
 		stepped = true
 	}

@@ -5,13 +5,6 @@ import (
 	"slices"
 )
 
-// trackReq is a Track call waiting for Run.
-type trackReq struct {
-	add  []Spec
-	drop []string
-	done chan<- rotateResult // buffered: Run never waits for the caller
-}
-
 // Track changes, while Run runs, which secrets the Manager keeps: it
 // fetches the specs of add it does not hold yet (as Add does before Run)
 // and stops renewing and re-reading the secrets whose Spec.ID is in drop.
@@ -24,18 +17,7 @@ type trackReq struct {
 // drops nothing; what was fetched stays held for the next call. Track
 // waits for Run to take the request and finish it; ctx cancels the wait.
 func (m *Manager) Track(ctx context.Context, add []Spec, drop []string) (*Snapshot, error) {
-	done := make(chan rotateResult, 1)
-	select {
-	case m.tracks <- trackReq{add: add, drop: drop, done: done}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	select {
-	case r := <-done:
-		return r.snap, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return m.inRun(ctx, func(ctx context.Context) (*Snapshot, error) { return m.track(ctx, add, drop) })
 }
 
 // track is Track's work, in Run's goroutine.
