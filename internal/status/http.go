@@ -202,10 +202,17 @@ type limitListener struct {
 }
 
 type limitedConn struct {
-	seq       uint64 // accept order
-	reading   bool   // still reading its request: may be displaced
-	displaced bool   // closed by the limit; no longer counts
+	seq       uint64    // accept order
+	reading   bool      // still reading its request: may be displaced
+	since     time.Time // when it began to read its request
+	displaced bool      // closed by the limit; no longer counts
 }
+
+// displaceAfter is how long a connection may read its request before a
+// new one can displace it. Without it, clients that reconnect the moment
+// they are dropped displaced a probe before it was read: the probe sends
+// its request at once, and is answered well within this.
+const displaceAfter = 250 * time.Millisecond
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
@@ -214,8 +221,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		l.mu.Lock()
-		for !l.closed && l.openLocked() >= l.max && !l.displaceLocked() {
-			l.freed.Wait()
+		for !l.closed && l.openLocked() >= l.max {
+			ok, retry := l.displaceLocked(time.Now())
+			if ok {
+				break
+			}
+			l.waitLocked(retry)
 		}
 		if l.closed {
 			l.mu.Unlock()
@@ -223,7 +234,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 		l.seq++
-		l.conns[c] = &limitedConn{seq: l.seq, reading: true}
+		l.conns[c] = &limitedConn{seq: l.seq, reading: true, since: time.Now()}
 		l.wg.Add(1)
 		l.mu.Unlock()
 		return c, nil
@@ -249,21 +260,47 @@ func (l *limitListener) openLocked() int {
 	return n
 }
 
-// displaceLocked closes the oldest connection still reading its request
-// and reports whether there was one. Its handler ends as its read fails.
-func (l *limitListener) displaceLocked() bool {
+// displaceLocked closes the oldest connection that has been reading its
+// request for displaceAfter, and reports whether there was one; else
+// retry is how long until one will have (zero: none is reading). The
+// closed one's handler ends as its read fails.
+func (l *limitListener) displaceLocked(now time.Time) (ok bool, retry time.Duration) {
 	var oldest net.Conn
+	var first time.Time // the earliest start of a read not yet displaceable
 	for c, lc := range l.conns {
-		if lc.reading && !lc.displaced && (oldest == nil || lc.seq < l.conns[oldest].seq) {
+		switch {
+		case !lc.reading || lc.displaced:
+		case now.Sub(lc.since) < displaceAfter:
+			if first.IsZero() || lc.since.Before(first) {
+				first = lc.since
+			}
+		case oldest == nil || lc.seq < l.conns[oldest].seq:
 			oldest = c
 		}
 	}
 	if oldest == nil {
-		return false
+		if first.IsZero() {
+			return false, 0
+		}
+		return false, first.Add(displaceAfter).Sub(now)
 	}
 	l.conns[oldest].displaced = true
 	oldest.Close()
-	return true
+	return true, 0
+}
+
+// waitLocked waits for a connection to close, or for retry to pass when
+// it is positive. l.mu is held.
+func (l *limitListener) waitLocked(retry time.Duration) {
+	if retry > 0 {
+		t := time.AfterFunc(retry, func() {
+			l.mu.Lock()
+			l.freed.Broadcast()
+			l.mu.Unlock()
+		})
+		defer t.Stop()
+	}
+	l.freed.Wait()
 }
 
 // connState is http.Server.ConnState.
@@ -278,7 +315,7 @@ func (l *limitListener) connState(c net.Conn, state http.ConnState) {
 	case http.StateActive:
 		lc.reading = false
 	case http.StateIdle:
-		lc.reading = true
+		lc.reading, lc.since = true, time.Now()
 	case http.StateClosed, http.StateHijacked:
 		delete(l.conns, c)
 		l.wg.Done()

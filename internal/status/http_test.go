@@ -304,6 +304,74 @@ func TestStatusServerClosesAfterAnswerWithBodyPending(t *testing.T) {
 	}
 }
 
+// Attackers that notice at once that they were displaced (a blocked read
+// returns) and reconnect within microseconds must not keep a probe out:
+// a connection is displaced only once it has had displaceAfter to send
+// its request, so a probe that sends at once is answered (late: behind
+// the attackers queued before it, a slot's worth every displaceAfter).
+// Before, 14 of 20 probes failed.
+func TestStatusServerHealthUnderReconnectingAttack(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	const slots = 8
+	serveTestRoutes(t, l, func(s *server) { s.headerTimeout, s.timeout, s.maxConns = time.Hour, time.Hour, slots })
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	dropped := make(chan struct{}, 1)
+	for range 3 * slots {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil {
+					continue
+				}
+				stopClose := context.AfterFunc(ctx, func() { c.Close() })
+				if _, err := io.WriteString(c, "GET /doc HTTP/1.1\r\n"); err == nil {
+					_, _ = c.Read(make([]byte, 1)) // returns when the server closes it
+				}
+				if ctx.Err() == nil {
+					select {
+					case dropped <- struct{}{}:
+					default:
+					}
+				}
+				stopClose()
+				c.Close()
+			}
+		})
+	}
+	select {
+	case <-dropped:
+	case <-time.After(time.Minute):
+		t.Fatal("no attacker was dropped in a minute: the server never filled up")
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	failed := 0
+	for i := range 10 {
+		resp, err := client.Get("http://" + addr + "/doc")
+		if err != nil {
+			t.Logf("probe %d: %v", i, err)
+			failed++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(b) != "hello\n" {
+			t.Logf("probe %d = %d %q", i, resp.StatusCode, b)
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of 10 probes failed", failed)
+	}
+}
+
 // trickleAttack runs 2*slots attackers against a server with slots
 // connections and hour-long timeouts: each sends head at once, then tail a
 // byte a second, and reconnects when a write fails. Once the server is
