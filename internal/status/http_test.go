@@ -266,7 +266,7 @@ func TestStatusServerWaitsWhenAllAnswering(t *testing.T) {
 // while the server had not yet read its request; the attackers reconnect
 // when a write fails, so that takes about slots-1 of their write intervals
 // divided among the slots attackers dropped at a time: about one interval
-// (trickleEvery). At 20 ms that was shorter than a loaded machine may take
+// (a second, trickleAttack's). At 20 ms that was shorter than a loaded machine may take
 // to schedule the probe's handler, and probes were displaced (1 in 3 runs
 // under 4 busy loops on 2 cores); real slowloris clients write every few
 // seconds, and a second is generous here.
@@ -311,6 +311,37 @@ func TestStatusServerClosesAfterAnswerWithBodyPending(t *testing.T) {
 // the attackers queued before it, a slot's worth every displaceAfter).
 // Before, 14 of 20 probes failed.
 func TestStatusServerHealthUnderReconnectingAttack(t *testing.T) {
+	underAttack(t, 3, func(ctx context.Context, c net.Conn) error {
+		if _, err := io.WriteString(c, "GET /doc HTTP/1.1\r\n"); err != nil {
+			return err
+		}
+		_, err := c.Read(make([]byte, 1)) // returns when the server closes it
+		return err
+	})
+}
+
+// trickleAttack runs underAttack with attackers that send head at once,
+// then tail a byte a second.
+func trickleAttack(t *testing.T, head, tail string) {
+	underAttack(t, 2, func(ctx context.Context, c net.Conn) error {
+		_, err := c.Write([]byte(head))
+		for i := 0; err == nil && i < len(tail); i++ {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			_, err = c.Write([]byte{tail[i]})
+		}
+		return err
+	})
+}
+
+// underAttack runs perSlot*slots attackers against a server with slots
+// connections and hour-long timeouts: each connects, runs attack and
+// connects again once it returns (an error: the server dropped it). Once
+// the server is full (an attacker was dropped), 10 health probes in a row
+// must be answered.
+func underAttack(t *testing.T, perSlot int, attack func(ctx context.Context, c net.Conn) error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -318,12 +349,15 @@ func TestStatusServerHealthUnderReconnectingAttack(t *testing.T) {
 	addr := l.Addr().String()
 	const slots = 8
 	serveTestRoutes(t, l, func(s *server) { s.headerTimeout, s.timeout, s.maxConns = time.Hour, time.Hour, slots })
+
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	// dropped has a value each time an attacker finds the server closed
+	// its connection: the server was full and displaced it.
 	dropped := make(chan struct{}, 1)
-	for range 3 * slots {
+	for range perSlot * slots {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				var d net.Dialer
@@ -332,10 +366,7 @@ func TestStatusServerHealthUnderReconnectingAttack(t *testing.T) {
 					continue
 				}
 				stopClose := context.AfterFunc(ctx, func() { c.Close() })
-				if _, err := io.WriteString(c, "GET /doc HTTP/1.1\r\n"); err == nil {
-					_, _ = c.Read(make([]byte, 1)) // returns when the server closes it
-				}
-				if ctx.Err() == nil {
+				if attack(ctx, c) != nil && ctx.Err() == nil {
 					select {
 					case dropped <- struct{}{}:
 					default:
@@ -346,6 +377,8 @@ func TestStatusServerHealthUnderReconnectingAttack(t *testing.T) {
 			}
 		})
 	}
+	// The probes come once the attackers fill the server: it has been
+	// displacing them. A trickler sees a drop at its next write.
 	select {
 	case <-dropped:
 	case <-time.After(time.Minute):
@@ -369,80 +402,6 @@ func TestStatusServerHealthUnderReconnectingAttack(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Errorf("%d of 10 probes failed", failed)
-	}
-}
-
-// trickleAttack runs 2*slots attackers against a server with slots
-// connections and hour-long timeouts: each sends head at once, then tail a
-// byte a second, and reconnects when a write fails. Once the server is
-// full (an attacker was dropped), 8 health probes in a row must be
-// answered.
-func trickleAttack(t *testing.T, head, tail string) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	const (
-		slots        = 8
-		trickleEvery = time.Second
-	)
-	serveTestRoutes(t, l, func(s *server) { s.headerTimeout, s.timeout, s.maxConns = time.Hour, time.Hour, slots })
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	// dropped has an attacker's connection each time it finds the server
-	// closed it: the server was full and displaced it.
-	dropped := make(chan struct{}, 1024)
-	for range 2 * slots {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				var d net.Dialer
-				c, err := d.DialContext(ctx, "tcp", addr)
-				if err != nil {
-					continue
-				}
-				stopClose := context.AfterFunc(ctx, func() { c.Close() })
-				_, err = c.Write([]byte(head))
-				for i := 0; err == nil && i < len(tail); i++ {
-					select {
-					case <-ctx.Done():
-					case <-time.After(trickleEvery):
-					}
-					_, err = c.Write([]byte{tail[i]})
-				}
-				if err != nil && ctx.Err() == nil {
-					select {
-					case dropped <- struct{}{}:
-					default:
-					}
-				}
-				stopClose()
-				c.Close()
-			}
-		})
-	}
-	// The probes come once the attackers fill the server: it has been
-	// displacing or refusing them (2*slots connected, slots room). Seen by
-	// a write failing, a drop takes up to two write intervals to show.
-	select {
-	case <-dropped:
-	case <-time.After(time.Minute):
-		t.Fatal("no attacker was dropped in a minute: the server never filled up")
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	for i := range 8 {
-		resp, err := client.Get("http://" + addr + "/doc")
-		if err != nil {
-			t.Fatalf("probe %d: %v", i, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || string(b) != "hello\n" {
-			t.Fatalf("probe %d = %d %q", i, resp.StatusCode, b)
-		}
 	}
 }
 
