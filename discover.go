@@ -23,14 +23,18 @@ type discovery struct {
 }
 
 // discover renders each template with computed calls against snap's
-// secrets and records what it asks for.
+// secrets and records what it asks for. Without such templates (the
+// common case) it costs nothing: it runs at every hand-over.
 func discover(snap *lease.Snapshot, outputs []render.Output) discovery {
 	d := discovery{uses: map[string][]string{}}
-	secrets := renderSecrets(snap)
+	var secrets map[string]render.Secret // copied from snap once needed
 	index := map[string]int{}
 	for _, o := range outputs {
-		if o.Template == nil {
+		if o.Template == nil || !o.Template.Computed() {
 			continue
+		}
+		if secrets == nil {
+			secrets = renderSecrets(snap)
 		}
 		missing, uses := o.Template.Calls(secrets)
 		if len(uses) > 0 {

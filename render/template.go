@@ -293,6 +293,10 @@ func (t *Template) discover() ([]Ref, error) {
 // Name returns the template's name.
 func (t *Template) Name() string { return t.name }
 
+// Computed reports whether a fetch call's arguments are not all literals:
+// only then can [Template.Calls] find anything.
+func (t *Template) Computed() bool { return t.computed }
+
 // Refs returns every distinct `secret` and `pkiCert` call in order of first
 // appearance.
 // Main turns each into a lease Spec with ID Ref.ID().
