@@ -236,7 +236,7 @@ func checkOutputs(outputs []render.Output, from []string) error {
 		return nil
 	}
 	a, b := outputs[ce.I], outputs[ce.J]
-	if a.Path != "" && a.Path == b.Path {
+	if ce.Path {
 		return configErrorf("--output-path %s=%s and --output-path %s=%s: %w", a.Name, a.Path, b.Name, b.Path, err)
 	}
 	return configErrorf("%s and %s: %w", from[ce.I], from[ce.J], err)

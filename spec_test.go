@@ -104,6 +104,9 @@ func TestPlanNamesConflictingOutputs(t *testing.T) {
 			`--secret a.b=kv/x and --template-text a-b=...: outputs "a.b" and "a-b" both use variable A_B_FILE`},
 		{Options{Secrets: []string{"a=kv/x", "b=kv/y"}, OutputPaths: []string{"a=/run/x", "b=/run/x"}},
 			`--output-path a=/run/x and --output-path b=/run/x: outputs "a" and "b" are both written at /run/x`},
+		// A name given twice with one output path is a name conflict.
+		{Options{Secrets: []string{"a=kv/x", "a=kv/y"}, OutputPaths: []string{"a=/run/x"}},
+			`--secret a=kv/x and --secret a=kv/y: output "a" is defined twice`},
 	} {
 		_, err := tt.o.buildPlan(func(string) string { return "" })
 		if _, ok := err.(*configError); !ok || err.Error() != tt.want {

@@ -108,7 +108,7 @@ func Check(outputs []Output) error {
 		}
 		if o.Path != "" {
 			if j, ok := paths[o.Path]; ok {
-				return &ConflictError{I: j, J: i, msg: fmt.Sprintf("outputs %q and %q are both written at %s", outputs[j].Name, o.Name, o.Path)}
+				return &ConflictError{I: j, J: i, Path: true, msg: fmt.Sprintf("outputs %q and %q are both written at %s", outputs[j].Name, o.Name, o.Path)}
 			}
 			paths[o.Path] = i
 		} else if o.Mode != 0 {
@@ -123,6 +123,7 @@ func Check(outputs []Output) error {
 // given to Check or New, so that the caller can name where each came from.
 type ConflictError struct {
 	I, J int
+	Path bool // the two share an Output.Path (else a name or a variable)
 	msg  string
 }
 
