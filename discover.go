@@ -15,8 +15,8 @@ const maxDiscoveryRounds = 8
 
 // discovery is what templates ask for given a snapshot: the secrets they
 // lack, as specs naming the outputs that ask (in output order), and, by
-// output, every secret they read that parsing did not find (a path
-// computed from what Vault returned).
+// output, every secret they read that no output names statically (a path
+// computed from what Vault returned): settle may drop those.
 type discovery struct {
 	add  []lease.Spec
 	uses map[string][]string
@@ -26,18 +26,27 @@ type discovery struct {
 // secrets and records what it asks for. Without such templates (the
 // common case) it costs nothing: it runs at every hand-over.
 func discover(snap *lease.Snapshot, outputs []render.Output) discovery {
+	return discoverWith(func() map[string]render.Secret { return renderSecrets(snap) }, outputs)
+}
+
+// discoverWith is discover with the snapshot's secrets from get, called
+// once they are needed.
+func discoverWith(get func() map[string]render.Secret, outputs []render.Output) discovery {
 	d := discovery{uses: map[string][]string{}}
-	var secrets map[string]render.Secret // copied from snap once needed
+	var secrets map[string]render.Secret
+	var static map[string]bool
 	index := map[string]int{}
 	for _, o := range outputs {
 		if o.Template == nil || !o.Template.Computed() {
 			continue
 		}
 		if secrets == nil {
-			secrets = renderSecrets(snap)
+			secrets, static = get(), staticIDs(outputs)
 		}
 		missing, uses := o.Template.Calls(secrets)
-		if len(uses) > 0 {
+		// A secret another output names (a -s, another template's
+		// literal path) stays whatever this template computes.
+		if uses = slices.DeleteFunc(uses, func(id string) bool { return static[id] }); len(uses) > 0 {
 			d.uses[o.Name] = uses
 		}
 		for _, r := range missing {
@@ -50,6 +59,22 @@ func discover(snap *lease.Snapshot, outputs []render.Output) discovery {
 		}
 	}
 	return d
+}
+
+// staticIDs are the secrets outputs name without computing them: those of
+// --secret outputs and every template's parsed calls (the plan's specs).
+func staticIDs(outputs []render.Output) map[string]bool {
+	ids := map[string]bool{}
+	for _, o := range outputs {
+		if o.Template == nil {
+			ids[o.Secret] = true
+			continue
+		}
+		for _, r := range o.Template.Refs() {
+			ids[r.ID()] = true
+		}
+	}
+	return ids
 }
 
 // unused returns the IDs in found (what templates read at the last
