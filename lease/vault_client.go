@@ -327,6 +327,9 @@ func (t *limitBody) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func tooLarge(max int64) error {
+	if max < 1<<20 || max%(1<<20) != 0 {
+		return fmt.Errorf("%w: longer than %d bytes", ErrTooLarge, max)
+	}
 	return fmt.Errorf("%w: longer than %d MiB", ErrTooLarge, max>>20)
 }
 

@@ -51,6 +51,11 @@ func classify(err error) (out error, transient bool) {
 		// Before noAnswer: the *url.Error around it is a net.Error.
 		return redir, false
 	}
+	if errors.Is(err, ErrTooLarge) {
+		// Also inside a *url.Error when the Content-Length said so. An
+		// answer did come: asking again brings the same one.
+		return stripURL(err), false
+	}
 	var ce *cloudError
 	if errors.As(err, &ce) {
 		// Kept whole: the source it names is what the operator must fix.
