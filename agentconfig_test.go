@@ -114,7 +114,8 @@ func TestAgentConfigMapping(t *testing.T) {
 	if o.RemoveSecretIDFile || o.AuthMount != "apps" || o.OnRotate != "restart" || o.SecretIDWrapPath != "auth/apps/role/app/secret-id" {
 		t.Errorf("approle-keep config: %+v", o)
 	}
-	// --secret-id-wrap-path's own errors name it.
+	// --secret-id-wrap-path's own errors name it; on the command line they
+	// are usage errors.
 	for _, tt := range []struct{ args, want string }{
 		{"--secret-id-wrap-path auth/approle/role/app/secret-id", "--secret-id-wrap-path is for --auth approle, not token"},
 		{"--auth approle --role-id-file /r --secret-id-file /s --secret-id-wrap-path /auth/approle/role/app/secret-id", `--secret-id-wrap-path "/auth/approle/role/app/secret-id": Vault's creation_path never starts`},
@@ -123,9 +124,9 @@ func TestAgentConfigMapping(t *testing.T) {
 		if err == nil {
 			_, err = cli.Run.settings(func(string) string { return "" })
 		}
-		var ce *configError
-		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: err = %v, want a config error with %q", tt.args, err, tt.want)
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want a usage error with %q", tt.args, err, tt.want)
 		}
 	}
 	// Flags win over the file.

@@ -133,11 +133,13 @@ func (o *Options) auditSyslog() bool { return o.AuditSyslog || o.AuditSyslogAddr
 func (o *Options) checkAuth() error {
 	if p := o.SecretIDWrapPath; p != "" {
 		// lease.New checks the same; here the error names the flag.
+		// A bad value on the command line is a usage error (64), in a
+		// config file a config error (78), as for every flag.
 		if o.Auth != "approle" {
-			return configErrorf("--secret-id-wrap-path is for --auth approle, not %s", o.Auth)
+			return o.flagError(fmt.Errorf("--secret-id-wrap-path is for --auth approle, not %s", o.Auth), "secret-id-wrap-path", "auth")
 		}
 		if strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
-			return configErrorf("--secret-id-wrap-path %q: Vault's creation_path never starts or ends with \"/\"; write %q", p, strings.Trim(p, "/"))
+			return o.flagError(fmt.Errorf("--secret-id-wrap-path %q: Vault's creation_path never starts or ends with \"/\"; write %q", p, strings.Trim(p, "/")), "secret-id-wrap-path")
 		}
 	}
 	miss := o.authConfig().Missing()
