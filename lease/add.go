@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Add fetches specs the Manager does not hold yet and returns the snapshot
@@ -22,7 +23,8 @@ func (m *Manager) Add(ctx context.Context, specs []Spec) (*Snapshot, error) {
 }
 
 // addEntries fetches the specs not held yet and appends them to the
-// entries, for Add and Track.
+// entries, for Add and Track. An entry whose fetch failed is not kept: it
+// has nothing to renew or hand over, and the next call fetches it again.
 func (k *keeper) addEntries(ctx context.Context, specs []Spec) error {
 	var added []*entry
 	for _, s := range specs {
@@ -44,6 +46,7 @@ func (k *keeper) addEntries(ctx context.Context, specs []Spec) error {
 	results, errs := k.fetchAll(st, added)
 	k.applyAll(added, results)
 	if err := firstError(errs); err != nil {
+		k.entries = slices.DeleteFunc(k.entries, func(e *entry) bool { return e.cur == nil })
 		if errors.Is(err, ErrPermissionDenied) {
 			err = k.explainDenied(err)
 		}

@@ -187,7 +187,8 @@ func (l *ledger) prune(now time.Time, current func(*held) bool) {
 
 // release marks h as held by no later snapshot: Track dropped its entry,
 // so the next Retire of a snapshot holding it revokes it, even one older
-// than the snapshots Track published while it fetched.
+// than a snapshot published after it that the child never used (one
+// Track published with the secrets it fetched before it dropped this).
 func (l *ledger) release(h *held) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -31,11 +31,14 @@ func (m *Manager) track(ctx context.Context, add []Spec, drop []string) (*Snapsh
 // track fetches the specs of add not held yet and drops the entries whose
 // Spec.ID is in drop, unless a fetch fails (see Track).
 func (k *keeper) track(ctx context.Context, add []Spec, drop []string) error {
-	n := len(k.entries)
+	// Run renews nothing while it fetches: its retries must end before a
+	// credential it holds counts as lost.
+	if first := k.firstLoss(); !first.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, max(first.Sub(k.clock.now()), 0))
+		defer cancel()
+	}
 	if err := k.addEntries(ctx, add); err != nil {
-		// An entry that got nothing has no credential to renew or to
-		// hand over: forget it, so that the next call fetches it again.
-		k.entries = append(k.entries[:n], slices.DeleteFunc(k.entries[n:], func(e *entry) bool { return e.cur == nil })...)
 		return err
 	}
 	for _, id := range drop {

@@ -49,7 +49,9 @@ func TestTrackWhileRunning(t *testing.T) {
 	if _, ok := dropped.Secrets["tok"]; ok || dropped.Secrets["b"] == nil {
 		t.Fatalf("after dropping tok the snapshot holds %v", dropped.Secrets)
 	}
-	h.next(10 * time.Second)
+	if u := h.next(10 * time.Second); u != dropped {
+		t.Errorf("Updates has snapshot %d, want Track's %d", u.Seq, dropped.Seq)
+	}
 	if n := len(s.LeaseIDs(t, create+"/")); n != 1 {
 		t.Fatalf("Vault holds %d leases before Retire, want 1", n)
 	}
@@ -70,6 +72,11 @@ func TestTrackWhileRunning(t *testing.T) {
 	}
 	if _, ok := again.Secrets["gone"]; ok {
 		t.Errorf("a failed fetch left %q in the snapshot", "gone")
+	}
+	for _, e := range h.m.keeper.entries {
+		if e.spec.ID == "gone" {
+			t.Errorf("a failed fetch left an entry to renew")
+		}
 	}
 	h.m.Close(ctx)
 }
