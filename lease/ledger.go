@@ -92,13 +92,7 @@ func (l *ledger) publish(entries []*entry) (s *Snapshot, first bool) {
 	return s, first
 }
 
-// last is the last published snapshot (nil: none yet).
-func (l *ledger) last() *Snapshot {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.snap
-}
-
+// published reports whether a snapshot has been published (Start is done).
 func (l *ledger) published() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

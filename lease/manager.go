@@ -13,7 +13,6 @@ import (
 // has returned.
 type Manager struct {
 	cfg     Config
-	env     environ
 	vault   *vault
 	log     hclog.Logger
 	updates chan *Snapshot
@@ -23,8 +22,7 @@ type Manager struct {
 	// plan holds the renewal, hand-over and retry parameters.
 	plan planner
 
-	auth    *auth    // logins and the user's token
-	fetcher *fetcher // the entries' requests
+	auth *auth // logins and the user's token
 
 	// tokens (the token lifecycle) and keeper (the entries' lifecycle)
 	// belong to the goroutine running Start, Add, Run or Check.
@@ -61,7 +59,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		cfg: cfg, env: env, vault: v, log: log,
+		cfg: cfg, vault: v, log: log,
 		updates: make(chan *Snapshot, 1),
 		calls:   make(chan runCall),
 		clock:   clock{now: time.Now, rand: rand.Float64},
@@ -69,12 +67,12 @@ func New(cfg Config) (*Manager, error) {
 			staticRefresh: cfg.StaticRefresh},
 		ledger: newLedger(),
 	}
-	m.fetcher = &fetcher{vault: v, ledger: m.ledger, clock: &m.clock, log: log}
+	fetch := &fetcher{vault: v, ledger: m.ledger, clock: &m.clock, log: log} // the entries' requests
 	m.auth = &auth{cfg: cfg.Auth, env: env, vault: v, log: log, clock: &m.clock}
 	m.reporter = reporter{onEvent: cfg.OnEvent, log: log, clock: &m.clock, ledger: m.ledger}
 	m.revoker = &revoker{vault: v, ledger: m.ledger, rep: &m.reporter, log: log, loginPath: cfg.Auth.loginPath()}
 	m.tokens = &tokens{auth: m.auth, vault: v, plan: &m.plan, ledger: m.ledger, rep: &m.reporter, log: log, clock: &m.clock}
-	m.keeper = &keeper{auth: cfg.Auth, startupTimeout: cfg.StartupTimeout, vault: v, fetcher: m.fetcher, tokens: m.tokens,
+	m.keeper = &keeper{auth: cfg.Auth, startupTimeout: cfg.StartupTimeout, vault: v, fetcher: fetch, tokens: m.tokens,
 		plan: &m.plan, ledger: m.ledger, rep: &m.reporter, log: log, clock: &m.clock}
 	for _, s := range cfg.Specs {
 		m.keeper.entries = append(m.keeper.entries, &entry{spec: s})

@@ -179,22 +179,15 @@ func ParseTemplateOptions(name, text string, o TemplateOptions) (*Template, erro
 	return t, nil
 }
 
-// Discover returns the fetch calls the template makes given secrets (keyed
-// by Ref.ID) that are not among them: the paths computed from a secret's
-// value, which parsing could not find. Main fetches them and asks again
-// until nothing new is asked. Calls of secrets it lacks get nothing back,
+// Calls returns the fetch calls the template makes given secrets (keyed
+// by Ref.ID) that are not among them (missing: the paths computed from a
+// secret's value, which parsing could not find; main fetches them and
+// asks again until nothing new is asked), and the ID of every call it
+// made that parsing did not find (computed): what it reads now. A secret
+// found before that is in neither is no longer asked for, since the value
+// feeding its path changed. Calls of secrets it lacks get nothing back,
 // as when parsing; execution errors end the pass with what was found
-// (they are the render's to report).
-func (t *Template) Discover(secrets map[string]Secret) []Ref {
-	missing, _ := t.Calls(secrets)
-	return missing
-}
-
-// Calls executes the template as [Template.Discover] does and returns,
-// besides the calls of secrets it lacks (missing), the ID of every call
-// it made that parsing did not find (computed): what it reads now. A
-// secret found at start that is in neither is no longer asked for, since
-// the value feeding its path changed. A template without computed calls
+// (they are the render's to report). A template without computed calls
 // returns nothing.
 func (t *Template) Calls(secrets map[string]Secret) (missing []Ref, computed []string) {
 	if !t.computed {
@@ -208,19 +201,17 @@ func (t *Template) Calls(secrets map[string]Secret) (missing []Ref, computed []s
 			return Secret{}, false
 		}
 		id := r.ID()
+		s, ok := secrets[id]
 		if !seen[id] {
 			seen[id] = true
 			if !slices.ContainsFunc(t.refs, func(k Ref) bool { return k.ID() == id }) {
 				computed = append(computed, id)
 			}
+			if !ok {
+				missing = append(missing, r)
+			}
 		}
-		if s, ok := secrets[id]; ok {
-			return s, true
-		}
-		if !slices.ContainsFunc(missing, func(k Ref) bool { return k.ID() == id }) {
-			missing = append(missing, r)
-		}
-		return Secret{}, false
+		return s, ok
 	}
 	var w buffer
 	defer w.wipe()

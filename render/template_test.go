@@ -535,7 +535,7 @@ func TestTemplateSecretsList(t *testing.T) {
 
 // Computed paths are found by executing the template, as consul-template
 // does, when they come from literals, variables and env; one computed from
-// a secret's value is found by Discover once that secret is there, and a
+// a secret's value is found by Calls once that secret is there, and a
 // render without it says why it is missing.
 func TestTemplateComputedPaths(t *testing.T) {
 	env := func(k string) string {
@@ -571,8 +571,8 @@ func TestTemplateComputedPaths(t *testing.T) {
 		"pki/issue/web?common_name=y&ttl=1h": pkiSecret(),
 		"list:secret/metadata/prod":          {Raw: NewValues(map[string]any{"keys": []any{"w"}})},
 	}
-	if got := tmpl.Discover(secrets); len(got) != 1 || got[0].ID() != "kv/A" {
-		t.Fatalf("Discover = %v, want kv/A", got)
+	if got, _ := tmpl.Calls(secrets); len(got) != 1 || got[0].ID() != "kv/A" {
+		t.Fatalf("Calls = %v, want kv/A missing", got)
 	}
 	var w buffer
 	err = tmpl.render(&w, secrets)
@@ -580,8 +580,8 @@ func TestTemplateComputedPaths(t *testing.T) {
 		t.Fatalf("err = %v, want kv/A named as computed from a secret", err)
 	}
 	secrets["kv/A"] = Secret{Raw: NewValues(map[string]any{})}
-	if got := tmpl.Discover(secrets); len(got) != 0 {
-		t.Fatalf("Discover with kv/A = %v, want nothing", got)
+	if got, _ := tmpl.Calls(secrets); len(got) != 0 {
+		t.Fatalf("Calls with kv/A = %v, want nothing missing", got)
 	}
 	// Calls names what the template reads beyond its Refs: kv/A, and
 	// kv/Z once kv/a's value points there (kv/A is then unused).
