@@ -93,10 +93,10 @@ func classify(err error) (int, string) {
 	case errors.Is(err, lease.ErrPermissionDenied):
 		// First: a rejected login is both denied and, as Vault answers it
 		// with 400, rejected.
-		if errors.As(err, &le) && le.Op == "login" && le.Path == "sys/wrapping/lookup" {
+		switch {
+		case errors.Is(err, lease.ErrWrapPathMismatch):
 			return exitNoPerm, "the secret_id file's wrapping token was not created at the expected path (--secret-id-wrap-path) and was not unwrapped: get a new secret_id, and find out who replaced this one"
-		}
-		if errors.As(err, &le) && le.Op == "login" {
+		case errors.As(err, &le) && le.Op == "login":
 			return exitNoPerm, "check the auth method's role and the credentials leash logs in with (--auth, --auth-mount, --auth-role)"
 		}
 		return exitNoPerm, "check the Vault policy attached to leash's token"

@@ -34,6 +34,10 @@ var (
 	// ErrTooLarge: Vault's answer was longer than Config.MaxResponse (exit
 	// 78 in main). The rest of it was not read.
 	ErrTooLarge = errors.New("vault's answer is too large")
+	// ErrWrapPathMismatch: the secret_id file's wrapping token was created
+	// elsewhere than AuthConfig.SecretIDWrapPath (it may have been
+	// intercepted and replaced). It is also an ErrPermissionDenied.
+	ErrWrapPathMismatch = fmt.Errorf("%w: wrapping token created at another path", ErrPermissionDenied)
 )
 
 // RedirectError reports a redirect leash refused to follow: to another

@@ -221,7 +221,7 @@ func checkWrapPath(ctx context.Context, c *api.Client, raw, want, file string) e
 	}
 	if got != want {
 		return &Error{Op: "login", Path: "sys/wrapping/lookup", Err: fmt.Errorf("%w: the wrapping token in secret_id file %s was created at %q, not at %q (the secret_id wrap path): it may have been intercepted and replaced; refused",
-			ErrPermissionDenied, file, got, want)}
+			ErrWrapPathMismatch, file, got, want)}
 	}
 	return nil
 }
