@@ -323,7 +323,8 @@ func FuzzConfigFileValues(f *testing.F) {
 		}
 		_, _, err := parseArgs([]string{"validate", "-c", p}, false, io.Discard, io.Discard)
 		var ce *configError
-		if errors.As(err, &ce) && !strings.HasPrefix(err.Error(), p) && !strings.Contains(err.Error(), "(converted)") && !strings.Contains(err.Error(), " (") {
+		// A Vault Agent stanza's error names the file inside: "exec (FILE:7:1): ...".
+		if errors.As(err, &ce) && !strings.HasPrefix(err.Error(), p) && !strings.Contains(err.Error(), "("+p+":") {
 			t.Fatalf("config error does not start with the file: %v", err)
 		}
 	})
