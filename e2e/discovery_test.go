@@ -68,7 +68,14 @@ func TestComputedPathFollowsChangedValue(t *testing.T) {
 	if l := lp.Next(60 * time.Second); !strings.HasPrefix(l, "reload ") {
 		t.Fatalf("child said %q, want a reload", l)
 	}
-	lp.WaitEvent("dropped", 2, 60*time.Second, nil)
+	other := lp.WaitEvent("dropped", 2, 60*time.Second, nil)[1]
+	if other.Path != mount+"/creds/other" {
+		t.Errorf("second dropped record %+v, want role other's lease", other)
+	}
+	lp.WaitEvent("retired", 1, 60*time.Second, func(r Record) bool { return r.Lease == other.Lease })
+	if ids := leaseIDs(t, srv, mount+"/creds/other"); len(ids) != 0 {
+		t.Errorf("Vault still holds %d leases of role other after the hand-over back", len(ids))
+	}
 	lp.Signal(syscall.SIGTERM)
 	if l := lp.Next(60 * time.Second); l != "term" {
 		t.Errorf("child said %q, want term", l)
