@@ -858,7 +858,7 @@ func TestAgentTemplatesMatchVaultAgent(t *testing.T) {
 	converted, _ := Output(t, agentCommand(t, "convert", config))
 	native := filepath.Join(f.dir, "native.hcl")
 	f.writeFile(t, native, string(converted))
-	fromNative, nativeModes, _ := run("-c", native)
+	fromNative, nativeModes, nativeStderr := run("-c", native)
 	for _, n := range agentOutputs {
 		b := leash[n]
 		if ml, ma := maskCreds(string(b)), maskCreds(string(agent[n])); ml != ma {
@@ -882,8 +882,14 @@ func TestAgentTemplatesMatchVaultAgent(t *testing.T) {
 			t.Errorf("%s: mode %04o under leash, %04o under Vault Agent; want %04o and %04o", n, leashModes[n], agentModes[n], want[0], want[1])
 		}
 	}
-	if strings.Contains(stderr, "hunter2") {
-		t.Error("leash's log holds the KV password")
+	// Neither run logs the KV password or the database password it issued.
+	for _, pw := range []string{"hunter2", dbLine(leash["db.ini"], "password"), dbLine(fromNative["db.ini"], "password")} {
+		if pw == "" {
+			t.Fatal("db.ini holds no password to search the logs for")
+		}
+		if strings.Contains(stderr, pw) || strings.Contains(nativeStderr, pw) {
+			t.Errorf("leash's log holds a password (%d bytes)", len(pw))
+		}
 	}
 }
 
@@ -910,14 +916,16 @@ func TestAgentMissingKeyIsAnError(t *testing.T) {
 // agentExecScript is an exec child that runs under both Vault Agent and
 // leash: it writes each env_template's value to OUT/NAME, from $NAME_FILE
 // under leash and from $NAME under Vault Agent, and APP_MODE, and marks
-// OUT/LEAK when DB_PASS is in its environment.
+// OUT/LEAK when DB_PASS's value (a database password) is anywhere in its
+// environment, under any name.
 const agentExecScript = `out=$0
 get() { if [ -n "$2" ]; then cat "$2"; else printf %s "$3"; fi > "$out/$1"; }
 get DB_USER "$DB_USER_FILE" "$DB_USER"
 get DB_PASS "$DB_PASS_FILE" "$DB_PASS"
 get APP_KEY "$APP_KEY_FILE" "$APP_KEY"
 printf %s "$APP_MODE" > "$out/APP_MODE"
-if env | grep -q '^DB_PASS='; then echo yes > "$out/LEAK"; fi`
+pw=$(cat "$out/DB_PASS")
+if [ -n "$pw" ] && env | grep -qF -- "$pw"; then echo yes > "$out/LEAK"; fi`
 
 // agentSupervisor is a process supervisor config: env_template with
 // contents, delimiters and source, and exec. (Vault Agent 1.21's exec has
