@@ -148,7 +148,7 @@ func (au *auth) approleSecretID(ctx context.Context) (secretString, error) {
 // logins). With SecretIDWrapPath the file must hold a wrapping token
 // created there, as in Vault Agent: a UUID is not taken as a secret_id,
 // or a plain secret_id put in the file would pass the check. The caller
-// holds authMu.
+// holds au.mu.
 func (au *auth) readSecretID(ctx context.Context) (secretString, error) {
 	raw, err := readTrimmed(au.cfg.SecretIDFile)
 	if err != nil {

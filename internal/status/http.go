@@ -182,12 +182,13 @@ func loopbackHost(host string) bool {
 // limitListener bounds the connections open at once without making Accept
 // wait for a client (netutil.LimitListener does, and would let idle or
 // trickling clients keep a health probe out, issue 24): at the limit a new
-// connection displaces the oldest one still reading its request, and a
-// probe, which sends its request at once, is answered ahead of them. When
-// every open connection is being answered, Accept waits for one to finish,
-// which the write timeout bounds, and the new one waits in the kernel's
-// queue: closing it instead turned a probe away behind a burst of requests
-// answered in microseconds. net/http's ConnState hook says when a request
+// connection displaces the oldest one that has spent displaceAfter reading
+// its request, and a probe, which sends its request at once, is answered
+// ahead of them. Until one can be displaced, or when every open connection
+// is being answered (the write timeout bounds that), Accept holds the new
+// connection and those after it wait in the kernel's queue: closing it
+// instead turned a probe away behind a burst of requests answered in
+// microseconds. net/http's ConnState hook says when a request
 // has been read.
 type limitListener struct {
 	net.Listener
